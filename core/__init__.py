@@ -1,0 +1,1 @@
+"""Trading core: the deterministic matching and risk engine and the service around it."""

@@ -1,0 +1,1 @@
+"""Gateway: what the Envoy edge needs beside Envoy (auth, market data, WebSocket fan-out)."""

@@ -1,0 +1,1 @@
+"""Ledger: the append-only double-entry book of record on PostgreSQL."""
