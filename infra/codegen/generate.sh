@@ -9,6 +9,10 @@ cd "$root"
 export PATH="$root/.venv/bin:$PATH"
 
 buf generate
+# mypy-protobuf writes a stub for every file; keep only those of files with services.
+find gen/exchange -name '*_pb2_grpc.pyi' | while read -r stub; do
+  [ -f "${stub%.pyi}.py" ] || rm -f "$stub"
+done
 python infra/codegen/write_package_inits.py gen/exchange
 mkdir -p gen/descriptors
 buf build --as-file-descriptor-set --exclude-source-info -o gen/descriptors/exchange.binpb
