@@ -59,13 +59,17 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     ERROR_REASON_QUANTITY_STEP_VIOLATION: _ErrorReason.ValueType  # 6
     """Quantity is not a multiple of the market's lot_step."""
     ERROR_REASON_QUANTITY_BELOW_MIN: _ErrorReason.ValueType  # 7
+    """Quantity is below the market's min_quantity."""
     ERROR_REASON_QUANTITY_ABOVE_MAX: _ErrorReason.ValueType  # 8
+    """Quantity is above the market's max_quantity."""
     ERROR_REASON_NOTIONAL_BELOW_MIN: _ErrorReason.ValueType  # 9
+    """price * quantity is below the market's min_notional."""
     ERROR_REASON_PRECISION_EXCEEDED: _ErrorReason.ValueType  # 10
     """A decimal string has more fractional digits than the asset's scale (never rounded)."""
     ERROR_REASON_AMOUNT_OUT_OF_RANGE: _ErrorReason.ValueType  # 11
     """An amount does not fit in int64 or exceeds a configured bound."""
     ERROR_REASON_PAGE_TOKEN_INVALID: _ErrorReason.ValueType  # 12
+    """The page_token was not issued by this list call or has expired."""
     ERROR_REASON_BATCH_TOO_LARGE: _ErrorReason.ValueType  # 13
     """A batch on the streaming order entry holds more commands than the limit."""
     ERROR_REASON_IDEMPOTENCY_KEY_MISSING: _ErrorReason.ValueType  # 14
@@ -77,15 +81,23 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     ERROR_REASON_PAYLOAD_TOO_LARGE: _ErrorReason.ValueType  # 17
     """A request body is larger than the edge accepts."""
     ERROR_REASON_SYMBOL_UNKNOWN: _ErrorReason.ValueType  # 100
-    """---- Unknown things ----"""
+    """---- Unknown things ----
+    No market has this symbol.
+    """
     ERROR_REASON_ASSET_UNKNOWN: _ErrorReason.ValueType  # 101
+    """No asset has this code."""
     ERROR_REASON_ORDER_NOT_FOUND: _ErrorReason.ValueType  # 102
     """No such order for this account (another account's order is reported the same way)."""
     ERROR_REASON_ACCOUNT_UNKNOWN: _ErrorReason.ValueType  # 103
+    """No account has this id."""
     ERROR_REASON_API_KEY_NOT_FOUND: _ErrorReason.ValueType  # 104
+    """No API key has this id (admin calls)."""
     ERROR_REASON_CORRECTION_NOT_FOUND: _ErrorReason.ValueType  # 105
+    """No correction has this id."""
     ERROR_REASON_ENTRY_NOT_FOUND: _ErrorReason.ValueType  # 106
+    """No journal entry has this id."""
     ERROR_REASON_TRANSFER_NOT_FOUND: _ErrorReason.ValueType  # 107
+    """No transfer of this account has this id."""
     ERROR_REASON_DUPLICATE_CLIENT_ORDER_ID: _ErrorReason.ValueType  # 200
     """---- Conflicts ----
     The client order id was used before by this account with different parameters.
@@ -93,11 +105,17 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     ERROR_REASON_IDEMPOTENCY_KEY_REUSED: _ErrorReason.ValueType  # 201
     """The idempotency key (request_id, transfer_id, Idempotency-Key) was used before with another body."""
     ERROR_REASON_MARKET_ALREADY_EXISTS: _ErrorReason.ValueType  # 202
+    """A market with this symbol is listed already (with other rules)."""
     ERROR_REASON_ASSET_ALREADY_EXISTS: _ErrorReason.ValueType  # 203
+    """An asset with this code is listed already (with another scale)."""
     ERROR_REASON_INSUFFICIENT_BALANCE: _ErrorReason.ValueType  # 300
-    """---- Business rules (the request is well formed; the state says no) ----"""
+    """---- Business rules (the request is well formed; the state says no) ----
+    The available balance does not cover the reservation or the withdrawal.
+    """
     ERROR_REASON_MARKET_HALTED: _ErrorReason.ValueType  # 301
+    """The market is HALTED: no places, amends or cancels."""
     ERROR_REASON_MARKET_CANCEL_ONLY: _ErrorReason.ValueType  # 302
+    """The market is CANCEL_ONLY: cancels only."""
     ERROR_REASON_POST_ONLY_WOULD_TAKE: _ErrorReason.ValueType  # 303
     """A post-only order (or amend) would have taken liquidity."""
     ERROR_REASON_FOK_UNFILLABLE: _ErrorReason.ValueType  # 304
@@ -115,16 +133,23 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     ERROR_REASON_CORRECTION_STATE_INVALID: _ErrorReason.ValueType  # 310
     """A correction is in a state that does not allow this step (e.g. approving a rejected one)."""
     ERROR_REASON_OPEN_ORDER_LIMIT_EXCEEDED: _ErrorReason.ValueType  # 400
-    """---- Limits ----"""
+    """---- Limits ----
+    The account has the maximum number of open orders.
+    """
     ERROR_REASON_RATE_LIMITED: _ErrorReason.ValueType  # 401
     """Over the API key's rate limit; REST answers 429 with Retry-After."""
     ERROR_REASON_CONNECTION_LIMIT_REACHED: _ErrorReason.ValueType  # 402
     """The gateway holds its maximum number of WebSocket connections."""
     ERROR_REASON_API_KEY_MISSING: _ErrorReason.ValueType  # 500
-    """---- Authentication and authorization ----"""
+    """---- Authentication and authorization ----
+    No X-API-KEY header (or x-api-key metadata).
+    """
     ERROR_REASON_API_KEY_UNKNOWN: _ErrorReason.ValueType  # 501
+    """No API key has this id."""
     ERROR_REASON_API_KEY_REVOKED: _ErrorReason.ValueType  # 502
+    """The API key was revoked."""
     ERROR_REASON_SIGNATURE_INVALID: _ErrorReason.ValueType  # 503
+    """X-SIGNATURE is not the HMAC-SHA256 of the canonical request with the key's secret."""
     ERROR_REASON_TIMESTAMP_OUT_OF_WINDOW: _ErrorReason.ValueType  # 504
     """X-TS is outside the accepted clock-skew window."""
     ERROR_REASON_REQUEST_REPLAYED: _ErrorReason.ValueType  # 505
@@ -146,6 +171,7 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     ERROR_REASON_DEPENDENCY_UNAVAILABLE: _ErrorReason.ValueType  # 603
     """A dependency (database, broker, cache) is unreachable."""
     ERROR_REASON_INTERNAL: _ErrorReason.ValueType  # 604
+    """A bug: an invariant broke. Nothing was half-applied; report it."""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """The named reason of every error and every business rejection."""
@@ -166,13 +192,17 @@ ERROR_REASON_PRICE_TICK_VIOLATION: ErrorReason.ValueType  # 5
 ERROR_REASON_QUANTITY_STEP_VIOLATION: ErrorReason.ValueType  # 6
 """Quantity is not a multiple of the market's lot_step."""
 ERROR_REASON_QUANTITY_BELOW_MIN: ErrorReason.ValueType  # 7
+"""Quantity is below the market's min_quantity."""
 ERROR_REASON_QUANTITY_ABOVE_MAX: ErrorReason.ValueType  # 8
+"""Quantity is above the market's max_quantity."""
 ERROR_REASON_NOTIONAL_BELOW_MIN: ErrorReason.ValueType  # 9
+"""price * quantity is below the market's min_notional."""
 ERROR_REASON_PRECISION_EXCEEDED: ErrorReason.ValueType  # 10
 """A decimal string has more fractional digits than the asset's scale (never rounded)."""
 ERROR_REASON_AMOUNT_OUT_OF_RANGE: ErrorReason.ValueType  # 11
 """An amount does not fit in int64 or exceeds a configured bound."""
 ERROR_REASON_PAGE_TOKEN_INVALID: ErrorReason.ValueType  # 12
+"""The page_token was not issued by this list call or has expired."""
 ERROR_REASON_BATCH_TOO_LARGE: ErrorReason.ValueType  # 13
 """A batch on the streaming order entry holds more commands than the limit."""
 ERROR_REASON_IDEMPOTENCY_KEY_MISSING: ErrorReason.ValueType  # 14
@@ -184,15 +214,23 @@ ERROR_REASON_ENTRY_UNBALANCED: ErrorReason.ValueType  # 16
 ERROR_REASON_PAYLOAD_TOO_LARGE: ErrorReason.ValueType  # 17
 """A request body is larger than the edge accepts."""
 ERROR_REASON_SYMBOL_UNKNOWN: ErrorReason.ValueType  # 100
-"""---- Unknown things ----"""
+"""---- Unknown things ----
+No market has this symbol.
+"""
 ERROR_REASON_ASSET_UNKNOWN: ErrorReason.ValueType  # 101
+"""No asset has this code."""
 ERROR_REASON_ORDER_NOT_FOUND: ErrorReason.ValueType  # 102
 """No such order for this account (another account's order is reported the same way)."""
 ERROR_REASON_ACCOUNT_UNKNOWN: ErrorReason.ValueType  # 103
+"""No account has this id."""
 ERROR_REASON_API_KEY_NOT_FOUND: ErrorReason.ValueType  # 104
+"""No API key has this id (admin calls)."""
 ERROR_REASON_CORRECTION_NOT_FOUND: ErrorReason.ValueType  # 105
+"""No correction has this id."""
 ERROR_REASON_ENTRY_NOT_FOUND: ErrorReason.ValueType  # 106
+"""No journal entry has this id."""
 ERROR_REASON_TRANSFER_NOT_FOUND: ErrorReason.ValueType  # 107
+"""No transfer of this account has this id."""
 ERROR_REASON_DUPLICATE_CLIENT_ORDER_ID: ErrorReason.ValueType  # 200
 """---- Conflicts ----
 The client order id was used before by this account with different parameters.
@@ -200,11 +238,17 @@ The client order id was used before by this account with different parameters.
 ERROR_REASON_IDEMPOTENCY_KEY_REUSED: ErrorReason.ValueType  # 201
 """The idempotency key (request_id, transfer_id, Idempotency-Key) was used before with another body."""
 ERROR_REASON_MARKET_ALREADY_EXISTS: ErrorReason.ValueType  # 202
+"""A market with this symbol is listed already (with other rules)."""
 ERROR_REASON_ASSET_ALREADY_EXISTS: ErrorReason.ValueType  # 203
+"""An asset with this code is listed already (with another scale)."""
 ERROR_REASON_INSUFFICIENT_BALANCE: ErrorReason.ValueType  # 300
-"""---- Business rules (the request is well formed; the state says no) ----"""
+"""---- Business rules (the request is well formed; the state says no) ----
+The available balance does not cover the reservation or the withdrawal.
+"""
 ERROR_REASON_MARKET_HALTED: ErrorReason.ValueType  # 301
+"""The market is HALTED: no places, amends or cancels."""
 ERROR_REASON_MARKET_CANCEL_ONLY: ErrorReason.ValueType  # 302
+"""The market is CANCEL_ONLY: cancels only."""
 ERROR_REASON_POST_ONLY_WOULD_TAKE: ErrorReason.ValueType  # 303
 """A post-only order (or amend) would have taken liquidity."""
 ERROR_REASON_FOK_UNFILLABLE: ErrorReason.ValueType  # 304
@@ -222,16 +266,23 @@ ERROR_REASON_CORRECTION_NOT_APPROVED: ErrorReason.ValueType  # 309
 ERROR_REASON_CORRECTION_STATE_INVALID: ErrorReason.ValueType  # 310
 """A correction is in a state that does not allow this step (e.g. approving a rejected one)."""
 ERROR_REASON_OPEN_ORDER_LIMIT_EXCEEDED: ErrorReason.ValueType  # 400
-"""---- Limits ----"""
+"""---- Limits ----
+The account has the maximum number of open orders.
+"""
 ERROR_REASON_RATE_LIMITED: ErrorReason.ValueType  # 401
 """Over the API key's rate limit; REST answers 429 with Retry-After."""
 ERROR_REASON_CONNECTION_LIMIT_REACHED: ErrorReason.ValueType  # 402
 """The gateway holds its maximum number of WebSocket connections."""
 ERROR_REASON_API_KEY_MISSING: ErrorReason.ValueType  # 500
-"""---- Authentication and authorization ----"""
+"""---- Authentication and authorization ----
+No X-API-KEY header (or x-api-key metadata).
+"""
 ERROR_REASON_API_KEY_UNKNOWN: ErrorReason.ValueType  # 501
+"""No API key has this id."""
 ERROR_REASON_API_KEY_REVOKED: ErrorReason.ValueType  # 502
+"""The API key was revoked."""
 ERROR_REASON_SIGNATURE_INVALID: ErrorReason.ValueType  # 503
+"""X-SIGNATURE is not the HMAC-SHA256 of the canonical request with the key's secret."""
 ERROR_REASON_TIMESTAMP_OUT_OF_WINDOW: ErrorReason.ValueType  # 504
 """X-TS is outside the accepted clock-skew window."""
 ERROR_REASON_REQUEST_REPLAYED: ErrorReason.ValueType  # 505
@@ -253,6 +304,7 @@ ERROR_REASON_WAL_WRITE_FAILED: ErrorReason.ValueType  # 602
 ERROR_REASON_DEPENDENCY_UNAVAILABLE: ErrorReason.ValueType  # 603
 """A dependency (database, broker, cache) is unreachable."""
 ERROR_REASON_INTERNAL: ErrorReason.ValueType  # 604
+"""A bug: an invariant broke. Nothing was half-applied; report it."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 
 @_typing.final

@@ -1,0 +1,49 @@
+"""Errors the SDK raises, each carrying the exchange's named reason.
+
+The reason is the ``ErrorReason`` value name without its ``ERROR_REASON_``
+prefix, exactly as it travels in ``google.rpc.ErrorInfo.reason``.
+"""
+
+from __future__ import annotations
+
+from exchange.common.v1 import errors_pb2
+
+ERROR_DOMAIN = "exchange"
+_REASON_PREFIX = "ERROR_REASON_"
+
+
+def error_reason_name(reason: errors_pb2.ErrorReason.ValueType) -> str:
+    """The ErrorInfo.reason string of an ErrorReason value, e.g. ``INSUFFICIENT_BALANCE``."""
+    return errors_pb2.ErrorReason.Name(reason).removeprefix(_REASON_PREFIX)
+
+
+class ExchangeError(Exception):
+    """An error the exchange returned (or the SDK found before sending), with its reason."""
+
+    def __init__(self, reason: str, message: str, *, metadata: dict[str, str] | None = None):
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+        self.metadata = dict(metadata or {})
+
+
+class PrecisionExceededError(ExchangeError, ValueError):
+    """A decimal amount has more fractional digits than its asset's scale."""
+
+    def __init__(self, message: str, *, metadata: dict[str, str] | None = None):
+        super().__init__(
+            error_reason_name(errors_pb2.ERROR_REASON_PRECISION_EXCEEDED),
+            message,
+            metadata=metadata,
+        )
+
+
+class AmountOutOfRangeError(ExchangeError, ValueError):
+    """An amount does not fit the wire's int64."""
+
+    def __init__(self, message: str, *, metadata: dict[str, str] | None = None):
+        super().__init__(
+            error_reason_name(errors_pb2.ERROR_REASON_AMOUNT_OUT_OF_RANGE),
+            message,
+            metadata=metadata,
+        )
