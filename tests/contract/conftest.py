@@ -14,7 +14,6 @@ from google.protobuf.descriptor import Descriptor, FileDescriptor, MethodDescrip
 from tests.paths import PROTO_ROOT, REPO_ROOT
 
 
-
 def _our_files() -> list[FileDescriptor]:
     files: dict[str, FileDescriptor] = {}
     for module_info in pkgutil.walk_packages(exchange.__path__, "exchange."):
@@ -35,7 +34,9 @@ def _walk_messages(messages: list[Descriptor]) -> Iterator[Descriptor]:
 @pytest.fixture(scope="session")
 def proto_files() -> list[FileDescriptor]:
     files = _our_files()
-    proto_sources = sorted(p.relative_to(PROTO_ROOT).as_posix() for p in PROTO_ROOT.rglob("*.proto"))
+    proto_sources = sorted(
+        p.relative_to(PROTO_ROOT).as_posix() for p in PROTO_ROOT.rglob("*.proto")
+    )
     # The generated package must hold exactly the sources: nothing missing, nothing stale.
     assert [f.name for f in files] == proto_sources
     return files

@@ -21,6 +21,13 @@ _REQUIRED_METADATA = {
 }
 
 
+def _payload_types() -> list[Descriptor]:
+    payload = _ENVELOPE.oneofs_by_name["payload"]
+    types = [field.message_type for field in payload.fields]
+    assert all(message is not None for message in types), "payload fields are messages"
+    return [message for message in types if message is not None]
+
+
 def _event_types(proto_files: list[FileDescriptor]) -> list[Descriptor]:
     return [
         message
@@ -35,12 +42,13 @@ def test_envelope_carries_the_required_metadata() -> None:
     fields = _ENVELOPE.fields_by_name
     actual = {name: fields[name].type for name in _REQUIRED_METADATA if name in fields}
     assert actual == _REQUIRED_METADATA
-    assert fields["occurred_at"].message_type.full_name == "google.protobuf.Timestamp"
+    timestamp = fields["occurred_at"].message_type
+    assert timestamp is not None
+    assert timestamp.full_name == "google.protobuf.Timestamp"
 
 
 def test_every_event_type_is_in_the_payload_oneof(proto_files: list[FileDescriptor]) -> None:
-    payload = _ENVELOPE.oneofs_by_name["payload"]
-    in_oneof = {field.message_type.full_name for field in payload.fields}
+    in_oneof = {message.full_name for message in _payload_types()}
     event_types = {message.full_name for message in _event_types(proto_files)}
     assert len(event_types) >= 25
     assert event_types - in_oneof == set(), "event types missing from the envelope"
@@ -55,9 +63,7 @@ def test_payload_oneof_holds_only_event_fields() -> None:
 
 def test_seed_events_exist() -> None:
     # The seeds name TradeExecuted (core.trade-events.v1) and CandleUpdated (WebSocket).
-    payload_types = {
-        field.message_type.name for field in _ENVELOPE.oneofs_by_name["payload"].fields
-    }
+    payload_types = {message.name for message in _payload_types()}
     assert {"TradeExecuted", "CandleUpdated"} <= payload_types
 
 

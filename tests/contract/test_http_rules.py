@@ -54,9 +54,11 @@ def test_path_variables_and_bodies_name_request_fields(all_methods: list[MethodD
             verb, path = _verb_and_path(binding)
             if not path.startswith("/v1/"):
                 problems.append(f"{method.full_name}: {path} is not under /v1/")
-            for variable in _PATH_VARIABLE.findall(path):
-                if variable.split(".")[0] not in request_fields:
-                    problems.append(f"{method.full_name}: {{{variable}}} is not a request field")
+            problems.extend(
+                f"{method.full_name}: {{{variable}}} is not a request field"
+                for variable in _PATH_VARIABLE.findall(path)
+                if variable.split(".")[0] not in request_fields
+            )
             if binding.body not in ("", "*") and binding.body not in request_fields:
                 problems.append(f"{method.full_name}: body {binding.body} is not a request field")
             if verb in ("get", "delete") and binding.body:
@@ -86,7 +88,11 @@ def test_no_two_rpcs_share_a_route(all_methods: list[MethodDescriptor]) -> None:
         ("exchange.trading.v1.TradingService.PlaceOrder", "post", "/v1/orders"),
         ("exchange.trading.v1.TradingService.CancelOrder", "delete", "/v1/orders/{order_id}"),
         ("exchange.trading.v1.TradingService.GetOrder", "get", "/v1/orders/{order_id}"),
-        ("exchange.marketdata.v1.MarketDataService.GetOrderBook", "get", "/v1/markets/{symbol}/orderbook"),
+        (
+            "exchange.marketdata.v1.MarketDataService.GetOrderBook",
+            "get",
+            "/v1/markets/{symbol}/orderbook",
+        ),
         ("exchange.ledger.v1.LedgerService.ListBalances", "get", "/v1/balances"),
     ],
 )

@@ -40,9 +40,27 @@ def test_no_float_keyword_in_proto_sources() -> None:
 def test_amount_fields_are_signed_64_bit(all_messages: list[Descriptor]) -> None:
     # Amounts travel as int64 (JSON: decimal strings); a 32-bit amount would overflow.
     amount_names = {
-        "price", "quantity", "quote_quantity", "amount", "available", "held", "balance",
-        "fee", "maker_fee", "taker_fee", "volume", "quote_volume", "notional", "min_notional",
-        "price_tick", "lot_step", "open", "high", "low", "close", "last",
+        "price",
+        "quantity",
+        "quote_quantity",
+        "amount",
+        "available",
+        "held",
+        "balance",
+        "fee",
+        "maker_fee",
+        "taker_fee",
+        "volume",
+        "quote_volume",
+        "notional",
+        "min_notional",
+        "price_tick",
+        "lot_step",
+        "open",
+        "high",
+        "low",
+        "close",
+        "last",
     }
     offenders = [
         field.full_name

@@ -12,9 +12,10 @@ ERROR_DOMAIN = "exchange"
 _REASON_PREFIX = "ERROR_REASON_"
 
 
-def error_reason_name(reason: errors_pb2.ErrorReason.ValueType) -> str:
+def error_reason_name(reason: int) -> str:
     """The ErrorInfo.reason string of an ErrorReason value, e.g. ``INSUFFICIENT_BALANCE``."""
-    return errors_pb2.ErrorReason.Name(reason).removeprefix(_REASON_PREFIX)
+    value = errors_pb2.ErrorReason.ValueType(reason)
+    return errors_pb2.ErrorReason.Name(value).removeprefix(_REASON_PREFIX)
 
 
 class ExchangeError(Exception):

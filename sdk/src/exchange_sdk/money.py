@@ -54,9 +54,9 @@ def to_minor_units(value: DecimalInput, *, scale: int) -> int:
     coefficient = int("".join(map(str, digits)) or "0")
     shift = exponent + scale
     if shift >= 0:
-        units = coefficient * 10**shift
+        units = coefficient * int(10**shift)
     else:
-        units, remainder = divmod(coefficient, 10**-shift)
+        units, remainder = divmod(coefficient, int(10**-shift))
         if remainder:
             raise PrecisionExceededError(
                 f"{value} has more than {scale} decimal places",
