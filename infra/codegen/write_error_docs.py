@@ -45,8 +45,13 @@ def render(proto_text: str) -> str:
     comment: list[str] = []
     for line in proto_text.splitlines():
         if section := _SECTION.match(line):
-            lines += ["", f"## {section.group(1)}", "", "| reason | gRPC code | HTTP | meaning |",
-                      "|---|---|---|---|"]
+            lines += [
+                "",
+                f"## {section.group(1)}",
+                "",
+                "| reason | gRPC code | HTTP | meaning |",
+                "|---|---|---|---|",
+            ]
             comment = []
         elif value := _VALUE.match(line):
             name, _number, code = value.groups()
