@@ -1,0 +1,305 @@
+"""Price-time priority order book of one market.
+
+Invariants (backed by `OrderBook.check_invariants` and the property tests against a naive
+reference book):
+1. Best price first across levels: bids highest first, asks lowest first.
+2. FIFO within a level: orders keep their arrival order. A quantity decrease keeps the place;
+   a price change or quantity increase re-queues the order at the back (a new `Order` object,
+   the old one becomes a dead entry).
+3. Each side keeps `keys` sorted ascending with the best level LAST (bid key = price, ask key
+   = -price) and exactly one PriceLevel per key in `levels`, so the best level is O(1) and
+   removing it is `keys.pop()`.
+4. A level's `quantity` is the sum and `count` the number of its live orders; a level without
+   live orders does not exist.
+5. A live order has resting=True, quantity_remaining > 0, is LIMIT GTC, and has its level's
+   side and price. Removal is lazy (resting=False, skipped when met at the head); a level
+   compacts when dead entries outnumber live ones, so memory stays O(live orders).
+6. At rest (between commands) the book is not crossed: best bid < best ask.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, insort
+from collections import deque
+from collections.abc import Iterator
+from typing import Final
+
+from core.engine.balances import Balance
+from core.engine.enums import (
+    OrderStatus,
+    OrderType,
+    SelfTradePrevention,
+    Side,
+    TimeInForce,
+)
+from core.engine.errors import EngineInvariantError
+from core.engine.results import DepthLevel, OrderView
+
+LEVEL_COMPACT_DEAD_MIN: Final = 32
+
+
+class Order:
+    """One order's mutable state. Plain slots object: the hot path creates one per order."""
+
+    __slots__ = (
+        "account_id",
+        "client_order_id",
+        "fee_paid",
+        "fee_ppm_units",
+        "order_id",
+        "order_type",
+        "post_only",
+        "price",
+        "proceeds_balance",
+        "quantity",
+        "quantity_filled",
+        "quantity_remaining",
+        "quote_quantity",
+        "reserve_balance",
+        "reserved_amount",
+        "resting",
+        "self_trade_prevention",
+        "side",
+        "status",
+        "symbol",
+        "time_in_force",
+    )
+
+    def __init__(
+        self,
+        *,
+        order_id: int,
+        account_id: str,
+        symbol: str,
+        client_order_id: str,
+        side: Side,
+        order_type: OrderType,
+        time_in_force: TimeInForce,
+        post_only: bool,
+        self_trade_prevention: SelfTradePrevention,
+        price: int,
+        quantity: int,
+        quote_quantity: int,
+        reserve_balance: Balance,
+        proceeds_balance: Balance,
+    ) -> None:
+        self.order_id = order_id
+        self.account_id = account_id
+        self.symbol = symbol
+        self.client_order_id = client_order_id
+        self.side = side
+        self.order_type = order_type
+        self.time_in_force = time_in_force
+        self.post_only = post_only
+        self.self_trade_prevention = self_trade_prevention
+        self.price = price
+        self.quantity = quantity
+        self.quote_quantity = quote_quantity
+        # The balance cell the order's reservation is held in (quote for a buy, base for a
+        # sell) and the cell its fills pay into.
+        self.reserve_balance = reserve_balance
+        self.proceeds_balance = proceeds_balance
+        self.quantity_filled = 0
+        self.quantity_remaining = quantity
+        self.reserved_amount = 0
+        # Cumulative sum of notional * fee_ppm over the order's fills; the fee paid so far is
+        # ceil(fee_ppm_units / 1_000_000).
+        self.fee_ppm_units = 0
+        self.fee_paid = 0
+        self.status = OrderStatus.NEW
+        self.resting = False
+
+    def requeued(self, *, price: int, quantity: int) -> Order:
+        """A copy with a new price / total quantity, to go to the back of a level."""
+        clone = Order(
+            order_id=self.order_id,
+            account_id=self.account_id,
+            symbol=self.symbol,
+            client_order_id=self.client_order_id,
+            side=self.side,
+            order_type=self.order_type,
+            time_in_force=self.time_in_force,
+            post_only=self.post_only,
+            self_trade_prevention=self.self_trade_prevention,
+            price=price,
+            quantity=quantity,
+            quote_quantity=self.quote_quantity,
+            reserve_balance=self.reserve_balance,
+            proceeds_balance=self.proceeds_balance,
+        )
+        clone.quantity_filled = self.quantity_filled
+        clone.quantity_remaining = quantity - self.quantity_filled
+        clone.reserved_amount = self.reserved_amount
+        clone.fee_ppm_units = self.fee_ppm_units
+        clone.fee_paid = self.fee_paid
+        clone.status = self.status
+        return clone
+
+    def view(self) -> OrderView:
+        return OrderView(
+            order_id=self.order_id,
+            account_id=self.account_id,
+            symbol=self.symbol,
+            client_order_id=self.client_order_id,
+            side=self.side,
+            order_type=self.order_type,
+            time_in_force=self.time_in_force,
+            post_only=self.post_only,
+            self_trade_prevention=self.self_trade_prevention,
+            price=self.price,
+            quantity=self.quantity,
+            quantity_filled=self.quantity_filled,
+            quantity_remaining=self.quantity_remaining,
+            reserved_amount=self.reserved_amount,
+            status=self.status,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Order(id={self.order_id}, {self.account_id!r}, {self.side} "
+            f"{self.quantity_remaining}/{self.quantity} @ {self.price}, {self.status})"
+        )
+
+
+class PriceLevel:
+    """FIFO queue of orders at one price (with lazily deleted dead entries)."""
+
+    __slots__ = ("count", "dead", "orders", "price", "quantity")
+
+    def __init__(self, price: int) -> None:
+        self.price = price
+        self.orders: deque[Order] = deque()
+        self.quantity = 0
+        self.count = 0
+        self.dead = 0
+
+    def live_orders(self) -> Iterator[Order]:
+        return (order for order in self.orders if order.resting)
+
+
+class BookSide:
+    """One side of a book. `sign` is +1 for bids and -1 for asks; key = price * sign."""
+
+    __slots__ = ("keys", "levels", "side", "sign")
+
+    def __init__(self, side: Side) -> None:
+        self.side = side
+        self.sign = 1 if side is Side.BUY else -1
+        self.keys: list[int] = []
+        self.levels: dict[int, PriceLevel] = {}
+
+    def add(self, order: Order) -> None:
+        """Append a live order at the back of its price level."""
+        price = order.price
+        level = self.levels.get(price)
+        if level is None:
+            level = PriceLevel(price)
+            self.levels[price] = level
+            insort(self.keys, price * self.sign)
+        level.orders.append(order)
+        level.quantity += order.quantity_remaining
+        level.count += 1
+        order.resting = True
+
+    def remove(self, order: Order) -> None:
+        """Take a live order out of the book (lazy: its entry is skipped later)."""
+        level = self.levels.get(order.price)
+        if level is None or not order.resting:
+            msg = f"removing an order that is not in the book: {order!r}"
+            raise EngineInvariantError(msg)
+        order.resting = False
+        level.quantity -= order.quantity_remaining
+        level.count -= 1
+        if level.count == 0:
+            self.drop_level(level)
+            return
+        level.dead += 1
+        if level.dead > LEVEL_COMPACT_DEAD_MIN and level.dead > level.count:
+            level.orders = deque(level.live_orders())
+            level.dead = 0
+
+    def drop_level(self, level: PriceLevel) -> None:
+        key = level.price * self.sign
+        keys = self.keys
+        index = bisect_left(keys, key)
+        if index == len(keys) or keys[index] != key:
+            msg = f"level {level.price} missing from the {self.side} keys"
+            raise EngineInvariantError(msg)
+        del keys[index]
+        del self.levels[level.price]
+
+    def best_price(self) -> int | None:
+        if not self.keys:
+            return None
+        return self.keys[-1] * self.sign
+
+    def levels_best_first(self) -> Iterator[PriceLevel]:
+        levels = self.levels
+        sign = self.sign
+        for key in reversed(self.keys):
+            yield levels[key * sign]
+
+    def orders_in_priority(self) -> Iterator[Order]:
+        for level in self.levels_best_first():
+            yield from level.live_orders()
+
+    def depth(self, levels_max: int) -> tuple[DepthLevel, ...]:
+        result: list[DepthLevel] = []
+        for level in self.levels_best_first():
+            if len(result) >= levels_max:
+                break
+            result.append(
+                DepthLevel(price=level.price, quantity=level.quantity, order_count=level.count)
+            )
+        return tuple(result)
+
+    def check_invariants(self) -> None:
+        keys = self.keys
+        if any(keys[i] >= keys[i + 1] for i in range(len(keys) - 1)):
+            raise EngineInvariantError(f"{self.side} keys not strictly sorted")
+        if sorted(price * self.sign for price in self.levels) != keys:
+            raise EngineInvariantError(f"{self.side} keys and levels disagree")
+        for level in self.levels.values():
+            live = list(level.live_orders())
+            if not live or len(live) != level.count:
+                raise EngineInvariantError(f"level {level.price} count mismatch")
+            if sum(order.quantity_remaining for order in live) != level.quantity:
+                raise EngineInvariantError(f"level {level.price} quantity mismatch")
+            if len(level.orders) - len(live) != level.dead:
+                raise EngineInvariantError(f"level {level.price} dead-entry count mismatch")
+            for order in live:
+                valid = (
+                    order.side is self.side
+                    and order.price == level.price
+                    and order.quantity_remaining > 0
+                    and order.order_type is OrderType.LIMIT
+                    and order.time_in_force is TimeInForce.GTC
+                )
+                if not valid:
+                    raise EngineInvariantError(f"invalid resting order {order!r}")
+
+
+class OrderBook:
+    __slots__ = ("asks", "bids", "symbol")
+
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
+        self.bids = BookSide(Side.BUY)
+        self.asks = BookSide(Side.SELL)
+
+    def side(self, side: Side) -> BookSide:
+        return self.bids if side is Side.BUY else self.asks
+
+    def opposite(self, side: Side) -> BookSide:
+        return self.asks if side is Side.BUY else self.bids
+
+    def is_crossed(self) -> bool:
+        best_bid = self.bids.best_price()
+        best_ask = self.asks.best_price()
+        return best_bid is not None and best_ask is not None and best_bid >= best_ask
+
+    def check_invariants(self) -> None:
+        self.bids.check_invariants()
+        self.asks.check_invariants()
+        if self.is_crossed():
+            raise EngineInvariantError(f"book {self.symbol} is crossed at rest")

@@ -1,0 +1,96 @@
+"""Enumerations shared by commands, events and state.
+
+Every enum is a StrEnum whose values equal the member names, so the canonical snapshot and
+the API contracts (`*_UNSPECIFIED`-free names here; the proto layer adds its own zero value)
+can use the names verbatim.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum, unique
+
+
+@unique
+class Side(StrEnum):
+    BUY = "BUY"
+    SELL = "SELL"
+
+
+@unique
+class OrderType(StrEnum):
+    LIMIT = "LIMIT"
+    MARKET = "MARKET"
+
+
+@unique
+class TimeInForce(StrEnum):
+    GTC = "GTC"
+    IOC = "IOC"
+    FOK = "FOK"
+
+
+@unique
+class SelfTradePrevention(StrEnum):
+    CANCEL_NEWEST = "CANCEL_NEWEST"
+    CANCEL_OLDEST = "CANCEL_OLDEST"
+    CANCEL_BOTH = "CANCEL_BOTH"
+
+
+@unique
+class MarketMode(StrEnum):
+    NORMAL = "NORMAL"
+    CANCEL_ONLY = "CANCEL_ONLY"
+    HALTED = "HALTED"
+
+
+@unique
+class OrderStatus(StrEnum):
+    NEW = "NEW"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    CANCELLED = "CANCELLED"
+    EXPIRED = "EXPIRED"
+    REJECTED = "REJECTED"
+
+
+@unique
+class CancelReason(StrEnum):
+    USER_REQUESTED = "USER_REQUESTED"
+    CANCEL_ALL = "CANCEL_ALL"
+    SELF_TRADE_PREVENTION = "SELF_TRADE_PREVENTION"
+    IMMEDIATE_OR_CANCEL = "IMMEDIATE_OR_CANCEL"
+    MARKET_ORDER_REMAINDER = "MARKET_ORDER_REMAINDER"
+    PRICE_BAND = "PRICE_BAND"
+
+
+@unique
+class RejectReason(StrEnum):
+    """Named business rejections. The member names are part of the API contract."""
+
+    QUANTITY_INVALID = "QUANTITY_INVALID"
+    PRICE_INVALID = "PRICE_INVALID"
+    TIME_IN_FORCE_INVALID = "TIME_IN_FORCE_INVALID"
+    PRICE_TICK_VIOLATION = "PRICE_TICK_VIOLATION"
+    QUANTITY_STEP_VIOLATION = "QUANTITY_STEP_VIOLATION"
+    QUANTITY_BELOW_MIN = "QUANTITY_BELOW_MIN"
+    QUANTITY_ABOVE_MAX = "QUANTITY_ABOVE_MAX"
+    NOTIONAL_BELOW_MIN = "NOTIONAL_BELOW_MIN"
+    PRICE_OUT_OF_BAND = "PRICE_OUT_OF_BAND"
+    AMOUNT_OUT_OF_RANGE = "AMOUNT_OUT_OF_RANGE"
+    SYMBOL_UNKNOWN = "SYMBOL_UNKNOWN"
+    ASSET_UNKNOWN = "ASSET_UNKNOWN"
+    ORDER_NOT_FOUND = "ORDER_NOT_FOUND"
+    DUPLICATE_CLIENT_ORDER_ID = "DUPLICATE_CLIENT_ORDER_ID"
+    IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
+    MARKET_ALREADY_EXISTS = "MARKET_ALREADY_EXISTS"
+    ASSET_ALREADY_EXISTS = "ASSET_ALREADY_EXISTS"
+    MARKET_CONFIG_INVALID = "MARKET_CONFIG_INVALID"
+    INSUFFICIENT_BALANCE = "INSUFFICIENT_BALANCE"
+    MARKET_HALTED = "MARKET_HALTED"
+    MARKET_CANCEL_ONLY = "MARKET_CANCEL_ONLY"
+    POST_ONLY_WOULD_TAKE = "POST_ONLY_WOULD_TAKE"
+    FOK_UNFILLABLE = "FOK_UNFILLABLE"
+    NO_LIQUIDITY = "NO_LIQUIDITY"
+    ORDER_NOT_OPEN = "ORDER_NOT_OPEN"
+    AMEND_INVALID = "AMEND_INVALID"
+    OPEN_ORDER_LIMIT_EXCEEDED = "OPEN_ORDER_LIMIT_EXCEEDED"

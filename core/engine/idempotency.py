@@ -1,0 +1,55 @@
+"""Bounded, deterministic per-account memory: idempotency keys and recently closed orders.
+
+"Put a limit on everything": each account keeps at most `entries_max_per_account` entries per
+table; inserting beyond that evicts the account's OLDEST entry (FIFO by insertion, which
+depends only on the command sequence, so replay evicts identically). A key evicted from the
+table is forgotten: reusing it later is treated as a new request.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator
+from typing import Generic, TypeVar
+
+from core.engine.errors import EngineInvariantError
+
+KeyT = TypeVar("KeyT")
+ValueT = TypeVar("ValueT")
+
+
+class PerAccountFifo(Generic[KeyT, ValueT]):
+    __slots__ = ("_by_account", "entries_max_per_account")
+
+    def __init__(self, entries_max_per_account: int) -> None:
+        if entries_max_per_account < 1:
+            msg = f"entries_max_per_account must be positive, got {entries_max_per_account}"
+            raise EngineInvariantError(msg)
+        self.entries_max_per_account = entries_max_per_account
+        self._by_account: dict[str, OrderedDict[KeyT, ValueT]] = {}
+
+    def get(self, account_id: str, key: KeyT) -> ValueT | None:
+        entries = self._by_account.get(account_id)
+        if entries is None:
+            return None
+        return entries.get(key)
+
+    def put(self, account_id: str, key: KeyT, value: ValueT) -> None:
+        entries = self._by_account.get(account_id)
+        if entries is None:
+            entries = self._by_account[account_id] = OrderedDict()
+        if key in entries:
+            msg = f"idempotency key {key!r} of {account_id!r} stored twice"
+            raise EngineInvariantError(msg)
+        entries[key] = value
+        if len(entries) > self.entries_max_per_account:
+            entries.popitem(last=False)
+
+    def entry_count(self, account_id: str) -> int:
+        entries = self._by_account.get(account_id)
+        return 0 if entries is None else len(entries)
+
+    def accounts_sorted(self) -> Iterator[tuple[str, list[tuple[KeyT, ValueT]]]]:
+        """Every account's entries, oldest first (the canonical snapshot order)."""
+        for account_id in sorted(self._by_account):
+            yield account_id, list(self._by_account[account_id].items())
