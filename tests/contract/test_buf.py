@@ -54,28 +54,15 @@ def test_lint_catches_violations(
     assert rule in result.stdout
 
 
-def test_breaking_check_passes_on_an_additive_change(buf_executable: str, tmp_path: Path) -> None:
+def _breaking_after_edit(
+    buf: str, tmp_path: Path, proto: tuple[str, ...], old: str, new: str
+) -> subprocess.CompletedProcess[str]:
+    """Runs buf breaking on a copy of the module with one edit, against an unedited copy."""
     base = _copy_module(tmp_path / "base")
     changed = _copy_module(tmp_path / "changed")
-    _edit(
-        changed / "proto" / "exchange" / "trading" / "v1" / "trading.proto",
-        "  uint64 engine_seq = 22;\n}",
-        "  uint64 engine_seq = 22;\n  string note = 23;\n}",
-    )
-    result = _buf(buf_executable, "breaking", str(changed), "--against", str(base), cwd=tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_breaking_check_catches_a_deleted_field(buf_executable: str, tmp_path: Path) -> None:
-    base = _copy_module(tmp_path / "base")
-    changed = _copy_module(tmp_path / "changed")
-    _edit(
-        changed / "proto" / "exchange" / "trading" / "v1" / "trading.proto",
-        "  int64 quote_quantity = 10;\n  bool post_only = 11;",
-        "  bool post_only = 11;",
-    )
-    result = _buf(
-        buf_executable,
+    _edit(changed.joinpath("proto", "exchange", *proto), old, new)
+    return _buf(
+        buf,
         "breaking",
         str(changed),
         "--against",
@@ -84,6 +71,27 @@ def test_breaking_check_catches_a_deleted_field(buf_executable: str, tmp_path: P
         "json",
         cwd=tmp_path,
     )
+
+
+def test_breaking_check_passes_on_an_additive_change(buf_executable: str, tmp_path: Path) -> None:
+    result = _breaking_after_edit(
+        buf_executable,
+        tmp_path,
+        ("trading", "v1", "trading.proto"),
+        "  uint64 engine_seq = 22;\n}",
+        "  uint64 engine_seq = 22;\n  string note = 23;\n}",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_breaking_check_catches_a_deleted_field(buf_executable: str, tmp_path: Path) -> None:
+    result = _breaking_after_edit(
+        buf_executable,
+        tmp_path,
+        ("trading", "v1", "trading.proto"),
+        "  int64 quote_quantity = 10;\n  bool post_only = 11;",
+        "  bool post_only = 11;",
+    )
     assert result.returncode != 0
     assert "FIELD_NO_DELETE" in result.stdout
 
@@ -91,12 +99,12 @@ def test_breaking_check_catches_a_deleted_field(buf_executable: str, tmp_path: P
 def test_breaking_check_catches_a_renumbered_enum_value(
     buf_executable: str, tmp_path: Path
 ) -> None:
-    base = _copy_module(tmp_path / "base")
-    changed = _copy_module(tmp_path / "changed")
-    _edit(
-        changed / "proto" / "exchange" / "common" / "v1" / "types.proto",
+    result = _breaking_after_edit(
+        buf_executable,
+        tmp_path,
+        ("common", "v1", "types.proto"),
         "SIDE_SELL = 2;",
         "SIDE_SELL = 3;",
     )
-    result = _buf(buf_executable, "breaking", str(changed), "--against", str(base), cwd=tmp_path)
     assert result.returncode != 0
+    assert "ENUM_VALUE_NO_DELETE" in result.stdout or "ENUM_VALUE_SAME_NAME" in result.stdout

@@ -6,6 +6,8 @@ prefix, exactly as it travels in ``google.rpc.ErrorInfo.reason``.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from exchange.common.v1 import errors_pb2
 
 ERROR_DOMAIN = "exchange"
@@ -28,23 +30,22 @@ class ExchangeError(Exception):
         self.metadata = dict(metadata or {})
 
 
-class PrecisionExceededError(ExchangeError, ValueError):
+class _FixedReasonError(ExchangeError):
+    """An error the SDK raises itself, always with the same reason."""
+
+    REASON: ClassVar[int]
+
+    def __init__(self, message: str, *, metadata: dict[str, str] | None = None):
+        super().__init__(error_reason_name(self.REASON), message, metadata=metadata)
+
+
+class PrecisionExceededError(_FixedReasonError, ValueError):
     """A decimal amount has more fractional digits than its asset's scale."""
 
-    def __init__(self, message: str, *, metadata: dict[str, str] | None = None):
-        super().__init__(
-            error_reason_name(errors_pb2.ERROR_REASON_PRECISION_EXCEEDED),
-            message,
-            metadata=metadata,
-        )
+    REASON = errors_pb2.ERROR_REASON_PRECISION_EXCEEDED
 
 
-class AmountOutOfRangeError(ExchangeError, ValueError):
+class AmountOutOfRangeError(_FixedReasonError, ValueError):
     """An amount does not fit the wire's int64."""
 
-    def __init__(self, message: str, *, metadata: dict[str, str] | None = None):
-        super().__init__(
-            error_reason_name(errors_pb2.ERROR_REASON_AMOUNT_OUT_OF_RANGE),
-            message,
-            metadata=metadata,
-        )
+    REASON = errors_pb2.ERROR_REASON_AMOUNT_OUT_OF_RANGE
