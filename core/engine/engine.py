@@ -313,6 +313,13 @@ class Engine:
             asks=market.book.asks.depth(levels_max),
         )
 
+    def book_orders(self, symbol: str, side: Side) -> list[OrderView]:
+        """Resting orders of one side in priority order (best price first, FIFO)."""
+        market = self._markets.get(symbol)
+        if market is None:
+            return []
+        return [order.view() for order in market.book.side(side).orders_in_priority()]
+
     def account_stream_seq(self) -> int:
         return self._account_stream_seq
 
