@@ -65,9 +65,8 @@ class Order:
         "time_in_force",
     )
 
-    def __init__(
+    def __init__(  # noqa: PLR0917  (positional on purpose: built once per order, hot path)
         self,
-        *,
         order_id: int,
         account_id: str,
         symbol: str,
@@ -75,7 +74,7 @@ class Order:
         side: Side,
         order_type: OrderType,
         time_in_force: TimeInForce,
-        post_only: bool,
+        post_only: bool,  # noqa: FBT001
         self_trade_prevention: SelfTradePrevention,
         price: int,
         quantity: int,

@@ -77,9 +77,11 @@ from core.engine.events import (
     OrderRejected,
     TradeExecuted,
 )
+from core.engine.fast_frozen import positional_constructor
 from core.engine.idempotency import PerAccountFifo
 from core.engine.market import MarketSpec, validate_asset, validate_market_spec
 from core.engine.money import (
+    BPS,
     INT64_MAX,
     PPM,
     band_price_max,
@@ -87,7 +89,6 @@ from core.engine.money import (
     ceil_div,
     fee_for,
     notional,
-    price_within_band,
 )
 from core.engine.results import (
     ApplyResult,
@@ -112,6 +113,22 @@ _CANCEL_OLDEST: Final = SelfTradePrevention.CANCEL_OLDEST
 _FILLED: Final = OrderStatus.FILLED
 _PARTIALLY_FILLED: Final = OrderStatus.PARTIALLY_FILLED
 _NORMAL: Final = MarketMode.NORMAL
+_GTC: Final = TimeInForce.GTC
+_DUPLICATE: Final = True  # ApplyResult.duplicate
+_NOT_DUPLICATE: Final = False
+_LIMIT: Final = OrderType.LIMIT
+
+# Hot-path constructors of frozen events and results, taking fields positionally in field
+# order (see fast_frozen.py); everything else uses the keyword constructors.
+_new_order_accepted = positional_constructor(OrderAccepted)
+_new_funds_reserved = positional_constructor(FundsReserved)
+_new_funds_released = positional_constructor(FundsReleased)
+_new_trade_executed = positional_constructor(TradeExecuted)
+_new_order_cancelled = positional_constructor(OrderCancelled)
+_new_order_expired = positional_constructor(OrderExpired)
+_new_order_rejected = positional_constructor(OrderRejected)
+_new_outcome = positional_constructor(Outcome)
+_new_result = positional_constructor(ApplyResult)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -233,7 +250,6 @@ class Engine:
         self._command_ns = timestamp_ns
         self._events = []
         result = handler(command)
-        self._events = []
         if not result.duplicate:
             self._engine_seq_last = engine_seq
         return result
@@ -332,6 +348,13 @@ class Engine:
             cell = self._balances[key] = Balance(account_id, asset)
         return cell
 
+    def _order_result(self, order_id: int, order: Order) -> ApplyResult:
+        """Accepted order command: the order's status and fills, with the events so far."""
+        outcome = _new_outcome(
+            self._command_seq, None, order_id, order.status, order.quantity_filled, ()
+        )
+        return _new_result(outcome, tuple(self._events), _NOT_DUPLICATE)
+
     def _result(self, outcome: Outcome, event: Event) -> ApplyResult:
         self._events.append(event)
         return ApplyResult(outcome, tuple(self._events))
@@ -356,28 +379,23 @@ class Engine:
         else:
             symbol = market.symbol
             seq = market.next_seq()
-        event = OrderRejected(
-            symbol=symbol,
-            seq=seq,
-            engine_seq=self._command_seq,
-            timestamp_ns=self._command_ns,
-            account_id=account_id,
-            client_order_id=client_order_id,
-            order_id=order_id,
-            reason=reason,
+        self._events.append(
+            _new_order_rejected(
+                symbol,
+                seq,
+                self._command_seq,
+                self._command_ns,
+                account_id,
+                client_order_id,
+                order_id,
+                reason,
+            )
         )
         status = OrderStatus.REJECTED if is_place else None
-        outcome = Outcome(
-            engine_seq=self._command_seq, reason=reason, order_id=order_id, status=status
-        )
-        return self._result(outcome, event)
+        outcome = _new_outcome(self._command_seq, reason, order_id, status, 0, ())
+        return _new_result(outcome, tuple(self._events), _NOT_DUPLICATE)
 
-    def _release(
-        self,
-        market: Market,
-        order: Order,
-        amount: int,
-    ) -> None:
+    def _release(self, market: Market, order: Order, amount: int) -> None:
         """Move `amount` of the order's reservation from held back to available."""
         if amount <= 0 or amount > order.reserved_amount:
             msg = f"invalid release of {amount} from {order!r} ({order.reserved_amount} held)"
@@ -388,25 +406,22 @@ class Engine:
         order.reserved_amount -= amount
         if cell.held < 0:
             raise EngineInvariantError(f"negative held after release: {cell!r}")
+        market.stream_seq += 1
         self._events.append(
-            FundsReleased(
-                symbol=market.symbol,
-                seq=market.next_seq(),
-                engine_seq=self._command_seq,
-                timestamp_ns=self._command_ns,
-                account_id=order.account_id,
-                asset=cell.asset,
-                amount=amount,
-                order_id=order.order_id,
+            _new_funds_released(
+                market.symbol,
+                market.stream_seq,
+                self._command_seq,
+                self._command_ns,
+                order.account_id,
+                cell.asset,
+                amount,
+                order.order_id,
             )
         )
 
-    def _reserve(
-        self,
-        market: Market,
-        order: Order,
-        amount: int,
-    ) -> None:
+    def _reserve(self, market: Market, order: Order, amount: int) -> None:
+        """Move `amount` from available to held for the order."""
         cell = order.reserve_balance
         if amount <= 0 or amount > cell.available:
             msg = f"invalid reservation of {amount} on {cell!r}"
@@ -414,16 +429,17 @@ class Engine:
         cell.available -= amount
         cell.held += amount
         order.reserved_amount += amount
+        market.stream_seq += 1
         self._events.append(
-            FundsReserved(
-                symbol=market.symbol,
-                seq=market.next_seq(),
-                engine_seq=self._command_seq,
-                timestamp_ns=self._command_ns,
-                account_id=order.account_id,
-                asset=cell.asset,
-                amount=amount,
-                order_id=order.order_id,
+            _new_funds_reserved(
+                market.symbol,
+                market.stream_seq,
+                self._command_seq,
+                self._command_ns,
+                order.account_id,
+                cell.asset,
+                amount,
+                order.order_id,
             )
         )
 
@@ -447,8 +463,18 @@ class Engine:
 
     def _rest(self, market: Market, order: Order) -> None:
         """Put a (new or requeued) order into the book and the open-order indexes."""
-        side = market.book.bids if order.side is _BUY else market.book.asks
-        side.add(order)
+        book = market.book
+        price = order.price
+        if order.side is _BUY:
+            book.bids.add(order)
+            opposite_keys = book.asks.keys
+            crossed = bool(opposite_keys) and -opposite_keys[-1] <= price
+        else:
+            book.asks.add(order)
+            opposite_keys = book.bids.keys
+            crossed = bool(opposite_keys) and opposite_keys[-1] >= price
+        if crossed:
+            raise EngineInvariantError(f"book {market.symbol} crossed after resting {order!r}")
         account_id = order.account_id
         order_id = order.order_id
         self._orders[order_id] = order
@@ -461,27 +487,21 @@ class Engine:
             if live is None:
                 live = self._live_client_order_ids[account_id] = {}
             live[order.client_order_id] = order_id
-        if market.book.is_crossed():
-            raise EngineInvariantError(f"book {market.symbol} crossed after resting {order!r}")
 
-    def _cancel_resting(
-        self,
-        market: Market,
-        order: Order,
-        reason: CancelReason,
-    ) -> None:
+    def _cancel_resting(self, market: Market, order: Order, reason: CancelReason) -> None:
         side = market.book.bids if order.side is _BUY else market.book.asks
         side.remove(order)
+        market.stream_seq += 1
         self._events.append(
-            OrderCancelled(
-                symbol=market.symbol,
-                seq=market.next_seq(),
-                engine_seq=self._command_seq,
-                timestamp_ns=self._command_ns,
-                order_id=order.order_id,
-                account_id=order.account_id,
-                reason=reason,
-                quantity_cancelled=order.quantity_remaining,
+            _new_order_cancelled(
+                market.symbol,
+                market.stream_seq,
+                self._command_seq,
+                self._command_ns,
+                order.order_id,
+                order.account_id,
+                reason,
+                order.quantity_remaining,
             )
         )
         self._close(market, order, OrderStatus.CANCELLED)
@@ -526,6 +546,9 @@ class Engine:
         taker_reserve = taker.reserve_balance
         taker_proceeds = taker.proceeds_balance
         append = self._events.append
+        new_trade = _new_trade_executed
+        engine_seq = self._command_seq
+        timestamp_ns = self._command_ns
         budget_mode = budget > 0
         remaining = taker.quantity_remaining
         stop = -1
@@ -616,25 +639,26 @@ class Engine:
                     taker_remaining = remaining
                 last_price = price
                 self._trade_id_last += 1
+                market.stream_seq += 1
                 append(
-                    TradeExecuted(
-                        symbol=symbol,
-                        seq=market.next_seq(),
-                        engine_seq=self._command_seq,
-                        timestamp_ns=self._command_ns,
-                        trade_id=self._trade_id_last,
-                        maker_order_id=maker.order_id,
-                        taker_order_id=taker_order_id,
-                        maker_account_id=maker.account_id,
-                        taker_account_id=taker_account,
-                        taker_side=taker_side,
-                        price=price,
-                        quantity=quantity,
-                        quote_amount=quote_amount,
-                        maker_fee=maker_fee,
-                        taker_fee=taker_fee,
-                        maker_quantity_remaining=maker_remaining,
-                        taker_quantity_remaining=taker_remaining,
+                    new_trade(
+                        symbol,
+                        market.stream_seq,
+                        engine_seq,
+                        timestamp_ns,
+                        self._trade_id_last,
+                        maker.order_id,
+                        taker_order_id,
+                        maker.account_id,
+                        taker_account,
+                        taker_side,
+                        price,
+                        quantity,
+                        quote_amount,
+                        maker_fee,
+                        taker_fee,
+                        maker_remaining,
+                        taker_remaining,
                     )
                 )
                 if maker_remaining == 0:
@@ -651,28 +675,24 @@ class Engine:
             market.reference_price = last_price
         return stop, budget
 
-    def _cancel_head(
-        self,
-        market: Market,
-        level: PriceLevel,
-        order: Order,
-    ) -> None:
+    def _cancel_head(self, market: Market, level: PriceLevel, order: Order) -> None:
         """Self-trade prevention: cancel the resting order at the head of the level being
         matched. The caller drops the level if it empties."""
         level.orders.popleft()
         order.resting = False
         level.count -= 1
         level.quantity -= order.quantity_remaining
+        market.stream_seq += 1
         self._events.append(
-            OrderCancelled(
-                symbol=market.symbol,
-                seq=market.next_seq(),
-                engine_seq=self._command_seq,
-                timestamp_ns=self._command_ns,
-                order_id=order.order_id,
-                account_id=order.account_id,
-                reason=CancelReason.SELF_TRADE_PREVENTION,
-                quantity_cancelled=order.quantity_remaining,
+            _new_order_cancelled(
+                market.symbol,
+                market.stream_seq,
+                self._command_seq,
+                self._command_ns,
+                order.order_id,
+                order.account_id,
+                CancelReason.SELF_TRADE_PREVENTION,
+                order.quantity_remaining,
             )
         )
         self._close(market, order, OrderStatus.CANCELLED)
@@ -729,9 +749,9 @@ class Engine:
             return RejectReason.QUANTITY_ABOVE_MAX
         return None
 
-    @classmethod
+    @staticmethod
     def _check_limit_price(  # noqa: PLR0911  (one guard per named rejection)
-        cls, market: Market, price: int, quantity: int, *, check_band: bool = True
+        market: Market, price: int, quantity: int, *, check_band: bool = True
     ) -> RejectReason | None:
         if price <= 0:
             return RejectReason.PRICE_INVALID
@@ -739,12 +759,27 @@ class Engine:
             return RejectReason.AMOUNT_OUT_OF_RANGE
         if price % market.price_tick:
             return RejectReason.PRICE_TICK_VIOLATION
-        reason = cls._check_quantity(market, quantity)
-        if reason is not None:
-            return reason
-        if check_band and not price_within_band(price, market.reference_price, market.band_bps):
-            return RejectReason.PRICE_OUT_OF_BAND
-        if notional(price, quantity, market.base_unit) < market.min_notional:
+        # _check_quantity and price_within_band, inlined: this runs for every limit order.
+        if quantity <= 0:
+            return RejectReason.QUANTITY_INVALID
+        if quantity > INT64_MAX:
+            return RejectReason.AMOUNT_OUT_OF_RANGE
+        if quantity % market.lot_step:
+            return RejectReason.QUANTITY_STEP_VIOLATION
+        if quantity < market.min_quantity:
+            return RejectReason.QUANTITY_BELOW_MIN
+        if quantity > market.max_quantity:
+            return RejectReason.QUANTITY_ABOVE_MAX
+        if check_band:
+            reference_price = market.reference_price
+            scaled = price * BPS
+            if not (
+                reference_price * (BPS - market.band_bps)
+                <= scaled
+                <= reference_price * (BPS + market.band_bps)
+            ):
+                return RejectReason.PRICE_OUT_OF_BAND
+        if price * quantity // market.base_unit < market.min_notional:
             return RejectReason.NOTIONAL_BELOW_MIN
         return None
 
@@ -784,7 +819,7 @@ class Engine:
             return RejectReason.TIME_IN_FORCE_INVALID
         if command.quote_quantity != 0:
             return RejectReason.QUANTITY_INVALID
-        return cls._check_limit_price(market, command.price, command.quantity)
+        return Engine._check_limit_price(market, command.price, command.quantity)
 
     def _place(self, command: PlaceOrder) -> ApplyResult:
         account_id = command.account_id
@@ -794,7 +829,7 @@ class Engine:
             record = self._order_requests.get(account_id, client_order_id)
             live = self._live_client_order_ids.get(account_id)
             if record is not None and record[0] == command:
-                return ApplyResult(record[1], (), duplicate=True)
+                return _new_result(record[1], (), _DUPLICATE)
             if record is not None or (live is not None and client_order_id in live):
                 return self._reject_order(
                     market=market,
@@ -804,37 +839,26 @@ class Engine:
                     reason=RejectReason.DUPLICATE_CLIENT_ORDER_ID,
                     is_place=True,
                 )
-        result = self._place_new(market, command)
-        if client_order_id:
-            self._order_requests.put(account_id, client_order_id, (command, result.outcome))
-        return result
-
-    def _place_new(self, market: Market | None, command: PlaceOrder) -> ApplyResult:
-        reason: RejectReason | None
         if market is None:
-            reason = RejectReason.SYMBOL_UNKNOWN
+            reason: RejectReason | None = RejectReason.SYMBOL_UNKNOWN
         else:
             reason = self._check_place(market, command)
-        if market is None or reason is not None:
-            return self._reject_order(
-                market=market,
-                account_id=command.account_id,
-                client_order_id=command.client_order_id,
-                order_id=0,
-                reason=reason or RejectReason.SYMBOL_UNKNOWN,
-                is_place=True,
-            )
-        reason, reserve, limit_key = self._check_place_dynamic(market, command)
+            if reason is None:
+                reason, reserve, limit_key = self._check_place_dynamic(market, command)
+                if reason is None:
+                    result = self._execute_place(market, command, reserve, limit_key)
         if reason is not None:
-            return self._reject_order(
+            result = self._reject_order(
                 market=market,
-                account_id=command.account_id,
-                client_order_id=command.client_order_id,
+                account_id=account_id,
+                client_order_id=client_order_id,
                 order_id=0,
                 reason=reason,
                 is_place=True,
             )
-        return self._execute_place(market, command, reserve, limit_key)
+        if client_order_id:
+            self._order_requests.put(account_id, client_order_id, (command, result.outcome))
+        return result
 
     def _check_place_dynamic(  # noqa: PLR0911, PLR0912  (one guard per named rejection)
         self, market: Market, command: PlaceOrder
@@ -857,7 +881,7 @@ class Engine:
                     return RejectReason.POST_ONLY_WOULD_TAKE, 0, 0
             if is_buy:
                 amount = notional(price, quantity, market.base_unit)
-                reserve = amount + fee_for(amount, market.taker_fee_ppm)
+                reserve = amount - (-amount * market.taker_fee_ppm // PPM)  # + fee_for(amount)
                 if reserve > INT64_MAX:
                     return RejectReason.AMOUNT_OUT_OF_RANGE, 0, 0
             else:
@@ -903,63 +927,94 @@ class Engine:
         return None, reserve, limit_key
 
     def _execute_place(
-        self,
-        market: Market,
-        command: PlaceOrder,
-        reserve: int,
-        limit_key: int,
+        self, market: Market, command: PlaceOrder, reserve: int, limit_key: int
     ) -> ApplyResult:
         account_id = command.account_id
-        is_buy = command.side is _BUY
-        balance_cell = self._balance_cell
-        base_cell = balance_cell(account_id, market.base_asset)
-        quote_cell = balance_cell(account_id, market.quote_asset)
+        side = command.side
+        is_buy = side is _BUY
+        balances = self._balances
+        base_key = (account_id, market.base_asset)
+        base_cell = balances.get(base_key)
+        if base_cell is None:
+            base_cell = balances[base_key] = Balance(account_id, market.base_asset)
+        quote_key = (account_id, market.quote_asset)
+        quote_cell = balances.get(quote_key)
+        if quote_cell is None:
+            quote_cell = balances[quote_key] = Balance(account_id, market.quote_asset)
+        engine_seq = self._command_seq
+        timestamp_ns = self._command_ns
+        symbol = market.symbol
         order = Order(
-            order_id=self._command_seq,
-            account_id=account_id,
-            symbol=market.symbol,
-            client_order_id=command.client_order_id,
-            side=command.side,
-            order_type=command.order_type,
-            time_in_force=command.time_in_force,
-            post_only=command.post_only,
-            self_trade_prevention=command.self_trade_prevention,
-            price=command.price,
-            quantity=command.quantity,
-            quote_quantity=command.quote_quantity,
-            reserve_balance=quote_cell if is_buy else base_cell,
-            proceeds_balance=base_cell if is_buy else quote_cell,
+            engine_seq,
+            account_id,
+            symbol,
+            command.client_order_id,
+            side,
+            command.order_type,
+            command.time_in_force,
+            command.post_only,
+            command.self_trade_prevention,
+            command.price,
+            command.quantity,
+            command.quote_quantity,
+            quote_cell if is_buy else base_cell,
+            base_cell if is_buy else quote_cell,
         )
-        self._events.append(
-            OrderAccepted(
-                symbol=market.symbol,
-                seq=market.next_seq(),
-                engine_seq=self._command_seq,
-                timestamp_ns=self._command_ns,
-                order_id=self._command_seq,
-                account_id=account_id,
-                client_order_id=command.client_order_id,
-                side=command.side,
-                order_type=command.order_type,
-                time_in_force=command.time_in_force,
-                post_only=command.post_only,
-                self_trade_prevention=command.self_trade_prevention,
-                price=command.price,
-                quantity=command.quantity,
-                quote_quantity=command.quote_quantity,
+        events = self._events
+        market.stream_seq += 1
+        events.append(
+            _new_order_accepted(
+                symbol,
+                market.stream_seq,
+                engine_seq,
+                timestamp_ns,
+                engine_seq,
+                account_id,
+                command.client_order_id,
+                side,
+                command.order_type,
+                command.time_in_force,
+                command.post_only,
+                command.self_trade_prevention,
+                command.price,
+                command.quantity,
+                command.quote_quantity,
             )
         )
-        if reserve:
-            self._reserve(market, order, reserve)
-        stop, _ = self._match(market, order, limit_key, command.quote_quantity)
-        self._finish_taker(market, order, stop)
-        outcome = Outcome(
-            engine_seq=self._command_seq,
-            order_id=self._command_seq,
-            status=order.status,
-            quantity_filled=order.quantity_filled,
-        )
-        return ApplyResult(outcome, tuple(self._events))
+        if reserve:  # self._reserve, inlined
+            cell = order.reserve_balance
+            if reserve > cell.available:
+                msg = f"reservation of {reserve} exceeds {cell!r}"
+                raise EngineInvariantError(msg)
+            cell.available -= reserve
+            cell.held += reserve
+            order.reserved_amount = reserve
+            market.stream_seq += 1
+            events.append(
+                _new_funds_reserved(
+                    symbol,
+                    market.stream_seq,
+                    engine_seq,
+                    timestamp_ns,
+                    account_id,
+                    cell.asset,
+                    reserve,
+                    engine_seq,
+                )
+            )
+        opposite_keys = market.book.asks.keys if is_buy else market.book.bids.keys
+        if opposite_keys and opposite_keys[-1] >= limit_key:
+            stop, _ = self._match(market, order, limit_key, command.quote_quantity)
+        else:
+            stop = _STOP_LIMIT if opposite_keys else _STOP_EMPTY
+        if stop >= _STOP_LIMIT and order.time_in_force is _GTC and order.order_type is _LIMIT:
+            if order.quantity_filled:
+                order.status = _PARTIALLY_FILLED
+            self._rest(market, order)
+        else:
+            self._finish_taker(market, order, stop)
+        outcome = _new_outcome(engine_seq, None, engine_seq, order.status, order.quantity_filled)
+        return _new_result(outcome, tuple(events), _NOT_DUPLICATE)
 
     def _finish_taker(
         self,
@@ -972,16 +1027,17 @@ class Engine:
             self._close(market, order, _FILLED)
             return
         if stop == _STOP_SELF_TRADE:
+            market.stream_seq += 1
             self._events.append(
-                OrderCancelled(
-                    symbol=market.symbol,
-                    seq=market.next_seq(),
-                    engine_seq=self._command_seq,
-                    timestamp_ns=self._command_ns,
-                    order_id=order.order_id,
-                    account_id=order.account_id,
-                    reason=CancelReason.SELF_TRADE_PREVENTION,
-                    quantity_cancelled=order.quantity_remaining,
+                _new_order_cancelled(
+                    market.symbol,
+                    market.stream_seq,
+                    self._command_seq,
+                    self._command_ns,
+                    order.order_id,
+                    order.account_id,
+                    CancelReason.SELF_TRADE_PREVENTION,
+                    order.quantity_remaining,
                 )
             )
             self._close(market, order, OrderStatus.CANCELLED)
@@ -1000,16 +1056,17 @@ class Engine:
             reason = CancelReason.PRICE_BAND
         else:
             reason = CancelReason.MARKET_ORDER_REMAINDER
+        market.stream_seq += 1
         self._events.append(
-            OrderExpired(
-                symbol=market.symbol,
-                seq=market.next_seq(),
-                engine_seq=self._command_seq,
-                timestamp_ns=self._command_ns,
-                order_id=order.order_id,
-                account_id=order.account_id,
-                reason=reason,
-                quantity_expired=order.quantity_remaining,
+            _new_order_expired(
+                market.symbol,
+                market.stream_seq,
+                self._command_seq,
+                self._command_ns,
+                order.order_id,
+                order.account_id,
+                reason,
+                order.quantity_remaining,
             )
         )
         self._close(market, order, OrderStatus.EXPIRED)
@@ -1058,13 +1115,7 @@ class Engine:
                 reason=RejectReason.MARKET_HALTED,
             )
         self._cancel_resting(market, order, CancelReason.USER_REQUESTED)
-        outcome = Outcome(
-            engine_seq=self._command_seq,
-            order_id=order_id,
-            status=order.status,
-            quantity_filled=order.quantity_filled,
-        )
-        return ApplyResult(outcome, tuple(self._events))
+        return self._order_result(order_id, order)
 
     def _cancel_all(self, command: CancelAllOrders) -> ApplyResult:
         symbol = command.symbol
@@ -1096,11 +1147,9 @@ class Engine:
                 order,
                 CancelReason.CANCEL_ALL,
             )
-        outcome = Outcome(
-            engine_seq=self._command_seq,
-            cancelled_order_ids=tuple(order.order_id for order in targets),
-        )
-        return ApplyResult(outcome, tuple(self._events))
+        cancelled_order_ids = tuple(order.order_id for order in targets)
+        outcome = _new_outcome(self._command_seq, None, 0, None, 0, cancelled_order_ids)
+        return _new_result(outcome, tuple(self._events), _NOT_DUPLICATE)
 
     def _amend(self, command: AmendOrder) -> ApplyResult:  # noqa: PLR0911, PLR0912  (guards)
         account_id = command.account_id
@@ -1144,13 +1193,7 @@ class Engine:
             needed = remaining
         if price == order.price and quantity <= order.quantity:
             self._amend_in_place(market, order, quantity, needed)
-            outcome = Outcome(
-                engine_seq=self._command_seq,
-                order_id=order_id,
-                status=order.status,
-                quantity_filled=order.quantity_filled,
-            )
-            return ApplyResult(outcome, tuple(self._events))
+            return self._order_result(order_id, order)
         opposite = market.book.asks if is_buy else market.book.bids
         limit_key = -price if is_buy else price
         if order.post_only and opposite.keys and opposite.keys[-1] >= limit_key:
@@ -1191,13 +1234,7 @@ class Engine:
                 raise EngineInvariantError(f"book {market.symbol} crossed after amend")
         else:
             self._finish_taker(market, requeued, stop)
-        outcome = Outcome(
-            engine_seq=self._command_seq,
-            order_id=order_id,
-            status=requeued.status,
-            quantity_filled=requeued.quantity_filled,
-        )
-        return ApplyResult(outcome, tuple(self._events))
+        return self._order_result(order_id, requeued)
 
     def _amend_in_place(
         self,

@@ -1,0 +1,314 @@
+"""Benchmark of the matching + risk engine against a minimal reference book.
+
+Usage: .venv/bin/python bench/engine_bench.py [--commands N] [--seed S]
+
+One seeded command stream (printed seed) with a realistic mix:
+- 70% resting limit orders near the top of the book (never crossing),
+- 20% cancels of live orders,
+- 10% crossing IOC limit orders that take one to three resting orders.
+The stream is generated once (its live-order bookkeeping uses the reference book), then
+measured three ways in the same process:
+(a) the full engine: validation, risk reservations, fees, STP checks, events, sequencing;
+(b) a minimal price-time book (heapq + lazy deletion, no risk, no events) on the same stream;
+(c) the full engine again with per-command latency and garbage-collector pauses recorded.
+The collector is tuned like the service would tune it: gc.freeze() after setup (the command
+stream and the funded engine become permanent) and raised thresholds.
+Amounts are integers in minor units; the only floats are the printed rates and latencies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import heapq
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from core.engine import (
+    CancelOrder,
+    Engine,
+    EngineConfig,
+    PlaceOrder,
+    Side,
+    TimeInForce,
+)
+from core.engine.commands import Command
+from core.engine.testing import BTC, USDT, EngineDriver, btc_usdt_spec
+
+SEED_DEFAULT = 20_251_121
+COMMANDS_DEFAULT = 300_000
+MAKERS = 50
+TAKERS = 10
+TICK = USDT // 100
+LOT = BTC // 10_000
+MID_PRICE = 50_000 * USDT
+GC_THRESHOLDS = (5_000, 20, 1_000_000)
+
+
+class ReferenceBook:
+    """Minimal price-time book: heaps of (price key, arrival, id) and lazy deletion."""
+
+    __slots__ = ("arrival", "asks", "bids", "orders")
+
+    def __init__(self) -> None:
+        self.bids: list[tuple[int, int, int]] = []  # (-price, arrival, order id)
+        self.asks: list[tuple[int, int, int]] = []  # (price, arrival, order id)
+        self.orders: dict[int, list[int]] = {}  # order id -> [remaining]
+        self.arrival = 0
+
+    def place(self, order_id: int, command: PlaceOrder) -> int:
+        """Match, then rest a GTC remainder. Returns the number of fills."""
+        orders = self.orders
+        is_buy = command.side is Side.BUY
+        price = command.price
+        remaining = command.quantity
+        heap = self.asks if is_buy else self.bids
+        fills = 0
+        while remaining and heap:
+            key, _, maker_id = heap[0]
+            maker = orders.get(maker_id)
+            if maker is None:
+                heapq.heappop(heap)
+                continue
+            if (key > price) if is_buy else (-key < price):
+                break
+            quantity = min(remaining, maker[0])
+            maker[0] -= quantity
+            remaining -= quantity
+            fills += 1
+            if not maker[0]:
+                del orders[maker_id]
+                heapq.heappop(heap)
+        if remaining and command.time_in_force is TimeInForce.GTC:
+            self.arrival += 1
+            orders[order_id] = [remaining]
+            if is_buy:
+                heapq.heappush(self.bids, (-price, self.arrival, order_id))
+            else:
+                heapq.heappush(self.asks, (price, self.arrival, order_id))
+        return fills
+
+    def cancel(self, order_id: int) -> bool:
+        return self.orders.pop(order_id, None) is not None
+
+    def best(self, heap: list[tuple[int, int, int]]) -> int | None:
+        while heap and heap[0][2] not in self.orders:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    commands: list[Command]
+    engine_seq_first: int
+    fills_expected: int
+
+
+def funded_engine() -> EngineDriver:
+    driver = EngineDriver(Engine(EngineConfig(open_orders_max_per_account=1_000_000)))
+    driver.bootstrap_btc_usdt(btc_usdt_spec())
+    for index in range(MAKERS):
+        driver.fund(f"maker-{index}", "BTC", 100_000 * BTC)
+        driver.fund(f"maker-{index}", "USDT", 10**9 * USDT)
+    for index in range(TAKERS):
+        driver.fund(f"taker-{index}", "BTC", 100_000 * BTC)
+        driver.fund(f"taker-{index}", "USDT", 10**9 * USDT)
+    return driver
+
+
+def generate(seed: int, count: int, engine_seq_first: int) -> Stream:
+    rng = random.Random(seed)
+    book = ReferenceBook()
+    live: list[int] = []
+    commands: list[Command] = []
+    fills = 0
+    for index in range(count):
+        engine_seq = engine_seq_first + index
+        draw = rng.random()
+        command: Command
+        if draw < 0.20 and live:
+            while live:
+                position = rng.randrange(len(live))
+                live[position], live[-1] = live[-1], live[position]
+                order_id = live.pop()
+                if order_id in book.orders:
+                    break
+            command = CancelOrder(account_id=owner_of(order_id), order_id=order_id)
+            book.cancel(order_id)
+            commands.append(command)
+            continue
+        best_bid = book.best(book.bids)
+        best_ask = book.best(book.asks)
+        bid = -best_bid if best_bid is not None else MID_PRICE - TICK
+        ask = best_ask if best_ask is not None else MID_PRICE + TICK
+        side = Side.BUY if rng.random() < 0.5 else Side.SELL
+        if draw < 0.90:
+            offset = rng.randint(1, 100) * TICK
+            price = ask - offset if side is Side.BUY else bid + offset
+            account_id = f"maker-{rng.randrange(MAKERS)}"
+            command = PlaceOrder(
+                account_id=account_id,
+                symbol="BTC-USDT",
+                side=side,
+                quantity=rng.randint(1, 20) * LOT,
+                price=price,
+            )
+            live.append(engine_seq)
+            _OWNERS[engine_seq] = account_id
+        else:
+            price = ask + 5 * TICK if side is Side.BUY else bid - 5 * TICK
+            command = PlaceOrder(
+                account_id=f"taker-{rng.randrange(TAKERS)}",
+                symbol="BTC-USDT",
+                side=side,
+                quantity=rng.randint(10, 40) * LOT,
+                price=price,
+                time_in_force=TimeInForce.IOC,
+            )
+        fills += book.place(engine_seq, command)
+        commands.append(command)
+    return Stream(commands=commands, engine_seq_first=engine_seq_first, fills_expected=fills)
+
+
+_OWNERS: dict[int, str] = {}
+
+
+def owner_of(order_id: int) -> str:
+    return _OWNERS[order_id]
+
+
+class PauseRecorder:
+    """gc.callbacks hook: the longest collection pause, per generation."""
+
+    def __init__(self) -> None:
+        self.started_ns = 0
+        self.longest_ns = 0
+        self.collections = [0, 0, 0]
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self.started_ns = time.perf_counter_ns()
+            return
+        pause_ns = time.perf_counter_ns() - self.started_ns
+        self.longest_ns = max(self.longest_ns, pause_ns)
+        self.collections[info["generation"]] += 1
+
+
+def run_engine(driver: EngineDriver, stream: Stream) -> tuple[float, int]:
+    apply = driver.engine.apply
+    engine_seq = stream.engine_seq_first
+    timestamp_ns = 1_800_000_000_000_000_000
+    fills = 0
+    started = time.perf_counter_ns()
+    for command in stream.commands:
+        result = apply(command, engine_seq=engine_seq, timestamp_ns=timestamp_ns)
+        fills += result.outcome.quantity_filled > 0
+        engine_seq += 1
+        timestamp_ns += 1_000
+    elapsed_ns = time.perf_counter_ns() - started
+    return len(stream.commands) / (elapsed_ns / 1e9), fills
+
+
+def run_reference(stream: Stream) -> float:
+    book = ReferenceBook()
+    place = book.place
+    cancel = book.cancel
+    engine_seq = stream.engine_seq_first
+    started = time.perf_counter_ns()
+    for command in stream.commands:
+        if type(command) is PlaceOrder:
+            place(engine_seq, command)
+        else:
+            cancel(command.order_id)  # type: ignore[union-attr]
+        engine_seq += 1
+    elapsed_ns = time.perf_counter_ns() - started
+    return len(stream.commands) / (elapsed_ns / 1e9)
+
+
+def run_latency(driver: EngineDriver, stream: Stream) -> list[int]:
+    apply = driver.engine.apply
+    clock = time.perf_counter_ns
+    engine_seq = stream.engine_seq_first
+    timestamp_ns = 1_800_000_000_000_000_000
+    latencies = [0] * len(stream.commands)
+    for index, command in enumerate(stream.commands):
+        started = clock()
+        apply(command, engine_seq=engine_seq, timestamp_ns=timestamp_ns)
+        latencies[index] = clock() - started
+        engine_seq += 1
+        timestamp_ns += 1_000
+    return latencies
+
+
+def percentile(sorted_values: list[int], fraction: float) -> int:
+    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * fraction))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--commands", type=int, default=COMMANDS_DEFAULT)
+    parser.add_argument("--seed", type=int, default=SEED_DEFAULT)
+    parser.add_argument(
+        "--gc-thresholds", type=int, nargs=3, default=GC_THRESHOLDS, metavar=("G0", "G1", "G2")
+    )
+    args = parser.parse_args()
+    thresholds = tuple(args.gc_thresholds)
+
+    print(f"seed={args.seed} commands={args.commands} python={sys.version.split()[0]}")
+    throughput_driver = funded_engine()
+    latency_driver = funded_engine()
+    stream = generate(args.seed, args.commands, throughput_driver.engine_seq_last + 1)
+    mix = {"place": 0, "cancel": 0, "ioc": 0}
+    for command in stream.commands:
+        if isinstance(command, CancelOrder):
+            mix["cancel"] += 1
+        elif isinstance(command, PlaceOrder) and command.time_in_force is TimeInForce.IOC:
+            mix["ioc"] += 1
+        else:
+            mix["place"] += 1
+    print(f"mix: {mix}; reference fills: {stream.fills_expected}")
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*thresholds)
+    recorder = PauseRecorder()
+
+    engine_rate, taker_fills = run_engine(throughput_driver, stream)
+    reference_rate = run_reference(stream)
+    throughput_driver.engine.check_invariants()
+    depth = throughput_driver.engine.book_depth("BTC-USDT", levels_max=1_000_000)
+    assert depth is not None
+    resting = sum(level.order_count for level in depth.bids + depth.asks)
+    print(f"(a) engine:    {engine_rate:12,.0f} commands/s  ({resting:,} orders resting at end)")
+    print(f"(b) reference: {reference_rate:12,.0f} commands/s")
+    print(f"ratio engine/reference: {engine_rate / reference_rate:.2f}x")
+
+    gc.callbacks.append(recorder)  # pauses are recorded during the latency run only
+    latencies = run_latency(latency_driver, stream)
+    gc.callbacks.remove(recorder)
+    latencies.sort()
+    if latency_driver.engine.state_hash() != throughput_driver.engine.state_hash():
+        msg = "the two engine runs diverged"
+        raise SystemExit(msg)
+    print(
+        "(c) latency per command: "
+        f"p50={percentile(latencies, 0.50) / 1_000:.1f}us "
+        f"p99={percentile(latencies, 0.99) / 1_000:.1f}us "
+        f"p99.9={percentile(latencies, 0.999) / 1_000:.1f}us "
+        f"max={latencies[-1] / 1_000:.1f}us"
+    )
+    print(
+        f"    gc: thresholds={thresholds} collections(gen0,1,2)={recorder.collections} "
+        f"longest pause={recorder.longest_ns / 1e6:.2f}ms"
+    )
+    print(f"    taker fills seen by the engine: {taker_fills}")
+
+
+if __name__ == "__main__":
+    main()
