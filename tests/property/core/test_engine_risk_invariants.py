@@ -93,15 +93,22 @@ class EngineRiskInvariants(RuleBasedStateMachine):
             self.supply["BTC"] += 30 * BTC
         self.stream_seqs: dict[str, int] = {"": 2 + 2 * len(ACCOUNTS), SYMBOL: 1}
         self.order_ids: list[int] = [10**9]
-        self.shadow: EngineDriver | None = None
+        self.shadow: Engine | None = None
 
     def apply(self, command: Command) -> ApplyResult:
         result = self.driver.apply(command)
         label_test_case(
             f"{type(command).__name__}: {result.outcome.reason or result.outcome.status}"
         )
-        if self.shadow is not None:
-            assert self.shadow.apply(command) == result
+        if self.shadow is not None:  # same engine_seq and time as the original
+            assert (
+                self.shadow.apply(
+                    command,
+                    engine_seq=self.driver.engine_seq_last,
+                    timestamp_ns=self.driver.timestamp_ns,
+                )
+                == result
+            )
         for event in result.events:
             assert event.seq == self.stream_seqs.get(event.symbol, 0) + 1, event
             self.stream_seqs[event.symbol] = event.seq
@@ -240,7 +247,7 @@ class EngineRiskInvariants(RuleBasedStateMachine):
 
     @rule()
     def snapshot_and_restore(self) -> None:
-        self.shadow = EngineDriver(Engine.from_snapshot(self.driver.engine.snapshot()))
+        self.shadow = Engine.from_snapshot(self.driver.engine.snapshot())
 
     # ------------------------------------------------------------------ invariants
 
@@ -287,7 +294,7 @@ class EngineRiskInvariants(RuleBasedStateMachine):
     @invariant()
     def restored_engine_matches(self) -> None:
         if self.shadow is not None:
-            assert self.shadow.engine.state_hash() == self.driver.engine.state_hash()
+            assert self.shadow.state_hash() == self.driver.engine.state_hash()
 
 
 EngineRiskInvariants.TestCase.settings = settings(

@@ -277,7 +277,7 @@ class EngineVersusReferenceBook(RuleBasedStateMachine):
             self.driver.fund(account_id, "USDT", 10**11 * USDT)
             self.driver.fund(account_id, "BTC", 10**6 * BTC)
         self.reference = ReferenceBook()
-        self.shadow: EngineDriver | None = None
+        self.shadow: Engine | None = None
         self.order_ids: list[int] = []
 
     def apply(self, command: Command) -> ApplyResult:
@@ -285,8 +285,15 @@ class EngineVersusReferenceBook(RuleBasedStateMachine):
         label_test_case(
             f"{type(command).__name__}: {result.outcome.reason or result.outcome.status}"
         )
-        if self.shadow is not None:
-            assert self.shadow.apply(command) == result
+        if self.shadow is not None:  # same engine_seq and time as the original
+            assert (
+                self.shadow.apply(
+                    command,
+                    engine_seq=self.driver.engine_seq_last,
+                    timestamp_ns=self.driver.timestamp_ns,
+                )
+                == result
+            )
         return result
 
     def compare(self, result: ApplyResult, expected: RefResult) -> None:
@@ -395,7 +402,7 @@ class EngineVersusReferenceBook(RuleBasedStateMachine):
 
     @rule()
     def snapshot_and_restore(self) -> None:
-        self.shadow = EngineDriver(Engine.from_snapshot(self.driver.engine.snapshot()))
+        self.shadow = Engine.from_snapshot(self.driver.engine.snapshot())
 
     @invariant()
     def books_agree(self) -> None:
@@ -417,7 +424,7 @@ class EngineVersusReferenceBook(RuleBasedStateMachine):
     @invariant()
     def restored_engine_matches(self) -> None:
         if self.shadow is not None:
-            assert self.shadow.engine.state_hash() == self.driver.engine.state_hash()
+            assert self.shadow.state_hash() == self.driver.engine.state_hash()
 
 
 EngineVersusReferenceBook.TestCase.settings = settings(
