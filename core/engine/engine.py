@@ -259,6 +259,11 @@ class Engine:
         """The engine_seq of the last command that was not an idempotent duplicate."""
         return self._engine_seq_last
 
+    @property
+    def trade_id_last(self) -> int:
+        """The id of the last trade (trade ids are 1, 2, 3 ... across all markets)."""
+        return self._trade_id_last
+
     # ------------------------------------------------------------------ queries
 
     def order(self, order_id: int) -> OrderView | None:
