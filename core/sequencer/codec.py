@@ -1,0 +1,374 @@
+"""Binary codec of engine commands for WAL record payloads.
+
+Layout of one payload (format version 1):
+
+    format_version u8 = 1
+    command_tag    u8              (see COMMAND_TAGS; never renumbered)
+    timestamp_ns   int             (the time the sequencer assigned; >= 0)
+    fields ...                     (in the order of COMMAND_SCHEMAS, MarketSpec inlined)
+
+Field encodings:
+- int: one length byte n (0..INT_BYTES_MAX), then n bytes little-endian two's complement;
+  n is canonical: 0 for zero, else the fewest bytes that hold the value. Any int that fits
+  in INT_BYTES_MAX bytes encodes (out-of-range amounts must still be logged so replay reproduces
+  the engine's AMOUNT_OUT_OF_RANGE rejection).
+- str: varint byte length (at most STRING_BYTES_MAX), then UTF-8 (surrogates passed through).
+- bool: one byte, 0 or 1.
+- enum: one byte, its index in the enum's fixed code table (ENUM_CODES; append-only).
+
+Invariants:
+- Deterministic and canonical: equal commands with equal timestamps encode to equal bytes,
+  and the decoder accepts only canonical bytes, so decode(b) == c implies encode(c) == b.
+- Strict: an unknown format version or command tag, a truncated payload, trailing bytes,
+  a non-canonical int, a bool other than 0/1, an unknown enum code or invalid UTF-8 raises a
+  named `CodecError` subclass; nothing is guessed.
+- The schema covers every field of every command dataclass; this is checked at import time,
+  so adding a field to a command without a new format version fails loudly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Final
+
+from core.engine.commands import (
+    AdjustBalance,
+    AmendOrder,
+    CancelAllOrders,
+    CancelOrder,
+    Command,
+    CreateAsset,
+    CreateMarket,
+    Deposit,
+    PlaceOrder,
+    SetMarketMode,
+    Withdraw,
+)
+from core.engine.enums import MarketMode, OrderType, SelfTradePrevention, Side, TimeInForce
+from core.engine.market import MarketSpec
+
+FORMAT_VERSION: Final = 1
+INT_BYTES_MAX: Final = 16  # signed 128-bit: far beyond int64, the API's range
+STRING_BYTES_MAX: Final = 65_536
+VARINT_BYTES_MAX: Final = 3  # enough for STRING_BYTES_MAX
+
+
+class CodecError(ValueError):
+    """A command could not be encoded or a payload could not be decoded."""
+
+
+class UnknownFormatVersionError(CodecError):
+    """The payload's first byte is not a format version this codec reads."""
+
+
+class UnknownCommandTypeError(CodecError):
+    """The payload's command tag, or the object to encode, is not a known command type."""
+
+
+class MalformedPayloadError(CodecError):
+    """The payload is truncated, has trailing bytes or a non-canonical / invalid field."""
+
+
+class CommandEncodeError(CodecError):
+    """A field value is outside what the format can carry (int or string too large)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DecodedCommand:
+    command: Command
+    timestamp_ns: int
+
+
+# Append-only tables: a tag or code, once released, keeps its meaning forever.
+COMMAND_TAGS: Final[dict[type[Any], int]] = {
+    CreateAsset: 1,
+    CreateMarket: 2,
+    SetMarketMode: 3,
+    Deposit: 4,
+    Withdraw: 5,
+    AdjustBalance: 6,
+    PlaceOrder: 7,
+    CancelOrder: 8,
+    CancelAllOrders: 9,
+    AmendOrder: 10,
+}
+
+ENUM_CODES: Final[dict[type[Enum], tuple[Enum, ...]]] = {
+    Side: (Side.BUY, Side.SELL),
+    OrderType: (OrderType.LIMIT, OrderType.MARKET),
+    TimeInForce: (TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK),
+    SelfTradePrevention: (
+        SelfTradePrevention.CANCEL_NEWEST,
+        SelfTradePrevention.CANCEL_OLDEST,
+        SelfTradePrevention.CANCEL_BOTH,
+    ),
+    MarketMode: (MarketMode.NORMAL, MarketMode.CANCEL_ONLY, MarketMode.HALTED),
+}
+
+# Field kinds: "int", "str", "bool", an Enum class, or MarketSpec (a nested record).
+FieldKind = str | type[Enum] | type[MarketSpec]
+
+MARKET_SPEC_SCHEMA: Final[tuple[tuple[str, FieldKind], ...]] = (
+    ("symbol", "str"),
+    ("base_asset", "str"),
+    ("quote_asset", "str"),
+    ("base_scale", "int"),
+    ("quote_scale", "int"),
+    ("price_tick", "int"),
+    ("lot_step", "int"),
+    ("min_quantity", "int"),
+    ("max_quantity", "int"),
+    ("min_notional", "int"),
+    ("price_band_bps", "int"),
+    ("maker_fee_ppm", "int"),
+    ("taker_fee_ppm", "int"),
+    ("reference_price", "int"),
+)
+
+COMMAND_SCHEMAS: Final[dict[type[Any], tuple[tuple[str, FieldKind], ...]]] = {
+    CreateAsset: (("asset", "str"), ("scale", "int")),
+    CreateMarket: (("spec", MarketSpec),),
+    SetMarketMode: (("symbol", "str"), ("mode", MarketMode)),
+    Deposit: (("account_id", "str"), ("asset", "str"), ("amount", "int"), ("transfer_id", "str")),
+    Withdraw: (
+        ("account_id", "str"),
+        ("asset", "str"),
+        ("amount", "int"),
+        ("transfer_id", "str"),
+    ),
+    AdjustBalance: (
+        ("account_id", "str"),
+        ("asset", "str"),
+        ("delta", "int"),
+        ("transfer_id", "str"),
+        ("memo", "str"),
+    ),
+    PlaceOrder: (
+        ("account_id", "str"),
+        ("symbol", "str"),
+        ("side", Side),
+        ("order_type", OrderType),
+        ("quantity", "int"),
+        ("price", "int"),
+        ("quote_quantity", "int"),
+        ("time_in_force", TimeInForce),
+        ("post_only", "bool"),
+        ("self_trade_prevention", SelfTradePrevention),
+        ("client_order_id", "str"),
+    ),
+    CancelOrder: (("account_id", "str"), ("order_id", "int"), ("client_order_id", "str")),
+    CancelAllOrders: (("account_id", "str"), ("symbol", "str")),
+    AmendOrder: (
+        ("account_id", "str"),
+        ("price", "int"),
+        ("quantity", "int"),
+        ("order_id", "int"),
+        ("client_order_id", "str"),
+    ),
+}
+
+
+def _check_schemas() -> None:
+    """Raise if a schema misses or misnames a dataclass field (an invariant of this module)."""
+    targets: list[tuple[type[Any], tuple[tuple[str, FieldKind], ...]]] = [
+        *COMMAND_SCHEMAS.items(),
+        (MarketSpec, MARKET_SPEC_SCHEMA),
+    ]
+    for cls, schema in targets:
+        declared = tuple(field.name for field in dataclasses.fields(cls))
+        if tuple(sorted(declared)) != tuple(sorted(name for name, _ in schema)):
+            raise RuntimeError(f"codec schema of {cls.__name__} does not match its fields")
+    if set(COMMAND_TAGS) != set(COMMAND_SCHEMAS):
+        raise RuntimeError("codec command tags and schemas disagree")
+    if len(set(COMMAND_TAGS.values())) != len(COMMAND_TAGS):
+        raise RuntimeError("duplicate codec command tag")
+    for enum_cls, codes in ENUM_CODES.items():
+        if set(codes) != set(enum_cls) or len(codes) != len(set(codes)):
+            raise RuntimeError(f"codec codes of {enum_cls.__name__} do not cover its members")
+
+
+_check_schemas()
+
+_TAG_TO_TYPE: Final[dict[int, type[Any]]] = {tag: cls for cls, tag in COMMAND_TAGS.items()}
+_ENUM_TO_CODE: Final[dict[Enum, int]] = {
+    member: code for codes in ENUM_CODES.values() for code, member in enumerate(codes)
+}
+
+
+# ---------------------------------------------------------------------- encoding
+
+
+def _int_length(value: int) -> int:
+    """Minimal two's-complement byte count (0 for zero)."""
+    if value == 0:
+        return 0
+    magnitude_bits = (value if value > 0 else ~value).bit_length()
+    return (magnitude_bits + 8) // 8
+
+
+def _encode_int(out: bytearray, value: int, name: str) -> None:
+    if type(value) is not int:
+        raise CommandEncodeError(f"{name}: expected int, got {type(value).__name__}")
+    length = _int_length(value)
+    if length > INT_BYTES_MAX:
+        raise CommandEncodeError(f"{name}: int needs {length} bytes > {INT_BYTES_MAX}")
+    out.append(length)
+    out += value.to_bytes(length, "little", signed=True)
+
+
+def _encode_varint(out: bytearray, value: int) -> None:
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+
+
+def _encode_str(out: bytearray, value: str, name: str) -> None:
+    if type(value) is not str:
+        raise CommandEncodeError(f"{name}: expected str, got {type(value).__name__}")
+    data = value.encode("utf-8", "surrogatepass")
+    if len(data) > STRING_BYTES_MAX:
+        raise CommandEncodeError(f"{name}: {len(data)} UTF-8 bytes > {STRING_BYTES_MAX}")
+    _encode_varint(out, len(data))
+    out += data
+
+
+def _encode_fields(
+    out: bytearray, value: object, schema: tuple[tuple[str, FieldKind], ...]
+) -> None:
+    for name, kind in schema:
+        field_value = getattr(value, name)
+        if kind == "int":
+            _encode_int(out, field_value, name)
+        elif kind == "str":
+            _encode_str(out, field_value, name)
+        elif kind == "bool":
+            if type(field_value) is not bool:
+                raise CommandEncodeError(f"{name}: expected bool")
+            out.append(1 if field_value else 0)
+        elif kind is MarketSpec:
+            if type(field_value) is not MarketSpec:
+                raise CommandEncodeError(f"{name}: expected MarketSpec")
+            _encode_fields(out, field_value, MARKET_SPEC_SCHEMA)
+        else:
+            code = _ENUM_TO_CODE.get(field_value) if isinstance(field_value, Enum) else None
+            if code is None or type(field_value) is not kind:
+                raise CommandEncodeError(f"{name}: expected {kind!r}, got {field_value!r}")
+            out.append(code)
+
+
+def encode_command(command: Command, *, timestamp_ns: int) -> bytes:
+    """Encode `command` and the time the sequencer assigned it into one WAL payload."""
+    tag = COMMAND_TAGS.get(type(command))
+    if tag is None:
+        raise UnknownCommandTypeError(f"not an engine command: {type(command).__name__}")
+    if type(timestamp_ns) is not int or timestamp_ns < 0:
+        raise CommandEncodeError(f"timestamp_ns must be a non-negative int, got {timestamp_ns!r}")
+    out = bytearray((FORMAT_VERSION, tag))
+    _encode_int(out, timestamp_ns, "timestamp_ns")
+    _encode_fields(out, command, COMMAND_SCHEMAS[type(command)])
+    return bytes(out)
+
+
+# ---------------------------------------------------------------------- decoding
+
+
+class _Reader:
+    __slots__ = ("data", "offset")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.offset = 0
+
+    def byte(self, name: str) -> int:
+        if self.offset >= len(self.data):
+            raise MalformedPayloadError(f"{name}: payload truncated at byte {self.offset}")
+        value = self.data[self.offset]
+        self.offset += 1
+        return value
+
+    def take(self, length: int, name: str) -> bytes:
+        end = self.offset + length
+        if end > len(self.data):
+            raise MalformedPayloadError(f"{name}: payload truncated at byte {self.offset}")
+        chunk = self.data[self.offset : end]
+        self.offset = end
+        return chunk
+
+    def int_field(self, name: str) -> int:
+        length = self.byte(name)
+        if length > INT_BYTES_MAX:
+            raise MalformedPayloadError(f"{name}: int length {length} > {INT_BYTES_MAX}")
+        value = int.from_bytes(self.take(length, name), "little", signed=True)
+        if _int_length(value) != length:
+            raise MalformedPayloadError(f"{name}: non-canonical int encoding")
+        return value
+
+    def varint(self, name: str) -> int:
+        value = 0
+        for index in range(VARINT_BYTES_MAX):
+            byte = self.byte(name)
+            value |= (byte & 0x7F) << (7 * index)
+            if byte < 0x80:
+                if byte == 0 and index > 0:
+                    raise MalformedPayloadError(f"{name}: non-canonical length")
+                return value
+        raise MalformedPayloadError(f"{name}: length longer than {VARINT_BYTES_MAX} bytes")
+
+    def str_field(self, name: str) -> str:
+        length = self.varint(name)
+        if length > STRING_BYTES_MAX:
+            raise MalformedPayloadError(f"{name}: string of {length} bytes > {STRING_BYTES_MAX}")
+        try:
+            return self.take(length, name).decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError as error:
+            raise MalformedPayloadError(f"{name}: invalid UTF-8: {error}") from error
+
+
+def _decode_fields(
+    reader: _Reader, cls: Callable[..., Any], schema: tuple[tuple[str, FieldKind], ...]
+) -> Any:
+    values: dict[str, object] = {}
+    for name, kind in schema:
+        if kind == "int":
+            values[name] = reader.int_field(name)
+        elif kind == "str":
+            values[name] = reader.str_field(name)
+        elif kind == "bool":
+            flag = reader.byte(name)
+            if flag > 1:
+                raise MalformedPayloadError(f"{name}: bool byte {flag}")
+            values[name] = flag == 1
+        elif kind is MarketSpec:
+            values[name] = _decode_fields(reader, MarketSpec, MARKET_SPEC_SCHEMA)
+        else:
+            codes = ENUM_CODES[kind]  # type: ignore[index]
+            code = reader.byte(name)
+            if code >= len(codes):
+                raise MalformedPayloadError(f"{name}: unknown enum code {code}")
+            values[name] = codes[code]
+    return cls(**values)
+
+
+def decode_command(payload: bytes) -> DecodedCommand:
+    """Decode one WAL payload written by `encode_command`; strict (see module docstring)."""
+    reader = _Reader(payload)
+    version = reader.byte("format_version")
+    if version != FORMAT_VERSION:
+        raise UnknownFormatVersionError(f"unknown command format version {version}")
+    tag = reader.byte("command_tag")
+    cls = _TAG_TO_TYPE.get(tag)
+    if cls is None:
+        raise UnknownCommandTypeError(f"unknown command tag {tag}")
+    timestamp_ns = reader.int_field("timestamp_ns")
+    if timestamp_ns < 0:
+        raise MalformedPayloadError(f"negative timestamp_ns {timestamp_ns}")
+    command = _decode_fields(reader, cls, COMMAND_SCHEMAS[cls])
+    if reader.offset != len(payload):
+        raise MalformedPayloadError(
+            f"{len(payload) - reader.offset} trailing bytes after {cls.__name__}"
+        )
+    return DecodedCommand(command=command, timestamp_ns=timestamp_ns)
