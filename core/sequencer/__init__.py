@@ -1,6 +1,7 @@
 """The sequencer of the trading core: orders commands, logs them durably, applies them.
 
-See core/sequencer/README.md for the design and its guarantees.
+Public API: `Sequencer` (open/recover, submit, snapshot, replay_check, close), its options and
+reports, the named errors, and the WAL command codec. See core/sequencer/README.md.
 """
 
 from __future__ import annotations
@@ -15,12 +16,40 @@ from core.sequencer.codec import (
     decode_command,
     encode_command,
 )
+from core.sequencer.sequencer import (
+    SNAPSHOT_EVERY_COMMANDS_DEFAULT,
+    Clock,
+    RecoveryError,
+    ReplayCheck,
+    ReplayMismatchError,
+    ReplayUnavailableError,
+    Sequencer,
+    SequencerClosedError,
+    SequencerError,
+    SequencerFailedError,
+    SequencerInvariantError,
+    SequencerOptions,
+    SequencerRecovery,
+)
 
 __all__ = [
+    "SNAPSHOT_EVERY_COMMANDS_DEFAULT",
+    "Clock",
     "CodecError",
     "CommandEncodeError",
     "DecodedCommand",
     "MalformedPayloadError",
+    "RecoveryError",
+    "ReplayCheck",
+    "ReplayMismatchError",
+    "ReplayUnavailableError",
+    "Sequencer",
+    "SequencerClosedError",
+    "SequencerError",
+    "SequencerFailedError",
+    "SequencerInvariantError",
+    "SequencerOptions",
+    "SequencerRecovery",
     "UnknownCommandTypeError",
     "UnknownFormatVersionError",
     "decode_command",
