@@ -90,18 +90,18 @@ def test_every_acknowledged_command_survives_sigkill(tmp_path: Path) -> None:
     directory = tmp_path / "shard"
     all_deposits: dict[int, tuple[str, int]] = {}
     all_orders: dict[int, str] = {}
-    snapshot_seqs: list[int] = []
     for run_index in range(KILL_COUNT):
         kill_delay_seconds = rng.uniform(KILL_DELAY_SECONDS_MIN, KILL_DELAY_SECONDS_MAX)
         acknowledged = run_child_until_killed(directory, run_index, kill_delay_seconds)
-        assert acknowledged.orders, f"run {run_index}: nothing acknowledged"
+        # A short run may ack nothing: a child that recovers more than snapshot_every_commands
+        # past its snapshot first captures a snapshot (O(state) on the event loop, ~0.2 s).
         all_deposits.update(acknowledged.deposits)
         all_orders.update(acknowledged.orders)
 
         sequencer = Sequencer.open(directory, clock=StepClock())
         try:
             engine = sequencer.engine
-            assert sequencer.engine_seq >= max(all_orders)
+            assert sequencer.engine_seq >= max(all_orders, default=0)
             lost_orders = [
                 seq
                 for seq, account_id in all_orders.items()
@@ -122,7 +122,6 @@ def test_every_acknowledged_command_survives_sigkill(tmp_path: Path) -> None:
             assert check.state_hash == engine.state_hash()
             engine.check_invariants()
             recovery = sequencer.recovery
-            snapshot_seqs.append(recovery.snapshot_seq)
             print(
                 f"run {run_index}: killed after {kill_delay_seconds:.3f} s, "
                 f"{len(acknowledged.orders) * 2} acked, engine_seq {sequencer.engine_seq}, "
@@ -131,3 +130,4 @@ def test_every_acknowledged_command_survives_sigkill(tmp_path: Path) -> None:
             )
         finally:
             sequencer.close()
+    assert all_orders, f"seed {seed}: no run acknowledged anything"
