@@ -11,17 +11,12 @@ from __future__ import annotations
 
 import os
 import random
-import signal
-import subprocess
-import sys
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from core.sequencer import Sequencer
 from core.sequencer.testing import StepClock
-from tests.paths import REPO_ROOT
+from tests.support.child_process import run_until_killed
 
 CHILD_SCRIPT = Path(__file__).with_name("sequencer_crash_child.py")
 KILL_COUNT = 4
@@ -39,42 +34,16 @@ class Acknowledged:
 def run_child_until_killed(
     directory: Path, run_index: int, kill_delay_seconds: float
 ) -> Acknowledged:
-    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    child = subprocess.Popen(
-        [sys.executable, str(CHILD_SCRIPT), str(directory), str(run_index)],
-        stdout=subprocess.PIPE,
-        cwd=REPO_ROOT,
-        env=environment,
+    lines = run_until_killed(
+        CHILD_SCRIPT,
+        str(directory),
+        str(run_index),
+        kill_delay_seconds=kill_delay_seconds,
+        ready_timeout_seconds=READY_TIMEOUT_SECONDS,
     )
-    if child.stdout is None:
-        raise RuntimeError("no stdout pipe")
-    stdout = child.stdout
-    lines: list[bytes] = []
-    ready = threading.Event()
-
-    def read_stdout() -> None:
-        for line in stdout:
-            if line.startswith(b"ready"):
-                ready.set()
-            lines.append(line)
-
-    reader = threading.Thread(target=read_stdout, daemon=True)
-    reader.start()
-    try:
-        assert ready.wait(READY_TIMEOUT_SECONDS), "child never became ready"
-        time.sleep(kill_delay_seconds)
-        child.send_signal(signal.SIGKILL)
-    finally:
-        child.kill()
-        child.wait(timeout=10)
-        reader.join(timeout=10)
-        stdout.close()
-    assert child.returncode == -signal.SIGKILL
     deposits: dict[int, tuple[str, int]] = {}
     orders: dict[int, str] = {}
     for line in lines:
-        if not line.endswith(b"\n") or line.startswith(b"ready"):
-            continue  # a line cut by the kill was not fully printed
         fields = line.decode().split()
         if fields[1] == "D":
             deposits[int(fields[0])] = (fields[2], int(fields[3]))

@@ -8,15 +8,10 @@ from __future__ import annotations
 
 import os
 import random
-import signal
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 
 from core.wal import WriteAheadLog
-from tests.paths import REPO_ROOT
+from tests.support.child_process import run_until_killed
 
 CHILD_SCRIPT = Path(__file__).with_name("wal_crash_child.py")
 KILL_COUNT = 5
@@ -27,41 +22,14 @@ READY_TIMEOUT_SECONDS = 10.0
 
 def run_child_until_killed(directory: Path, kill_delay_seconds: float) -> dict[int, bytes]:
     """Start the writer, SIGKILL it `kill_delay_seconds` after it is ready; return its acks."""
-    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    child = subprocess.Popen(
-        [sys.executable, str(CHILD_SCRIPT), str(directory)],
-        stdout=subprocess.PIPE,
-        cwd=REPO_ROOT,
-        env=environment,
+    lines = run_until_killed(
+        CHILD_SCRIPT,
+        str(directory),
+        kill_delay_seconds=kill_delay_seconds,
+        ready_timeout_seconds=READY_TIMEOUT_SECONDS,
     )
-    if child.stdout is None:
-        raise RuntimeError("no stdout pipe")
-    stdout = child.stdout
-    lines: list[bytes] = []
-    ready = threading.Event()
-
-    def read_stdout() -> None:
-        for line in stdout:
-            if line.startswith(b"ready"):
-                ready.set()
-            lines.append(line)
-
-    reader = threading.Thread(target=read_stdout, daemon=True)
-    reader.start()
-    try:
-        assert ready.wait(READY_TIMEOUT_SECONDS), "child never became ready"
-        time.sleep(kill_delay_seconds)
-        child.send_signal(signal.SIGKILL)
-    finally:
-        child.kill()
-        child.wait(timeout=10)
-        reader.join(timeout=10)
-        stdout.close()
-    assert child.returncode == -signal.SIGKILL
     acknowledged: dict[int, bytes] = {}
     for line in lines:
-        if not line.endswith(b"\n") or line.startswith(b"ready"):
-            continue  # a line cut by the kill was not fully printed
         seq_text, payload = line.rstrip(b"\n").split(b" ", 1)
         acknowledged[int(seq_text)] = payload
     return acknowledged
