@@ -1,0 +1,6 @@
+"""Conversions between the engine's values and the protobuf contracts (`gen/exchange`).
+
+The engine (core/engine) never imports protobuf; the service, the outbox and anything else
+that speaks the contracts convert here. One module per concern: `enums.py` (every engine enum
+<-> its contract enum, by name with the proto prefix).
+"""
