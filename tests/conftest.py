@@ -1,0 +1,16 @@
+"""Fixtures for real components every test tree may need, started by the test run itself."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from infra.local.kafka_broker import TansuBroker
+
+
+@pytest.fixture
+def kafka_broker() -> Iterator[TansuBroker]:
+    """A fresh Kafka-API broker (Tansu, in-memory storage) on a free loopback port."""
+    with TansuBroker() as broker:
+        yield broker
