@@ -8,6 +8,7 @@
 | `--snapshot-every` | `EXCHANGE_CORE_SNAPSHOT_EVERY` | `100000` commands (0: only on demand) |
 | `--no-shutdown-snapshot` | `EXCHANGE_CORE_SHUTDOWN_SNAPSHOT=0` | snapshot at shutdown |
 | `--grace-seconds` | `EXCHANGE_CORE_GRACE_SECONDS` | `5` |
+| `--open-orders-max-per-account` | `EXCHANGE_CORE_OPEN_ORDERS_MAX` | `1000` (fresh shard only) |
 | `--log-level` | `EXCHANGE_CORE_LOG_LEVEL` | `INFO` |
 """
 
@@ -39,6 +40,11 @@ def parse_config(argv: Sequence[str], environ: dict[str, str] | None = None) -> 
     parser.add_argument(
         "--grace-seconds", type=float, default=float(env.get("EXCHANGE_CORE_GRACE_SECONDS", "5"))
     )
+    parser.add_argument(
+        "--open-orders-max-per-account",
+        type=int,
+        default=int(env.get("EXCHANGE_CORE_OPEN_ORDERS_MAX", "1000")),
+    )
     parser.add_argument("--log-level", default=env.get("EXCHANGE_CORE_LOG_LEVEL", "INFO"))
     args = parser.parse_args(list(argv))
     if args.data_dir is None:
@@ -55,4 +61,5 @@ def parse_config(argv: Sequence[str], environ: dict[str, str] | None = None) -> 
         snapshot_every_commands=args.snapshot_every,
         snapshot_on_shutdown=not args.no_shutdown_snapshot,
         shutdown_grace_seconds=args.grace_seconds,
+        open_orders_max_per_account=args.open_orders_max_per_account,
     )

@@ -18,6 +18,7 @@ from exchange.funding.v1 import funding_pb2, funding_pb2_grpc
 from core.contracts import funding, validation
 from core.service.errors import ServiceError
 from core.service.identity import Context, caller_account, caller_operator, optional_operator
+from core.service.paging import fill_page
 from core.service.rpc import unary
 from core.service.runtime import CoreRuntime
 
@@ -115,15 +116,14 @@ class FundingServicer(funding_pb2_grpc.FundingServiceServicer):
         page_size = validation.page_size(request.page_size)
         below_seq = validation.page_cursor(request.page_token)
         response = funding_pb2.ListTransfersResponse()
-        last_seq = 0
-        for transfer in self._runtime.transfers.newest_first(account_id):
-            if below_seq and transfer.engine_seq >= below_seq:
-                continue
-            if (asset and transfer.asset != asset) or (kind and transfer.kind != kind):
-                continue
-            if len(response.transfers) == page_size:
-                response.next_page_token = str(last_seq)
-                break
-            response.transfers.append(transfer)
-            last_seq = transfer.engine_seq
+        selected = (
+            transfer
+            for transfer in self._runtime.transfers.newest_first(account_id)
+            if (not below_seq or transfer.engine_seq < below_seq)
+            and (not asset or transfer.asset == asset)
+            and (not kind or transfer.kind == kind)
+        )
+        response.next_page_token = fill_page(
+            selected, page_size, lambda transfer: transfer.engine_seq, response.transfers.append
+        )
         return response

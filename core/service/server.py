@@ -36,6 +36,7 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from core.contracts.orders import BATCH_COMMANDS_MAX
+from core.engine import EngineConfig
 from core.sequencer import Sequencer, SequencerOptions
 from core.service.admin import CoreAdminServicer
 from core.service.errors import LOGGER
@@ -74,6 +75,8 @@ class ServiceConfig:
     snapshot_on_shutdown: bool = True
     shutdown_grace_seconds: float = 5.0
     tune_garbage_collector: bool = True  # freeze the recovered heap, small young generations
+    # For a fresh shard only (a snapshot carries its own engine config).
+    open_orders_max_per_account: int = EngineConfig().open_orders_max_per_account
 
 
 def extra_components(runtime: CoreRuntime, config: ServiceConfig) -> list[AsyncComponent]:  # noqa: ARG001
@@ -107,6 +110,9 @@ class CoreService:
             options=SequencerOptions(
                 snapshot_every_commands=config.snapshot_every_commands,
                 wal_options=WalOptions(group_records_max=WAL_GROUP_RECORDS_MAX),
+                engine_config=EngineConfig(
+                    open_orders_max_per_account=config.open_orders_max_per_account
+                ),
             ),
         )
         runtime = self._runtime = CoreRuntime.create(sequencer, shard_id=config.shard_id)

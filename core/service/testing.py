@@ -20,6 +20,9 @@ from exchange.core.v1 import core_admin_pb2, core_admin_pb2_grpc
 from exchange.funding.v1 import funding_pb2, funding_pb2_grpc
 from grpc import aio
 
+from core.contracts.markets import market_message
+from core.engine import MarketMode
+from core.engine.results import MarketView
 from core.engine.testing import btc_usdt_spec
 from core.service.identity import ACCOUNT_HEADER, OPERATOR_HEADER
 
@@ -113,22 +116,10 @@ class ServerProcess:
 
 def btc_usdt_market() -> types_pb2.Market:
     spec = btc_usdt_spec()
-    return types_pb2.Market(
-        symbol=spec.symbol,
-        base_asset=spec.base_asset,
-        quote_asset=spec.quote_asset,
-        base_scale=spec.base_scale,
-        quote_scale=spec.quote_scale,
-        price_tick=spec.price_tick,
-        lot_step=spec.lot_step,
-        min_quantity=spec.min_quantity,
-        max_quantity=spec.max_quantity,
-        min_notional=spec.min_notional,
-        price_band_bps=spec.price_band_bps,
-        maker_fee_ppm=spec.maker_fee_ppm,
-        taker_fee_ppm=spec.taker_fee_ppm,
-        reference_price=spec.reference_price,
+    view = MarketView(
+        spec=spec, mode=MarketMode.NORMAL, reference_price=spec.reference_price, seq=0
     )
+    return market_message(view)
 
 
 async def create_btc_usdt(channel: aio.Channel) -> None:

@@ -10,7 +10,9 @@ StreamOrders, the high-throughput path: each request batch (at most 10,000 comma
 converted in one pass, submitted as ONE gateway call (one WAL append, one group commit) and
 answered by one response batch, in order. Up to `STREAM_BATCHES_IN_FLIGHT` batches of one
 stream are in flight at once (the next batch is converted and logged while the previous one
-waits for its fsync); responses keep the request order, and so does the WAL.
+waits for its fsync); responses keep the request order, and so does the WAL. A result's
+order is the summary form (`orders.fill_order_summary`: identity, terms, status and progress
+as the command left it; no timestamps or fee totals, which GetOrder / ListFills give).
 """
 
 from __future__ import annotations
@@ -26,10 +28,11 @@ from core.contracts import orders, validation
 from core.contracts.enums import ORDER_STATUS
 from core.contracts.errors import RequestError, rejection_reason
 from core.contracts.markets import balance_message
-from core.contracts.orders import FillRecord, OrderCommand, OrderRecord
+from core.contracts.orders import FillRecord, OrderCommand
 from core.engine import AmendOrder, ApplyResult, OrderAmended
 from core.service.errors import ServiceError
 from core.service.identity import Context, caller_account
+from core.service.paging import fill_page
 from core.service.rpc import abort, unary
 from core.service.runtime import CoreRuntime
 
@@ -210,13 +213,12 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
             below_order_id=validation.page_cursor(request.page_token),
         )
         response = trading_pb2.ListOrdersResponse()
-        last: OrderRecord | None = None
-        for count, record in enumerate(records):
-            if count == page_size:
-                response.next_page_token = str(last.order_id) if last else ""
-                break
-            orders.fill_order_message(response.orders.add(), record)
-            last = record
+        response.next_page_token = fill_page(
+            records,
+            page_size,
+            lambda record: record.order_id,
+            lambda record: orders.fill_order_message(response.orders.add(), record),
+        )
         return response
 
     @unary
@@ -232,13 +234,12 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
             below_trade_id=validation.page_cursor(request.page_token),
         )
         response = trading_pb2.ListFillsResponse()
-        last: FillRecord | None = None
-        for count, fill in enumerate(fills):
-            if count == page_size:
-                response.next_page_token = str(last.trade_id) if last else ""
-                break
-            orders.fill_fill_message(response.fills.add(), fill)
-            last = fill
+        response.next_page_token = fill_page(
+            fills,
+            page_size,
+            lambda fill: fill.trade_id,
+            lambda fill: orders.fill_fill_message(response.fills.add(), fill),
+        )
         return response
 
     @unary
@@ -338,7 +339,7 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
         history = self._history
         by_account = history.order
         fills_of = history.fills_of
-        write_order = orders.fill_order_message
+        write_order = orders.fill_order_summary
         write_outcome = orders.write_outcome
         add_result = response.results.add
         position = 0
@@ -368,8 +369,6 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
                 write_order(item.order, record)
             elif order_id:
                 self._write_order(item.order, account_id, order_id)
-            else:
-                item.order.account_id = account_id
             write_outcome(item.order, outcome)
             if len(result.events) > 2 or result.duplicate:
                 self._add_fills(fills_of(account_id, result), item.fills)
