@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +17,16 @@ from aiokafka.partitioner import DefaultPartitioner
 from core.contracts.events import EventEnvelope, envelopes_for, market_specs_of
 from core.engine import Command, CreateAsset, CreateMarket, Deposit, Engine, Side
 from core.engine.testing import BTC, USDT, btc_usdt_spec, limit_order
-from core.outbox import EVENTS_TOPIC, TRADE_EVENTS_TOPIC
-from core.sequencer import decode_command
-from core.sequencer.testing import btc_usdt_setup_commands
+from core.outbox import (
+    EVENTS_TOPIC,
+    TRADE_EVENTS_TOPIC,
+    JournalOptions,
+    OutboxJournal,
+    OutboxPublisher,
+    PublisherOptions,
+)
+from core.sequencer import Sequencer, SequencerOptions, decode_command
+from core.sequencer.testing import StepClock, btc_usdt_setup_commands
 from core.wal.record_format import SegmentReader, parse_segment_name
 
 SHARD_ID = "shard-1"
@@ -107,6 +115,34 @@ def without_epoch(envelope: EventEnvelope) -> bytes:
     copy.CopyFrom(envelope)
     copy.epoch = 0
     return copy.SerializeToString(deterministic=True)
+
+
+@dataclass(frozen=True)
+class RunningShard:
+    sequencer: Sequencer
+    journal: OutboxJournal
+    publisher: OutboxPublisher
+
+
+@asynccontextmanager
+async def running_shard(
+    directory: Path,
+    bootstrap_servers: str,
+    *,
+    options: SequencerOptions,
+    journal_options: JournalOptions | None = None,
+) -> AsyncIterator[RunningShard]:
+    """Sequencer + journal + a started publisher; closed in the service's order."""
+    journal = OutboxJournal(shard_id=SHARD_ID, options=journal_options)
+    sequencer = Sequencer.open(directory, clock=StepClock(), options=options, event_sink=journal)
+    publisher = OutboxPublisher(journal, PublisherOptions(bootstrap_servers=bootstrap_servers))
+    publisher.start()
+    try:
+        yield RunningShard(sequencer, journal, publisher)
+    finally:
+        await sequencer.aclose()
+        await publisher.stop()
+        await journal.aclose()
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,9 @@ import os
 import random
 from pathlib import Path
 
-from core.outbox import OutboxJournal, OutboxPublisher, PublisherOptions
-from core.sequencer import Sequencer
-from core.sequencer.testing import StepClock
 from infra.local.kafka_broker import TansuBroker
 from tests.integration.core.outbox.outbox_crash_child import JOURNAL_OPTIONS, SEQUENCER_OPTIONS
-from tests.integration.core.outbox.outbox_support import SHARD_ID, assert_published_exactly
+from tests.integration.core.outbox.outbox_support import assert_published_exactly, running_shard
 from tests.support.child_process import run_until_killed
 
 CHILD_SCRIPT = Path(__file__).with_name("outbox_crash_child.py")
@@ -47,26 +44,20 @@ async def test_every_acknowledged_command_is_published_after_sigkill(
         acknowledged.update(int(line) for line in lines)
     assert acknowledged, f"seed {seed}: no run acknowledged anything"
 
-    journal = OutboxJournal(shard_id=SHARD_ID, options=JOURNAL_OPTIONS)
-    sequencer = Sequencer.open(
-        directory, clock=StepClock(), options=SEQUENCER_OPTIONS, event_sink=journal
-    )
-    publisher = OutboxPublisher(
-        journal, PublisherOptions(bootstrap_servers=kafka_broker.bootstrap_servers)
-    )
-    publisher.start()
-    try:
-        assert max(acknowledged) <= sequencer.engine_seq
-        await publisher.wait_published(sequencer.engine_seq, timeout_seconds=30)
+    async with running_shard(
+        directory,
+        kafka_broker.bootstrap_servers,
+        options=SEQUENCER_OPTIONS,
+        journal_options=JOURNAL_OPTIONS,
+    ) as shard:
+        assert max(acknowledged) <= shard.sequencer.engine_seq
+        await shard.publisher.wait_published(shard.sequencer.engine_seq, timeout_seconds=30)
+        recovery = shard.journal.recovery
         print(
-            f"{len(acknowledged)} acknowledged, engine_seq {sequencer.engine_seq}, "
-            f"journal regenerated from {journal.recovery.durable_seq if journal.recovery else 0}"
-            f", publisher resumed at cursor {publisher.cursor_seq}"
+            f"{len(acknowledged)} acknowledged, engine_seq {shard.sequencer.engine_seq}, "
+            f"journal regenerated after {recovery.durable_seq if recovery else 0}, "
+            f"publisher resumed at cursor {shard.publisher.cursor_seq}"
         )
-    finally:
-        await sequencer.aclose()
-        await publisher.stop()
-        await journal.aclose()
     consumed = await assert_published_exactly(kafka_broker.bootstrap_servers, directory)
     published_seqs = {item.envelope.engine_seq for item in consumed}
     missing = sorted(acknowledged - published_seqs)

@@ -23,6 +23,7 @@ from infra.local.kafka_broker import TansuBroker
 from tests.integration.core.outbox.outbox_support import (
     SHARD_ID,
     assert_published_exactly,
+    running_shard,
     setup_commands,
     trading_commands,
 )
@@ -121,43 +122,30 @@ async def test_published_segments_are_removed(tmp_path: Path, kafka_broker: Tans
     small_segments = JournalOptions(
         wal_options=WalOptions(segment_bytes_max=8 * 1024, record_bytes_max=4 * 1024)
     )
-    journal = OutboxJournal(shard_id=SHARD_ID, options=small_segments)
-    sequencer = Sequencer.open(
-        tmp_path, clock=StepClock(), options=NO_AUTO_SNAPSHOT, event_sink=journal
-    )
-    publisher = OutboxPublisher(
-        journal, PublisherOptions(bootstrap_servers=kafka_broker.bootstrap_servers)
-    )
-    publisher.start()
-    try:
-        await sequencer.submit(setup_commands())
+    async with running_shard(
+        tmp_path,
+        kafka_broker.bootstrap_servers,
+        options=NO_AUTO_SNAPSHOT,
+        journal_options=small_segments,
+    ) as shard:
+        await shard.sequencer.submit(setup_commands())
         for round_index in range(60):
-            await sequencer.submit(trading_commands(round_index))
-        await publisher.wait_published(sequencer.engine_seq, timeout_seconds=20)
-        await publisher.stop()
-        assert publisher.segments_removed_count > 0
-        assert journal.first_seq > 1
-        assert journal.first_seq <= publisher.cursor_seq + 1
-        assert len(journal_segments(tmp_path)) == journal.segment_count
-    finally:
-        await sequencer.aclose()
-        await journal.aclose()
-    cursor_seq = read_cursor(tmp_path / "outbox" / "publish.cursor")
-    assert cursor_seq == sequencer.engine_seq
+            await shard.sequencer.submit(trading_commands(round_index))
+        await shard.publisher.wait_published(shard.sequencer.engine_seq, timeout_seconds=20)
+        await shard.publisher.stop()
+        assert shard.publisher.segments_removed_count > 0
+        assert 1 < shard.journal.first_seq <= shard.publisher.cursor_seq + 1
+        assert len(journal_segments(tmp_path)) == shard.journal.segment_count
+    engine_seq = shard.sequencer.engine_seq
+    assert read_cursor(tmp_path / "outbox" / "publish.cursor") == engine_seq
     # A restart starts from the cursor, past the removed segments.
-    journal = OutboxJournal(shard_id=SHARD_ID, options=small_segments)
-    sequencer = Sequencer.open(
-        tmp_path, clock=StepClock(), options=NO_AUTO_SNAPSHOT, event_sink=journal
-    )
-    publisher = OutboxPublisher(
-        journal, PublisherOptions(bootstrap_servers=kafka_broker.bootstrap_servers)
-    )
-    publisher.start()
-    try:
-        await sequencer.submit(trading_commands(60))
-        await publisher.wait_published(sequencer.engine_seq, timeout_seconds=20)
-    finally:
-        await sequencer.aclose()
-        await publisher.stop()
-        await journal.aclose()
+    async with running_shard(
+        tmp_path,
+        kafka_broker.bootstrap_servers,
+        options=NO_AUTO_SNAPSHOT,
+        journal_options=small_segments,
+    ) as shard:
+        assert shard.publisher.published_seq == engine_seq
+        await shard.sequencer.submit(trading_commands(60))
+        await shard.publisher.wait_published(shard.sequencer.engine_seq, timeout_seconds=20)
     await assert_published_exactly(kafka_broker.bootstrap_servers, tmp_path)
