@@ -297,28 +297,21 @@ def _fill_payload(  # noqa: PLR0912  (one branch per event type, hot path: no di
         )
     elif isinstance(event, TradeExecuted):
         envelope.trade_executed.CopyFrom(_trade_executed(event, facts, market_spec))
-    elif isinstance(event, OrderCancelled):
-        envelope.order_cancelled.CopyFrom(
-            core_events_pb2.OrderCancelled(
-                order_id=str(event.order_id),
-                client_order_id=facts.client_order_id_of(event.order_id),
-                account_id=event.account_id,
-                reason=_cancel_reason(event.reason),
-                filled_quantity=facts.filled_quantity_of(event.order_id),
-                cancelled_quantity=event.quantity_cancelled,
-            )
+    elif isinstance(event, OrderCancelled | OrderExpired):
+        ended = (
+            envelope.order_cancelled
+            if isinstance(event, OrderCancelled)
+            else envelope.order_expired
         )
-    elif isinstance(event, OrderExpired):
-        envelope.order_expired.CopyFrom(
-            core_events_pb2.OrderExpired(
-                order_id=str(event.order_id),
-                client_order_id=facts.client_order_id_of(event.order_id),
-                account_id=event.account_id,
-                reason=_cancel_reason(event.reason),
-                filled_quantity=facts.filled_quantity_of(event.order_id),
-                expired_quantity=event.quantity_expired,
-            )
-        )
+        ended.order_id = str(event.order_id)
+        ended.client_order_id = facts.client_order_id_of(event.order_id)
+        ended.account_id = event.account_id
+        ended.reason = _cancel_reason(event.reason)
+        ended.filled_quantity = facts.filled_quantity_of(event.order_id)
+        if isinstance(event, OrderCancelled):
+            envelope.order_cancelled.cancelled_quantity = event.quantity_cancelled
+        else:
+            envelope.order_expired.expired_quantity = event.quantity_expired
     elif isinstance(event, OrderAmended):
         envelope.order_amended.CopyFrom(
             core_events_pb2.OrderAmended(

@@ -13,6 +13,7 @@ from infra.local.kafka_broker import TansuBroker
 from tests.integration.core.outbox.outbox_support import (
     SHARD_ID,
     assert_published_exactly,
+    running_shard,
     setup_commands,
     trading_commands,
 )
@@ -59,41 +60,23 @@ async def test_every_event_reaches_both_topics_in_order(
 async def test_a_restarted_outbox_resumes_from_its_cursor(
     tmp_path: Path, kafka_broker: TansuBroker
 ) -> None:
-    journal = OutboxJournal(shard_id=SHARD_ID)
-    sequencer = Sequencer.open(
-        tmp_path, clock=StepClock(), options=NO_AUTO_SNAPSHOT, event_sink=journal
-    )
-    publisher = OutboxPublisher(journal, publisher_options(kafka_broker))
-    publisher.start()
-    try:
-        await sequencer.submit(setup_commands())
+    servers = kafka_broker.bootstrap_servers
+    async with running_shard(tmp_path, servers, options=NO_AUTO_SNAPSHOT) as shard:
+        await shard.sequencer.submit(setup_commands())
         for round_index in range(20):
-            await sequencer.submit(trading_commands(round_index))
-        await publisher.wait_published(sequencer.engine_seq, timeout_seconds=20)
-        await publisher.stop()
-        cursor_seq = publisher.cursor_seq
-        assert cursor_seq == sequencer.engine_seq
+            await shard.sequencer.submit(trading_commands(round_index))
+        await shard.publisher.wait_published(shard.sequencer.engine_seq, timeout_seconds=20)
+        await shard.publisher.stop()
+        cursor_seq = shard.publisher.cursor_seq
+        assert cursor_seq == shard.sequencer.engine_seq
         for round_index in range(20, 40):  # journaled while nobody publishes
-            await sequencer.submit(trading_commands(round_index))
-    finally:
-        await sequencer.aclose()
-        await journal.aclose()
+            await shard.sequencer.submit(trading_commands(round_index))
 
-    journal = OutboxJournal(shard_id=SHARD_ID)
-    sequencer = Sequencer.open(
-        tmp_path, clock=StepClock(), options=NO_AUTO_SNAPSHOT, event_sink=journal
-    )
-    publisher = OutboxPublisher(journal, publisher_options(kafka_broker))
-    publisher.start()
-    try:
-        assert publisher.published_seq == cursor_seq
+    async with running_shard(tmp_path, servers, options=NO_AUTO_SNAPSHOT) as shard:
+        assert shard.publisher.published_seq == cursor_seq
         for round_index in range(40, 60):
-            await sequencer.submit(trading_commands(round_index))
-        await publisher.wait_published(sequencer.engine_seq, timeout_seconds=20)
-        assert publisher.file_records_count > 0  # the backlog came back from the journal files
-    finally:
-        await sequencer.aclose()
-        await publisher.stop()
-        await journal.aclose()
-    consumed = await assert_published_exactly(kafka_broker.bootstrap_servers, tmp_path)
+            await shard.sequencer.submit(trading_commands(round_index))
+        await shard.publisher.wait_published(shard.sequencer.engine_seq, timeout_seconds=20)
+        assert shard.publisher.file_records_count > 0  # the backlog came back from the files
+    consumed = await assert_published_exactly(servers, tmp_path)
     assert len(consumed) == len({item.envelope.event_id for item in consumed})  # clean stop
