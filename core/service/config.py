@@ -10,6 +10,7 @@
 | `--grace-seconds` | `EXCHANGE_CORE_GRACE_SECONDS` | `5` |
 | `--open-orders-max-per-account` | `EXCHANGE_CORE_OPEN_ORDERS_MAX` | `1000` (fresh shard only) |
 | `--log-level` | `EXCHANGE_CORE_LOG_LEVEL` | `INFO` |
+| `--broker` | `EXCHANGE_BROKER` | none: no outbox (events neither journaled nor published) |
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ def parse_config(argv: Sequence[str], environ: dict[str, str] | None = None) -> 
         default=int(env.get("EXCHANGE_CORE_OPEN_ORDERS_MAX", "1000")),
     )
     parser.add_argument("--log-level", default=env.get("EXCHANGE_CORE_LOG_LEVEL", "INFO"))
+    parser.add_argument(
+        "--broker",
+        default=env.get("EXCHANGE_BROKER") or None,
+        help="Kafka-API bootstrap servers host:port the outbox publishes the events to",
+    )
     args = parser.parse_args(list(argv))
     if args.data_dir is None:
         parser.error("--data-dir (or EXCHANGE_CORE_DATA_DIR) is required")
@@ -62,4 +68,5 @@ def parse_config(argv: Sequence[str], environ: dict[str, str] | None = None) -> 
         snapshot_on_shutdown=not args.no_shutdown_snapshot,
         shutdown_grace_seconds=args.grace_seconds,
         open_orders_max_per_account=args.open_orders_max_per_account,
+        broker=args.broker,
     )

@@ -10,6 +10,11 @@ Lifecycle (`CoreService`):
          sequencer.aclose() (in-flight submits finish, WAL and fence closed).
 `run_until_signal` runs it until SIGTERM / SIGINT.
 
+The outbox (core/outbox), when `ServiceConfig.broker` names a Kafka-API broker: the journal
+is the sequencer's event sink (so recovery regenerates what it lacks), the publisher starts
+once the sequencer is open, and at stop: sequencer closed -> journal flushed -> publisher
+drained (bounded) and stopped -> journal closed (core/outbox/README.md, "Wiring").
+
 Adding an async component beside the server (the outbox): give it `start()` / `stop()` and
 append it in `extra_components` below: it starts after recovery, before the port opens, and
 stops after the port closed, before the sequencer closes. Results of every batch can reach it
@@ -37,6 +42,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from core.contracts.orders import BATCH_COMMANDS_MAX
 from core.engine import EngineConfig
+from core.outbox import OutboxJournal, OutboxPublisher, PublisherOptions
 from core.sequencer import Sequencer, SequencerOptions
 from core.service.admin import CoreAdminServicer
 from core.service.errors import LOGGER
@@ -77,6 +83,10 @@ class ServiceConfig:
     tune_garbage_collector: bool = True  # freeze the recovered heap, small young generations
     # For a fresh shard only (a snapshot carries its own engine config).
     open_orders_max_per_account: int = EngineConfig().open_orders_max_per_account
+    # The Kafka-API broker ("host:port[,host:port]") the outbox publishes to; None: no outbox
+    # (events are neither journaled nor published — tests and tools only).
+    broker: str | None = None
+    outbox_drain_seconds: float = 5.0
 
 
 def extra_components(runtime: CoreRuntime, config: ServiceConfig) -> list[AsyncComponent]:  # noqa: ARG001
@@ -93,6 +103,8 @@ class CoreService:
         self._health_servicer = health.aio.HealthServicer()
         self._components: Sequence[AsyncComponent] = ()
         self._started: list[AsyncComponent] = []
+        self._journal: OutboxJournal | None = None
+        self._publisher: OutboxPublisher | None = None
 
     @property
     def runtime(self) -> CoreRuntime:
@@ -104,6 +116,9 @@ class CoreService:
         """Recover, start components and serve; returns the bound port."""
         config = self.config
         config.data_dir.mkdir(parents=True, exist_ok=True)
+        journal = None
+        if config.broker is not None:
+            journal = self._journal = OutboxJournal(shard_id=config.shard_id)
         sequencer = Sequencer.open(
             config.data_dir,
             clock=time.time_ns,
@@ -114,8 +129,15 @@ class CoreService:
                     open_orders_max_per_account=config.open_orders_max_per_account
                 ),
             ),
+            event_sink=journal,
         )
         runtime = self._runtime = CoreRuntime.create(sequencer, shard_id=config.shard_id)
+        if journal is not None and config.broker is not None:
+            publisher = self._publisher = OutboxPublisher(
+                journal, PublisherOptions(bootstrap_servers=config.broker)
+            )
+            publisher.start()
+            runtime.published_engine_seq = lambda: publisher.published_seq
         recovery = sequencer.recovery
         LOGGER.info(
             "recovered shard %s: epoch %d, snapshot %d, %d replayed, engine seq %d",
@@ -176,6 +198,23 @@ class CoreService:
                 except Exception as error:  # noqa: BLE001  (the WAL has everything)
                     LOGGER.error("the shutdown snapshot failed", exc_info=error)
             await sequencer.aclose()
+        await self._stop_outbox()
+
+    async def _stop_outbox(self) -> None:
+        """After the sequencer closed: everything journaled is made durable, published if
+        the broker answers within `outbox_drain_seconds` (the rest goes out at the next
+        start, from the durable cursor), and the journal is closed."""
+        journal, publisher = self._journal, self._publisher
+        self._journal = self._publisher = None
+        if journal is None:
+            return
+        try:
+            await journal.flush()
+        except Exception as error:  # noqa: BLE001  (recovery regenerates from the WAL)
+            LOGGER.error("the outbox journal failed to flush", exc_info=error)
+        if publisher is not None:
+            await publisher.stop(drain_timeout_seconds=self.config.outbox_drain_seconds)
+        await journal.aclose()
 
     async def run_until_signal(self) -> None:
         stopping = asyncio.Event()

@@ -84,6 +84,8 @@ def components(ports: Ports) -> list[Component]:
                 str(var / "core"),
                 "--listen",
                 f"127.0.0.1:{ports.core}",
+                "--broker",
+                f"127.0.0.1:{ports.broker}",
             ],
             port=ports.core,
             ready_timeout_seconds=120.0,  # recovery replays the WAL tail first

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,6 +71,11 @@ def test_up_status_down_and_data_survives(stack: _StackCommand) -> None:
     status = _engine_status(stack.core_port)
     assert sorted(market.symbol for market in status.markets) == ["BTC-USDT", "ETH-USDT"]
     seq_after_first_up = status.engine_seq
+    deadline = time.monotonic() + 15
+    while status.published_engine_seq < seq_after_first_up:  # the outbox reaches the broker
+        assert time.monotonic() < deadline, f"the outbox did not publish: {status}"
+        time.sleep(0.1)
+        status = _engine_status(stack.core_port)
 
     again = stack("up")
     assert again.returncode == 0, again.stdout + again.stderr

@@ -56,13 +56,17 @@ class Harness:
         return response
 
 
-async def start_harness(data_dir: Path) -> Harness:
+async def start_harness(
+    data_dir: Path, *, broker: str | None = None, shard_id: str = "core-0"
+) -> Harness:
     core = CoreService(
         ServiceConfig(
             data_dir=data_dir,
             listen="127.0.0.1:0",
+            shard_id=shard_id,
             snapshot_on_shutdown=False,
             tune_garbage_collector=False,
+            broker=broker,
         )
     )
     port = await core.start()
