@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import pytest
 
 from infra.local.kafka_broker import TansuBroker
+from infra.local.postgres import PostgresCluster, PostgresDatabase
 
 
 @pytest.fixture
@@ -14,3 +16,24 @@ def kafka_broker() -> Iterator[TansuBroker]:
     """A fresh Kafka-API broker (Tansu, in-memory storage) on a free loopback port."""
     with TansuBroker() as broker:
         yield broker
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """One throwaway PostgreSQL cluster for the whole run (initdb + pg_ctl in a temp dir).
+
+    Not durable (fsync off): tests crash clients, not the machine.
+    """
+    with PostgresCluster(durable=False) as cluster:
+        yield cluster
+
+
+_database_numbers = itertools.count(1)
+
+
+@pytest.fixture
+def postgres(postgres_cluster: PostgresCluster) -> Iterator[PostgresDatabase]:
+    """A fresh, empty database on the session's cluster, dropped after the test."""
+    database = postgres_cluster.create_database(f"test_{next(_database_numbers)}")
+    yield database
+    postgres_cluster.drop_database(database.name)
