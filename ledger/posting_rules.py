@@ -20,9 +20,10 @@ fees go to the fee account `exchange:fees`, whose balance is its FEES account he
 taker pays the taker fee, the maker the maker fee; the buyer pays notional + its fee, the
 seller receives notional - its fee.
 
-An entry's reference is the trade id for trades (a trade settles once, whatever event id
-carries it) and the event id otherwise. Anything malformed is refused with a named error
-(`LedgerError`), never posted partly.
+An entry's reference is `<shard_id>:<trade_id>` for trades (a trade settles once, whatever
+event id carries it; trade ids are a per-shard counter of the engine, so the shard scopes
+them) and the event id otherwise (event ids already start with the shard). Anything
+malformed is refused with a named error (`LedgerError`), never posted partly.
 """
 
 from __future__ import annotations
@@ -207,6 +208,11 @@ def _trade_legs(envelope: envelope_pb2.EventEnvelope) -> list[tuple[AccountKey, 
     ]
 
 
+def trade_reference(shard_id: str, trade_id: str) -> str:
+    """The unique reference of a trade's entry."""
+    return f"{shard_id}:{trade_id}"
+
+
 def plan_entry(envelope: envelope_pb2.EventEnvelope, header: EventHeader) -> PlannedEntry | None:
     """The entry an event posts, or None for an event that moves no money."""
     if header.payload in NO_POSTING_PAYLOADS:
@@ -214,7 +220,7 @@ def plan_entry(envelope: envelope_pb2.EventEnvelope, header: EventHeader) -> Pla
     transfer_id = memo = ""
     if header.payload == "trade_executed":
         kind, legs = EntryKind.TRADE, _trade_legs(envelope)
-        reference = envelope.trade_executed.trade_id
+        reference = trade_reference(header.shard_id, envelope.trade_executed.trade_id)
     else:
         kind, legs, transfer_id, memo = _funds_legs(envelope, header)
         reference = header.event_id

@@ -21,7 +21,7 @@ second consumer of the same partition (a zombie after a rebalance) fails with
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Final
@@ -110,9 +110,16 @@ class _Batch:
 class Settlement:
     """Posts batches of core events; safe to share between tasks (one transaction per call)."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        before_commit: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """`before_commit` runs inside each transaction after every write (a crash-test seam)."""
         self._engine = engine
         self._writer = JournalWriter()
+        self._before_commit = before_commit
 
     @property
     def writer(self) -> JournalWriter:
@@ -142,6 +149,8 @@ class Settlement:
             driver = await driver_connection(connection)
             results, new_accounts = await self._post(driver, headers, plans)
             await _advance_offsets(driver, offsets)
+            if self._before_commit is not None:
+                await self._before_commit()
         self._writer.remember_accounts(new_accounts)
         return results
 

@@ -125,7 +125,7 @@ class EventStream:
         return self.envelope(
             symbol,
             trade_executed=core_events_pb2.TradeExecuted(
-                trade_id=trade_id or f"{self.shard_id}:trade-{self._trade_ids}",
+                trade_id=trade_id or str(self._trade_ids),
                 base_asset=base_asset,
                 quote_asset=quote_asset,
                 price=notional,
