@@ -9,6 +9,7 @@ import pytest
 
 from infra.local.kafka_broker import TansuBroker
 from infra.local.postgres import PostgresCluster, PostgresDatabase
+from ledger.db.migrate import SERVICE_ROLE, upgrade
 
 
 @pytest.fixture
@@ -37,3 +38,18 @@ def postgres(postgres_cluster: PostgresCluster) -> Iterator[PostgresDatabase]:
     database = postgres_cluster.create_database(f"test_{next(_database_numbers)}")
     yield database
     postgres_cluster.drop_database(database.name)
+
+
+LEDGER_TEMPLATE = "ledger_template"
+LEDGER_SERVICE_LOGIN = "ledger_app"
+
+
+@pytest.fixture(scope="session")
+def ledger_template(postgres_cluster: PostgresCluster) -> str:
+    """A database with the ledger's migrations applied, to copy per test (CREATE ... TEMPLATE),
+    and the service's login role `ledger_app` (a member of `ledger_service` only)."""
+    database = postgres_cluster.create_database(LEDGER_TEMPLATE)
+    upgrade(database.url())
+    postgres_cluster.ensure_login_role(LEDGER_SERVICE_LOGIN)
+    postgres_cluster.execute_text(f"GRANT {SERVICE_ROLE} TO {LEDGER_SERVICE_LOGIN}")
+    return LEDGER_TEMPLATE

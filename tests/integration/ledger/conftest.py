@@ -10,21 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from infra.local.postgres import PostgresCluster
 from ledger.db.connection import create_engine
-from ledger.db.migrate import SERVICE_ROLE, upgrade
 from ledger.settlement import Settlement
-from tests.integration.ledger.ledger_support import SERVICE_LOGIN, LedgerDatabase
-
-TEMPLATE = "ledger_template"
-
-
-@pytest.fixture(scope="session")
-def ledger_template(postgres_cluster: PostgresCluster) -> str:
-    database = postgres_cluster.create_database(TEMPLATE)
-    upgrade(database.url())
-    postgres_cluster.ensure_login_role(SERVICE_LOGIN)
-    postgres_cluster.execute_text(f"GRANT {SERVICE_ROLE} TO {SERVICE_LOGIN}")
-    return TEMPLATE
-
+from tests.integration.ledger.ledger_support import LedgerDatabase
 
 _numbers = itertools.count(1)
 

@@ -9,7 +9,7 @@ from psycopg.rows import TupleRow
 
 from infra.local.postgres import PostgresDatabase
 
-SERVICE_LOGIN = "ledger_app"
+SERVICE_LOGIN = "ledger_app"  # tests/conftest.py creates it
 
 
 @dataclass(frozen=True)
