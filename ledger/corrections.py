@@ -18,7 +18,6 @@ the core does not know about; money that must move goes through the core as an a
 
 from __future__ import annotations
 
-import base64
 import json
 import uuid
 from collections.abc import Sequence
@@ -41,6 +40,7 @@ from ledger.journal import (
     Posting,
     balanced_postings,
 )
+from ledger.paging import decode_page_token, encode_page_token, page_size_or_default
 
 PAGE_SIZE_DEFAULT: Final = 100
 PAGE_SIZE_MAX: Final = 500
@@ -300,30 +300,6 @@ class Corrections:
             rows = await cursor.fetchall()
         page = [_correction(row) for row in rows[:limit]]
         return page, encode_page_token(offset + limit) if len(rows) > limit else ""
-
-
-def page_size_or_default(page_size: int, default: int, maximum: int) -> int:
-    if page_size < 0:
-        raise LedgerError(Reason.FIELD_INVALID, "page_size must not be negative", field="page_size")
-    return default if page_size == 0 else min(page_size, maximum)
-
-
-def encode_page_token(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode()
-
-
-def decode_page_token(token: str) -> int:
-    if not token:
-        return 0
-    try:
-        text = base64.urlsafe_b64decode(token.encode()).decode()
-        kind, _, number = text.partition(":")
-        offset = int(number)
-    except ValueError as error:
-        raise LedgerError(Reason.PAGE_TOKEN_INVALID, "page_token is not one we issued") from error
-    if kind != "o" or offset < 0:
-        raise LedgerError(Reason.PAGE_TOKEN_INVALID, "page_token is not one we issued")
-    return offset
 
 
 def _state_invalid(correction: Correction, action: str) -> LedgerError:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import psycopg
 from psycopg.rows import TupleRow
 
 from infra.local.postgres import PostgresDatabase
+from ledger.reconciliation import EngineBalance, EngineBalances, EngineStatus
 
 SERVICE_LOGIN = "ledger_app"  # tests/conftest.py creates it
 
@@ -46,3 +48,21 @@ class LedgerDatabase:
             row = connection.execute(f"SELECT count(*) FROM {table}").fetchone()
         assert row is not None
         return int(row[0])
+
+
+class FakeCore:
+    """The core's balances per engine_seq, as a test states them."""
+
+    def __init__(self, by_engine_seq: Mapping[int, list[EngineBalance]], engine_seq: int) -> None:
+        self.by_engine_seq = by_engine_seq
+        self.engine_seq = engine_seq
+        self.asked: list[int] = []
+
+    async def engine_balances(self, *, at_engine_seq: int) -> EngineBalances:
+        self.asked.append(at_engine_seq)
+        at = at_engine_seq or self.engine_seq
+        known = max(seq for seq in self.by_engine_seq if seq <= at)
+        return EngineBalances(at, tuple(self.by_engine_seq[known]))
+
+    async def engine_status(self) -> EngineStatus:
+        return EngineStatus("shard-1", 1, self.engine_seq)

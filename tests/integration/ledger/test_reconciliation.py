@@ -2,40 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.journal import AccountKey, AccountKind
 from ledger.reconciliation import (
     EngineBalance,
-    EngineBalances,
-    EngineStatus,
     GapReport,
     Reconciliation,
     ReconciliationStatus,
 )
 from ledger.settlement import Settlement
 from ledger.testing import EventStream
-
-
-class FakeCore:
-    """The core's balances per engine_seq, as a test states them."""
-
-    def __init__(self, by_engine_seq: Mapping[int, list[EngineBalance]], engine_seq: int) -> None:
-        self.by_engine_seq = by_engine_seq
-        self.engine_seq = engine_seq
-        self.asked: list[int] = []
-
-    async def engine_balances(self, *, at_engine_seq: int) -> EngineBalances:
-        self.asked.append(at_engine_seq)
-        at = at_engine_seq or self.engine_seq
-        known = max(seq for seq in self.by_engine_seq if seq <= at)
-        return EngineBalances(at, tuple(self.by_engine_seq[known]))
-
-    async def engine_status(self) -> EngineStatus:
-        return EngineStatus("shard-1", 1, self.engine_seq)
-
+from tests.integration.ledger.ledger_support import FakeCore
 
 AFTER_FUNDING = [
     EngineBalance("alice", "USDT", 30_000, 0),
