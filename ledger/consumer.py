@@ -1,0 +1,143 @@
+"""The settlement consumer: core.events.v1 (Kafka API) -> Settlement, offsets in PostgreSQL.
+
+- Partitions are assigned explicitly (one partition per core shard, docs/adr/0004); no
+  consumer group membership, so nothing depends on the broker's group coordinator (slow on
+  Tansu) and several consumers can split the partitions between them.
+- On start, and after any conflict, each partition is read from the offset PostgreSQL holds
+  (`consumer_offsets`), never from the broker's committed offsets or "latest".
+- Each poll's records of one partition are posted in ONE transaction together with the offset
+  they advance to (`Settlement.post(..., offsets=...)`). A crash before the commit loses the
+  transaction, the offset included, and the records are read again; a redelivered record is a
+  duplicate by its stream position and posts nothing.
+- A record that is not a valid core event stops the consumer (`LedgerError` or
+  `DecodeError` propagates): nothing after it is posted and nothing is skipped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from exchange.events.v1 import envelope_pb2
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ledger.settlement import OffsetAdvance, OffsetConflictError, Settlement, stored_offsets
+
+CORE_EVENTS_TOPIC: Final = "core.events.v1"
+CONSUMER_GROUP: Final = "ledger-settlement"
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerOptions:
+    bootstrap_servers: str
+    partitions: Sequence[int]
+    topic: str = CORE_EVENTS_TOPIC
+    consumer_group: str = CONSUMER_GROUP
+    batch_records_max: int = 2_000
+    poll_timeout_ms: int = 200
+
+
+class SettlementConsumer:
+    """Reads the assigned partitions and posts them; `run` until `stop` is set."""
+
+    def __init__(
+        self,
+        settlement: Settlement,
+        engine: AsyncEngine,
+        options: ConsumerOptions,
+        *,
+        on_batch: Callable[[int, int], Awaitable[None]] | None = None,
+    ) -> None:
+        self._settlement = settlement
+        self._engine = engine
+        self._options = options
+        self._on_batch = on_batch
+        self._consumer: AIOKafkaConsumer | None = None
+        self._positions: dict[int, int] = {}
+        self.events_posted = 0
+
+    async def start(self) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._options.bootstrap_servers,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=self._options.batch_records_max,
+        )
+        await consumer.start()
+        consumer.assign(
+            [
+                TopicPartition(self._options.topic, partition)
+                for partition in self._options.partitions
+            ]
+        )
+        self._consumer = consumer
+        await self._seek_to_stored()
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    async def _seek_to_stored(self) -> None:
+        if self._consumer is None:
+            raise RuntimeError("start() the consumer first")
+        stored = await stored_offsets(
+            self._engine, self._options.consumer_group, self._options.topic
+        )
+        for partition in self._options.partitions:
+            self._positions[partition] = stored.get(partition, 0)
+            self._consumer.seek(
+                TopicPartition(self._options.topic, partition), self._positions[partition]
+            )
+
+    async def poll_once(self) -> int:
+        """One poll; posts what arrived (one transaction per partition). Returns records read."""
+        if self._consumer is None:
+            raise RuntimeError("start() the consumer first")
+        batches = await self._consumer.getmany(
+            timeout_ms=self._options.poll_timeout_ms,
+            max_records=self._options.batch_records_max,
+        )
+        records_read = 0
+        for topic_partition, records in sorted(batches.items(), key=lambda item: item[0].partition):
+            if not records:
+                continue
+            partition = topic_partition.partition
+            envelopes = []
+            for record in records:
+                envelope = envelope_pb2.EventEnvelope()
+                envelope.ParseFromString(record.value or b"")
+                envelopes.append(envelope)
+            advance = OffsetAdvance(
+                self._options.consumer_group,
+                self._options.topic,
+                partition,
+                self._positions[partition],
+                records[-1].offset + 1,
+            )
+            try:
+                await self._settlement.post(envelopes, offsets=[advance])
+            except OffsetConflictError:
+                await self._seek_to_stored()  # another consumer moved it: read from there
+                return records_read
+            self._positions[partition] = advance.to_offset
+            self.events_posted += len(envelopes)
+            records_read += len(records)
+            if self._on_batch is not None:
+                await self._on_batch(partition, advance.to_offset)
+        return records_read
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll and post until `stop` is set (the current batch finishes first)."""
+        while not stop.is_set():
+            await self.poll_once()
+
+    async def __aenter__(self) -> SettlementConsumer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.stop()

@@ -1,0 +1,209 @@
+"""Writes entries, their postings and the materialized balances, inside a caller's transaction.
+
+Used by settlement (batches of events) and by corrections. Within one call:
+1. entries are inserted with ON CONFLICT (kind, reference) DO NOTHING: an entry whose
+   reference exists already (an event posted before, a trade settled before, a correction
+   applied before) is not inserted again, and the caller learns the earlier entry's id;
+2. accounts are created on first use (an in-process cache of their ids is updated only
+   after the caller's commit, so a rolled-back transaction leaves no stale id behind);
+3. all postings of all new entries go in ONE `COPY` (the database's statement trigger checks
+   each entry is complete and balances per asset);
+4. balances are updated once per account (deltas summed), in account id order so that
+   concurrent writers always lock rows in the same order and cannot deadlock.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from ledger.db.connection import DriverConnection
+from ledger.errors import LedgerInvariantError
+from ledger.journal import AccountKey, AccountKind, EntryKind, PlannedEntry
+
+EntryKey = tuple[EntryKind, str]
+
+_INSERT_ENTRIES = """
+INSERT INTO journal_entries (kind, reference, leg_count, source_event_id, shard_id, symbol, seq,
+    engine_seq, epoch, transfer_id, occurred_at, reverses_entry_id, correction_id, memo)
+SELECT * FROM unnest(%s::smallint[], %s::text[], %s::smallint[], %s::text[], %s::text[],
+    %s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::text[], %s::timestamptz[],
+    %s::bigint[], %s::text[], %s::text[])
+ON CONFLICT (kind, reference) DO NOTHING
+RETURNING entry_id, kind, reference
+"""
+
+_SELECT_ENTRY_IDS = """
+SELECT e.entry_id, e.kind, e.reference
+FROM journal_entries AS e
+JOIN unnest(%s::smallint[], %s::text[]) AS wanted (kind, reference)
+    ON e.kind = wanted.kind AND e.reference = wanted.reference
+"""
+
+_INSERT_ACCOUNTS = """
+INSERT INTO accounts (owner_id, asset, kind)
+SELECT * FROM unnest(%s::text[], %s::text[], %s::smallint[])
+ON CONFLICT (owner_id, asset, kind) DO NOTHING
+"""
+
+_SELECT_ACCOUNTS = """
+SELECT a.account_id, a.owner_id, a.asset, a.kind
+FROM accounts AS a
+JOIN unnest(%s::text[], %s::text[], %s::smallint[]) AS wanted (owner_id, asset, kind)
+    ON a.owner_id = wanted.owner_id AND a.asset = wanted.asset AND a.kind = wanted.kind
+"""
+
+_UPSERT_BALANCES = """
+INSERT INTO balances (account_id, balance, last_engine_seq)
+SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[])
+ON CONFLICT (account_id) DO UPDATE
+SET balance = balances.balance + EXCLUDED.balance,
+    last_engine_seq = GREATEST(balances.last_engine_seq, EXCLUDED.last_engine_seq)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenEntries:
+    """Ids of the entries inserted now, and of those that existed already."""
+
+    inserted: dict[EntryKey, int]
+    existing: dict[EntryKey, int]
+    new_account_ids: dict[AccountKey, int]
+
+
+class JournalWriter:
+    """Holds the account-id cache; every method runs inside the caller's transaction."""
+
+    def __init__(self) -> None:
+        self._account_ids: dict[AccountKey, int] = {}
+
+    def remember_accounts(self, account_ids: dict[AccountKey, int]) -> None:
+        """Call after the transaction that created them committed."""
+        self._account_ids.update(account_ids)
+
+    async def existing_entry_ids(
+        self, connection: DriverConnection, keys: Iterable[EntryKey]
+    ) -> dict[EntryKey, int]:
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return {}
+        cursor = await connection.execute(
+            _SELECT_ENTRY_IDS, ([int(kind) for kind, _ in wanted], [ref for _, ref in wanted])
+        )
+        return {
+            (EntryKind(kind), reference): entry_id
+            for entry_id, kind, reference in await cursor.fetchall()
+        }
+
+    async def write(
+        self, connection: DriverConnection, entries: Sequence[PlannedEntry]
+    ) -> WrittenEntries:
+        """Insert what is new of `entries` (distinct (kind, reference) expected)."""
+        if not entries:
+            return WrittenEntries({}, {}, {})
+        keys = [(entry.kind, entry.reference) for entry in entries]
+        if len(set(keys)) != len(keys):
+            message = "entries of one write must have distinct (kind, reference)"
+            raise LedgerInvariantError(message)
+        cursor = await connection.execute(_INSERT_ENTRIES, _entry_columns(entries))
+        inserted = {
+            (EntryKind(kind), reference): entry_id
+            for entry_id, kind, reference in await cursor.fetchall()
+        }
+        missing = [key for key in keys if key not in inserted]
+        existing = await self.existing_entry_ids(connection, missing)
+        if len(existing) != len(missing):
+            message = f"entries neither inserted nor found: {set(missing) - set(existing)}"
+            raise LedgerInvariantError(message)
+        new_entries = [entry for entry in entries if (entry.kind, entry.reference) in inserted]
+        account_ids, new_account_ids = await self._account_ids_for(connection, new_entries)
+        await _copy_postings(connection, new_entries, inserted, account_ids)
+        await _add_to_balances(connection, new_entries, account_ids)
+        return WrittenEntries(inserted, existing, new_account_ids)
+
+    async def _account_ids_for(
+        self, connection: DriverConnection, entries: Sequence[PlannedEntry]
+    ) -> tuple[dict[AccountKey, int], dict[AccountKey, int]]:
+        wanted = {posting.account for entry in entries for posting in entry.postings}
+        known = {
+            account: self._account_ids[account]
+            for account in wanted
+            if account in self._account_ids
+        }
+        unknown = sorted(wanted - known.keys(), key=lambda a: (a.owner_id, a.asset, a.kind))
+        if not unknown:
+            return known, {}
+        columns = (
+            [account.owner_id for account in unknown],
+            [account.asset for account in unknown],
+            [int(account.kind) for account in unknown],
+        )
+        await connection.execute(_INSERT_ACCOUNTS, columns)
+        cursor = await connection.execute(_SELECT_ACCOUNTS, columns)
+        found = {
+            AccountKey(owner_id, asset, AccountKind(kind)): account_id
+            for account_id, owner_id, asset, kind in await cursor.fetchall()
+        }
+        if len(found) != len(unknown):
+            message = f"accounts not created: {set(unknown) - found.keys()}"
+            raise LedgerInvariantError(message)
+        return {**known, **found}, found
+
+
+def _entry_columns(entries: Sequence[PlannedEntry]) -> tuple[list[object], ...]:
+    return (
+        [int(entry.kind) for entry in entries],
+        [entry.reference for entry in entries],
+        [len(entry.postings) for entry in entries],
+        [entry.source_event_id for entry in entries],
+        [entry.shard_id for entry in entries],
+        [entry.symbol for entry in entries],
+        [entry.seq for entry in entries],
+        [entry.engine_seq for entry in entries],
+        [entry.epoch for entry in entries],
+        [entry.transfer_id for entry in entries],
+        [entry.occurred_at for entry in entries],
+        [entry.reverses_entry_id for entry in entries],
+        [entry.correction_id for entry in entries],
+        [entry.memo for entry in entries],
+    )
+
+
+async def _copy_postings(
+    connection: DriverConnection,
+    entries: Sequence[PlannedEntry],
+    entry_ids: dict[EntryKey, int],
+    account_ids: dict[AccountKey, int],
+) -> None:
+    if not entries:
+        return
+    cursor = connection.cursor()
+    async with cursor.copy(
+        "COPY postings (entry_id, leg, account_id, amount) FROM STDIN (FORMAT BINARY)"
+    ) as copy:
+        copy.set_types(["int8", "int2", "int8", "int8"])
+        for entry in entries:
+            entry_id = entry_ids[(entry.kind, entry.reference)]
+            for leg, posting in enumerate(entry.postings):
+                await copy.write_row((entry_id, leg, account_ids[posting.account], posting.amount))
+
+
+async def _add_to_balances(
+    connection: DriverConnection,
+    entries: Sequence[PlannedEntry],
+    account_ids: dict[AccountKey, int],
+) -> None:
+    deltas: defaultdict[int, int] = defaultdict(int)
+    engine_seqs: defaultdict[int, int] = defaultdict(int)
+    for entry in entries:
+        for posting in entry.postings:
+            account_id = account_ids[posting.account]
+            deltas[account_id] += posting.amount
+            engine_seqs[account_id] = max(engine_seqs[account_id], entry.engine_seq)
+    ordered = sorted(deltas)
+    if ordered:
+        await connection.execute(
+            _UPSERT_BALANCES,
+            (ordered, [deltas[a] for a in ordered], [engine_seqs[a] for a in ordered]),
+        )

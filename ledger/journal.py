@@ -1,0 +1,149 @@
+"""The ledger's domain values: accounts, entries and postings (no I/O, no ORM).
+
+Invariants these types keep (checked at construction, so nothing unbalanced ever reaches
+the database, which checks them again):
+- an amount is a Python int in minor units of its asset; a posting's amount is non-zero;
+- an entry's postings sum to zero per asset, and no account appears twice in one entry
+  (legs of the same account are merged before an entry is built);
+- an account is identified by (owner_id, asset, kind); the fee account is the core's
+  `exchange:fees` owner with kind FEES, and the contra account of deposits, withdrawals
+  and adjustments is `exchange:external` with kind EXTERNAL (one per asset).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from enum import IntEnum
+from typing import Final
+
+from exchange.ledger.types.v1 import types_pb2
+
+from ledger.errors import LedgerError, Reason
+
+FEE_OWNER_ID: Final = "exchange:fees"  # the core's FEE_ACCOUNT_ID (core/engine/balances.py)
+EXTERNAL_OWNER_ID: Final = "exchange:external"
+INT64_MAX: Final = 2**63 - 1
+INT64_MIN: Final = -(2**63)
+
+
+class AccountKind(IntEnum):
+    """Same numbers as exchange.ledger.types.v1.AccountKind (stored as SMALLINT)."""
+
+    AVAILABLE = types_pb2.ACCOUNT_KIND_AVAILABLE
+    HELD = types_pb2.ACCOUNT_KIND_HELD
+    FEES = types_pb2.ACCOUNT_KIND_FEES
+    EXTERNAL = types_pb2.ACCOUNT_KIND_EXTERNAL
+
+
+class EntryKind(IntEnum):
+    """Same numbers as exchange.ledger.types.v1.EntryKind (stored as SMALLINT)."""
+
+    RESERVE = types_pb2.ENTRY_KIND_RESERVE
+    RELEASE = types_pb2.ENTRY_KIND_RELEASE
+    TRADE = types_pb2.ENTRY_KIND_TRADE
+    DEPOSIT = types_pb2.ENTRY_KIND_DEPOSIT
+    WITHDRAWAL = types_pb2.ENTRY_KIND_WITHDRAWAL
+    ADJUSTMENT = types_pb2.ENTRY_KIND_ADJUSTMENT
+    REVERSAL = types_pb2.ENTRY_KIND_REVERSAL
+    CORRECTION = types_pb2.ENTRY_KIND_CORRECTION
+
+
+@dataclass(frozen=True, slots=True)
+class AccountKey:
+    owner_id: str
+    asset: str
+    kind: AccountKind
+
+    def __post_init__(self) -> None:
+        if not self.owner_id or not self.asset:
+            raise LedgerError(Reason.FIELD_INVALID, f"account needs an owner and an asset: {self}")
+
+
+@dataclass(frozen=True, slots=True)
+class Posting:
+    account: AccountKey
+    amount: int
+
+
+def available(owner_id: str, asset: str) -> AccountKey:
+    """An owner's free balance; the fee owner's balance is its FEES account."""
+    kind = AccountKind.FEES if owner_id == FEE_OWNER_ID else AccountKind.AVAILABLE
+    return AccountKey(owner_id, asset, kind)
+
+
+def held(owner_id: str, asset: str) -> AccountKey:
+    return AccountKey(owner_id, asset, AccountKind.HELD)
+
+
+def fees(asset: str) -> AccountKey:
+    return AccountKey(FEE_OWNER_ID, asset, AccountKind.FEES)
+
+
+def external(asset: str) -> AccountKey:
+    return AccountKey(EXTERNAL_OWNER_ID, asset, AccountKind.EXTERNAL)
+
+
+def balanced_postings(legs: list[tuple[AccountKey, int]]) -> tuple[Posting, ...]:
+    """Merge legs per account, drop zero legs, and refuse anything that does not balance.
+
+    Order is kept (first appearance of each account), so the same legs always give the same
+    postings.
+    """
+    merged: dict[AccountKey, int] = {}
+    for account, amount in legs:
+        if type(amount) is not int:
+            raise LedgerError(Reason.FIELD_INVALID, f"amount must be an int, got {amount!r}")
+        merged[account] = merged.get(account, 0) + amount
+    totals: defaultdict[str, int] = defaultdict(int)
+    postings: list[Posting] = []
+    for account, amount in merged.items():
+        if not INT64_MIN <= amount <= INT64_MAX:
+            raise LedgerError(Reason.AMOUNT_OUT_OF_RANGE, f"{account}: {amount} exceeds int64")
+        totals[account.asset] += amount
+        if amount != 0:
+            postings.append(Posting(account, amount))
+    unbalanced = {asset: total for asset, total in totals.items() if total != 0}
+    if unbalanced:
+        raise LedgerError(Reason.ENTRY_UNBALANCED, f"postings do not sum to zero: {unbalanced}")
+    if not postings:
+        raise LedgerError(Reason.ENTRY_UNBALANCED, "an entry needs at least one non-zero leg")
+    return tuple(postings)
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedEntry:
+    """An entry about to be posted. `reference` is unique per kind (the trade id for trades,
+    the event id for other events, the correction id for corrections)."""
+
+    kind: EntryKind
+    reference: str
+    postings: tuple[Posting, ...]
+    source_event_id: str = ""
+    shard_id: str = ""
+    symbol: str = ""
+    seq: int = 0
+    engine_seq: int = 0
+    epoch: int = 0
+    transfer_id: str = ""
+    occurred_at: datetime | None = None
+    reverses_entry_id: int | None = None
+    correction_id: str = ""
+    memo: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.reference:
+            raise LedgerError(Reason.FIELD_INVALID, "an entry needs a reference")
+        if len(self.postings) < 2:
+            raise LedgerError(Reason.ENTRY_UNBALANCED, "an entry needs at least two postings")
+        seen = {posting.account for posting in self.postings}
+        if len(seen) != len(self.postings):
+            raise LedgerError(Reason.FIELD_INVALID, "an account appears twice in one entry")
+        totals: defaultdict[str, int] = defaultdict(int)
+        for posting in self.postings:
+            if posting.amount == 0:
+                raise LedgerError(Reason.FIELD_INVALID, "a posting's amount must not be zero")
+            totals[posting.account.asset] += posting.amount
+        if any(totals.values()):
+            raise LedgerError(Reason.ENTRY_UNBALANCED, f"entry {self.reference} does not balance")

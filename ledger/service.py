@@ -1,0 +1,132 @@
+"""The ledger process: `python -m ledger.service` — gRPC LedgerService + settlement consumer.
+
+    python -m ledger.db.migrate postgresql+psycopg://OWNER@HOST:PORT/DB      # once, as owner
+    python -m ledger.service --database-url postgresql+psycopg://APP@HOST:PORT/DB \
+        --listen 127.0.0.1:50061 --core-address 127.0.0.1:50051 --shard-id shard-1 \
+        --kafka-bootstrap 127.0.0.1:9092 --partitions 0
+
+One bootstrap wires the adapters: the SQLAlchemy/psycopg engine, the journal writer shared by
+settlement and corrections, the core's gRPC clients (CoreAdminService for reconciliation,
+FundingService for adjustments) and, with --kafka-bootstrap, the settlement consumer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from dataclasses import dataclass
+
+import grpc
+from exchange.ledger.v1 import ledger_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ledger.adjustments import Adjustments, FundingClient, GrpcFundingClient
+from ledger.consumer import ConsumerOptions, SettlementConsumer
+from ledger.corrections import Corrections
+from ledger.db.connection import create_engine
+from ledger.grpc_service import LedgerService
+from ledger.reconciliation import CoreView, GrpcCoreView, Reconciliation
+from ledger.settlement import Settlement
+
+SERVICE_NAME = "exchange.ledger.v1.LedgerService"
+
+
+@dataclass
+class RunningLedger:
+    server: grpc.aio.Server
+    port: int
+    engine: AsyncEngine
+    settlement: Settlement
+
+    async def stop(self) -> None:
+        await self.server.stop(grace=1.0)
+        await self.engine.dispose()
+
+
+async def start_ledger(
+    *,
+    database_url: str,
+    listen: str,
+    shard_id: str,
+    core: CoreView,
+    funding: FundingClient,
+) -> RunningLedger:
+    """Build and start the gRPC server (port 0 in `listen`: a free one)."""
+    engine = create_engine(database_url)
+    settlement = Settlement(engine)
+    service = LedgerService(
+        engine=engine,
+        settlement=settlement,
+        corrections=Corrections(engine, settlement.writer),
+        reconciliation=Reconciliation(engine, core, shard_id=shard_id),
+        adjustments=Adjustments(engine, funding),
+    )
+    server = grpc.aio.server()
+    ledger_pb2_grpc.add_LedgerServiceServicer_to_server(service, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    port = server.add_insecure_port(listen)
+    await server.start()
+    await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+    return RunningLedger(server, port, engine, settlement)
+
+
+async def _main(arguments: argparse.Namespace) -> None:
+    core_channel = grpc.aio.insecure_channel(arguments.core_address)
+    ledger = await start_ledger(
+        database_url=arguments.database_url,
+        listen=arguments.listen,
+        shard_id=arguments.shard_id,
+        core=GrpcCoreView(core_channel),
+        funding=GrpcFundingClient(core_channel),
+    )
+    logging.getLogger("ledger").info("LedgerService listening on port %d", ledger.port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signal_number, stop.set)
+    consumer: SettlementConsumer | None = None
+    consuming: asyncio.Task[None] | None = None
+    if arguments.kafka_bootstrap:
+        options = ConsumerOptions(
+            arguments.kafka_bootstrap,
+            partitions=[int(p) for p in arguments.partitions.split(",") if p],
+        )
+        consumer = SettlementConsumer(ledger.settlement, ledger.engine, options)
+        await consumer.start()
+        consuming = asyncio.create_task(consumer.run(stop))
+    await stop.wait()
+    if consuming is not None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await consuming
+    if consumer is not None:
+        await consumer.stop()
+    await ledger.stop()
+    await core_channel.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="The ledger service.")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("LEDGER_DATABASE_URL", ""),
+        required="LEDGER_DATABASE_URL" not in os.environ,
+    )
+    parser.add_argument("--listen", default=os.environ.get("LEDGER_LISTEN", "127.0.0.1:50061"))
+    parser.add_argument(
+        "--core-address", default=os.environ.get("LEDGER_CORE_ADDRESS", "127.0.0.1:50051")
+    )
+    parser.add_argument("--shard-id", default=os.environ.get("LEDGER_SHARD_ID", "shard-1"))
+    parser.add_argument("--kafka-bootstrap", default=os.environ.get("LEDGER_KAFKA_BOOTSTRAP", ""))
+    parser.add_argument("--partitions", default=os.environ.get("LEDGER_PARTITIONS", "0"))
+    logging.basicConfig(level=logging.INFO)
+    asyncio.run(_main(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

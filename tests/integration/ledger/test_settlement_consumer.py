@@ -1,0 +1,71 @@
+"""The consumer against the real broker: redelivery, restart, concurrent partitions."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from infra.local.kafka_broker import TansuBroker
+from ledger.consumer import ConsumerOptions, SettlementConsumer
+from ledger.settlement import Settlement
+from tests.integration.ledger.kafka_support import (
+    create_topic,
+    drain,
+    expected_balances,
+    publish,
+    shard_events,
+)
+from tests.integration.ledger.ledger_support import LedgerDatabase
+
+
+async def test_redelivered_records_and_a_restart_post_nothing_twice(
+    kafka_broker: TansuBroker, ledger_engine: AsyncEngine, ledger_database: LedgerDatabase
+) -> None:
+    await create_topic(kafka_broker.bootstrap_servers, partitions=1)
+    events = shard_events("shard-1", rounds=20)
+    # The outbox republished a stretch after a crash: records 10..29 appear twice.
+    published = events[:30] + events[10:]
+    await publish(kafka_broker.bootstrap_servers, published, partition=0)
+    options = ConsumerOptions(kafka_broker.bootstrap_servers, partitions=[0], batch_records_max=25)
+    async with SettlementConsumer(Settlement(ledger_engine), ledger_engine, options) as consumer:
+        await drain(consumer, len(published))
+    assert ledger_database.balances() == expected_balances(shards=1, rounds=20)
+    # A restart reads from the stored offset: nothing is read again.
+    async with SettlementConsumer(Settlement(ledger_engine), ledger_engine, options) as restarted:
+        assert await restarted.poll_once() == 0
+        await publish(kafka_broker.bootstrap_servers, events[-5:], partition=0)
+        await drain(restarted, 5)
+    assert ledger_database.balances() == expected_balances(shards=1, rounds=20)
+    assert ledger_database.count("journal_entries") == 2 + 20 * 4
+
+
+async def test_concurrent_consumers_of_different_partitions(
+    kafka_broker: TansuBroker, ledger_engine: AsyncEngine, ledger_database: LedgerDatabase
+) -> None:
+    shards = 3
+    await create_topic(kafka_broker.bootstrap_servers, partitions=shards)
+    total = 0
+    for partition in range(shards):
+        events = shard_events(f"shard-{partition}", rounds=60)
+        total += len(events)
+        await publish(kafka_broker.bootstrap_servers, events, partition=partition)
+    consumers = [
+        SettlementConsumer(
+            Settlement(ledger_engine),
+            ledger_engine,
+            ConsumerOptions(
+                kafka_broker.bootstrap_servers, partitions=[partition], batch_records_max=16
+            ),
+        )
+        for partition in range(shards)
+    ]
+    for consumer in consumers:
+        await consumer.start()
+    try:
+        await asyncio.gather(*(drain(consumer, total // shards) for consumer in consumers))
+    finally:
+        for consumer in consumers:
+            await consumer.stop()
+    # The same traders and the fee account in every shard: the rows every batch touched.
+    assert ledger_database.balances() == expected_balances(shards=shards, rounds=60)
