@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from infra.local.kafka_broker import TansuBroker
+from infra.local.redis import RedisServer
 
 
 @pytest.fixture
@@ -14,3 +15,10 @@ def kafka_broker() -> Iterator[TansuBroker]:
     """A fresh Kafka-API broker (Tansu, in-memory storage) on a free loopback port."""
     with TansuBroker() as broker:
         yield broker
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A fresh, empty Redis (real redis-server, in memory) on a free loopback port."""
+    with RedisServer() as server:
+        yield server
