@@ -95,12 +95,12 @@ class Authorizer:
 
     async def check(self, request: CheckRequest) -> Allowed:
         """Allowed with the identity headers, or raises the EdgeError to answer."""
-        key = await self._key(request.headers.get("x-api-key", ""))
-        timestamp = self._timestamp(request.headers.get("x-ts", ""))
-        signature = request.headers.get("x-signature", "")
-        if not signature_matches(self._keys.secret_of(key), self._canonical(request), signature):
-            raise EdgeError("SIGNATURE_INVALID", "X-SIGNATURE does not match the request")
-        rate_headers = await self._admit(key, signature.strip().lower(), timestamp)
+        key, rate_headers = await self.authenticate(
+            key_id=request.headers.get("x-api-key", ""),
+            timestamp_text=request.headers.get("x-ts", ""),
+            signature=request.headers.get("x-signature", ""),
+            canonical=lambda: self._canonical(request),
+        )
         self._authorize(key, request.access)
         if not request.grpc:
             self._validator.validate(
@@ -111,6 +111,23 @@ class Authorizer:
         if idempotency_key:
             upstream[IDEMPOTENCY_KEY_HEADER] = idempotency_key
         return Allowed(upstream_headers=upstream, client_headers=rate_headers)
+
+    async def authenticate(
+        self,
+        *,
+        key_id: str,
+        timestamp_text: str,
+        signature: str,
+        canonical: Callable[[], bytes],
+    ) -> tuple[ApiKeyRecord, dict[str, str]]:
+        """Checks 1-5 (key, clock window, signature over `canonical()`, replay, rate limit);
+        the key and the rate-limit headers. Also used by the WebSocket's Authenticate."""
+        key = await self._key(key_id)
+        timestamp = self._timestamp(timestamp_text)
+        if not signature_matches(self._keys.secret_of(key), canonical(), signature):
+            raise EdgeError("SIGNATURE_INVALID", "the signature does not match the request")
+        rate_headers = await self._admit(key, signature.strip().lower(), timestamp)
+        return key, rate_headers
 
     async def _key(self, key_id: str) -> ApiKeyRecord:
         if not key_id:

@@ -30,6 +30,7 @@ import argparse
 import enum
 import json
 import re
+import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -269,6 +270,11 @@ class EdgeParameters:
     access_log_path: str = "/dev/stdout"
     # Bodies above this are refused (413) before they reach any service.
     max_request_bytes: int = 64 * 1024
+    # Envoy's buffer per connection (each way): what one slow client can hold in Envoy.
+    connection_buffer_bytes: int = 1024 * 1024
+    # SO_SNDBUF of client connections (0: the kernel's autotuning, up to tcp_wmem's max).
+    # With the buffers above it bounds what a slow WebSocket reader holds outside the gateway.
+    downstream_send_buffer_bytes: int = 0
     authz_timeout_ms: int = 1000
     health_check_interval_ms: int = 5000
     # Clusters that must be healthy for /readyz.
@@ -614,6 +620,7 @@ def _cluster(upstream: Upstream, parameters: EdgeParameters) -> dict[str, Any]:
         "type": "STRICT_DNS",
         "dns_lookup_family": "V4_PREFERRED",
         "connect_timeout": "1s",
+        "per_connection_buffer_limit_bytes": parameters.connection_buffer_bytes,
         "load_assignment": {
             "cluster_name": upstream.value,
             "endpoints": [
@@ -645,9 +652,19 @@ def render(parameters: EdgeParameters, *, source: Path = DESCRIPTOR_PATH) -> dic
     listener = {
         "name": "edge",
         "address": _socket_address("0.0.0.0", parameters.listener_port),  # noqa: S104 - the edge's public listener
-        "per_connection_buffer_limit_bytes": 1024 * 1024,
+        "per_connection_buffer_limit_bytes": parameters.connection_buffer_bytes,
         "filter_chains": [{"filters": [_connection_manager(parameters, rpcs)]}],
     }
+    if parameters.downstream_send_buffer_bytes:
+        listener["socket_options"] = [
+            {
+                "description": "SO_SNDBUF",
+                "level": socket.SOL_SOCKET,
+                "name": socket.SO_SNDBUF,
+                "int_value": parameters.downstream_send_buffer_bytes,
+                "state": "STATE_PREBIND",
+            }
+        ]
     bootstrap: dict[str, Any] = {
         "node": {"id": "edge", "cluster": "edge"},
         "admin": {

@@ -1,5 +1,5 @@
 """The gateway's HTTP side, reached only through Envoy: the ext_authz check endpoint
-(`/authz/<access>/<original path>`), `/healthz`, and (later) the `/ws` fan-out.
+(`/authz/<access>/<original path>`), `/healthz`, and the `/ws` fan-out (gateway/fanout.py).
 
 Envoy's HTTP ext_authz sends the original method, path, the headers named in
 `SIGNATURE_HEADERS` and the body; a 200 lets the request through with the identity
@@ -16,15 +16,17 @@ from redis.exceptions import RedisError
 from gateway.authorization import Authorizer, CheckRequest
 from gateway.envoy_config import AUTHZ_PATH_PREFIX, Access
 from gateway.errors import EdgeError
+from gateway.fanout import Hub, add_websocket_route
 
 _LOG = logging.getLogger(__name__)
 _AUTHORIZER = web.AppKey("authorizer", Authorizer)
 
 
-def build_http_app(authorizer: Authorizer) -> web.Application:
+def build_http_app(authorizer: Authorizer, hub: Hub) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024)
     app[_AUTHORIZER] = authorizer
     app.router.add_get("/healthz", _healthz)
+    add_websocket_route(app, hub, authorizer)
     app.router.add_route("*", AUTHZ_PATH_PREFIX + "/{access}/{tail:.*}", _check)
     return app
 

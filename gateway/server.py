@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 from gateway.api_key_service import ApiKeyService
 from gateway.api_keys import ApiKeyStore
 from gateway.authorization import Authorizer
+from gateway.fanout import FanoutLimits, Hub
 from gateway.http_app import build_http_app
 from gateway.request_validation import RestRequestValidator
 from gateway.settings import GatewaySettings
@@ -38,10 +39,14 @@ def wall_clock_ms() -> int:
 class RunningGateway:
     http_port: int
     grpc_port: int
+    # The fan-out; the event consumers publish into it.
+    hub: Hub
 
 
 @contextlib.asynccontextmanager
-async def running_gateway(settings: GatewaySettings) -> AsyncIterator[RunningGateway]:
+async def running_gateway(
+    settings: GatewaySettings, *, fanout_limits: FanoutLimits | None = None
+) -> AsyncIterator[RunningGateway]:
     """Starts both servers, yields their ports, and stops them (and Redis) on exit."""
     redis = Redis.from_url(settings.redis_url, decode_responses=True)
     await redis.ping()
@@ -53,7 +58,8 @@ async def running_gateway(settings: GatewaySettings) -> AsyncIterator[RunningGat
         validator=RestRequestValidator(),
         clock_ms=wall_clock_ms,
     )
-    runner = web.AppRunner(build_http_app(authorizer), access_log=None)
+    hub = Hub(limits=fanout_limits or FanoutLimits())
+    runner = web.AppRunner(build_http_app(authorizer, hub), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.http_host, settings.http_port)
     await site.start()
@@ -65,7 +71,7 @@ async def running_gateway(settings: GatewaySettings) -> AsyncIterator[RunningGat
     await server.start()
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     try:
-        yield RunningGateway(http_port=settings.http_port, grpc_port=grpc_port)
+        yield RunningGateway(http_port=settings.http_port, grpc_port=grpc_port, hub=hub)
     finally:
         await server.stop(grace=1)
         await runner.cleanup()
