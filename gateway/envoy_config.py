@@ -359,6 +359,19 @@ def _authz_filter(access: Access, parameters: EdgeParameters) -> dict[str, Any]:
     }
 
 
+def _health_filter(path: str, min_healthy_percent: dict[str, Any]) -> dict[str, Any]:
+    """Envoy answers `path` itself: 200 (503 while draining or, with `min_healthy_percent`,
+    while those clusters are less healthy)."""
+    config: dict[str, Any] = {
+        "@type": f"{_TYPE}.filters.http.health_check.v3.HealthCheck",
+        "pass_through_mode": False,
+        "headers": [{"name": ":path", "string_match": {"exact": path}}],
+    }
+    if min_healthy_percent:
+        config["cluster_min_healthy_percentages"] = min_healthy_percent
+    return {"name": path.strip("/"), "typed_config": config}
+
+
 def _http_filters(parameters: EdgeParameters, services: Sequence[str]) -> list[dict[str, Any]]:
     strip_identity = {
         "name": "strip_identity",
@@ -367,25 +380,11 @@ def _http_filters(parameters: EdgeParameters, services: Sequence[str]) -> list[d
             "mutations": {"request_mutations": [{"remove": name} for name in IDENTITY_HEADERS]},
         },
     }
-    liveness = {
-        "name": "healthz",
-        "typed_config": {
-            "@type": f"{_TYPE}.filters.http.health_check.v3.HealthCheck",
-            "pass_through_mode": False,
-            "headers": [{"name": ":path", "string_match": {"exact": "/healthz"}}],
-        },
-    }
-    readiness = {
-        "name": "readyz",
-        "typed_config": {
-            "@type": f"{_TYPE}.filters.http.health_check.v3.HealthCheck",
-            "pass_through_mode": False,
-            "headers": [{"name": ":path", "string_match": {"exact": "/readyz"}}],
-            "cluster_min_healthy_percentages": {
-                upstream.value: {"value": 100.0} for upstream in parameters.readiness_clusters
-            },
-        },
-    }
+    liveness = _health_filter("/healthz", {})
+    readiness = _health_filter(
+        "/readyz",
+        {upstream.value: {"value": 100.0} for upstream in parameters.readiness_clusters},
+    )
     transcoder = {
         "name": TRANSCODER_FILTER,
         "typed_config": {
