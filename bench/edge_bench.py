@@ -2,6 +2,7 @@
 native gRPC unary straight to the upstream, in the same run, with the ratio.
 
 Run: .venv/bin/python bench/edge_bench.py [--seconds 5] [--concurrency 32]
+                                          [--websocket-clients 200] [--websocket-rate 100]
 
 What runs (all real processes on loopback): redis-server, the gateway (`python -m gateway`),
 Envoy rendered by gateway/envoy_config.py, and the upstream TradingService - the stand-in
@@ -11,6 +12,11 @@ Idempotency-Key and client_order_id, and so passes every check: key lookup, repl
 rate-limit window, REST body validation and the idempotency binding (the rate limit is
 raised so the bench measures the path, not the limit). Prints orders/s and p50/p99 latency
 per phase and the ratio of each edge phase to direct gRPC.
+
+Then the WebSocket fan-out: N clients through Envoy's `/ws` subscribed to one trades
+channel, trades published into the gateway's hub at a fixed rate for the same duration;
+prints messages/s delivered and the p50/p99 delay from publish to a client's receipt
+(the gateway runs in this process, so publisher and clients share its clock and cores).
 """
 
 from __future__ import annotations
@@ -29,8 +35,13 @@ from pathlib import Path
 import aiohttp
 import grpc
 from exchange.trading.v1 import trading_pb2, trading_pb2_grpc
+from exchange.websocket.v1 import websocket_pb2
 
+from gateway.fanout import Hub
+from gateway.server import running_gateway
+from gateway.settings import GatewaySettings
 from gateway.signing import grpc_metadata, rest_headers
+from infra.local.ports import free_port
 from infra.local.redis import RedisServer
 from tests.integration.edge.harness import (
     ALICE,
@@ -204,10 +215,80 @@ async def _phases(
     return results
 
 
+async def bench_websocket(*, seconds: float, clients: int, rate: int) -> str:
+    with tempfile.TemporaryDirectory() as temporary, RedisServer() as redis:
+        directory = Path(temporary)
+        settings = GatewaySettings(
+            redis_url=redis.url, http_port=free_port(), grpc_port=free_port()
+        )
+        async with running_gateway(settings) as gateway:
+            ports = GatewayProcess(
+                redis.url, http_port=gateway.http_port, grpc_port=gateway.grpc_port
+            )
+            parameters = edge_parameters(
+                core_port=free_port(),
+                gateway=ports,
+                directory=directory,
+                access_log_path="/dev/null",
+            )
+            envoy = await asyncio.to_thread(start_envoy, parameters, directory)
+            try:
+                return await _fan_out(gateway.hub, envoy.base_url + "/ws", seconds, clients, rate)
+            finally:
+                await asyncio.to_thread(envoy.stop)
+
+
+async def _fan_out(hub: Hub, url: str, seconds: float, clients: int, rate: int) -> str:
+    published_at: dict[int, float] = {}
+    delays_ms: list[float] = []
+    total = int(seconds * rate)
+    # limit=0: one connector slot per WebSocket, without aiohttp's default cap of 100.
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        sockets = [await session.ws_connect(url) for _ in range(clients)]
+        for client in sockets:
+            await client.send_json({"subscribe": {"channels": ["trades:BTC-USDT"]}})
+            await client.receive_str(timeout=10)
+
+        async def receive(client: aiohttp.ClientWebSocketResponse) -> None:
+            seen = 0
+            while seen < total:
+                message = json.loads(await client.receive_str(timeout=30))
+                seq = int(message["trade"]["trade"]["seq"])
+                delays_ms.append((time.perf_counter() - published_at[seq]) * 1000)
+                seen += 1
+
+        receivers = [asyncio.create_task(receive(client)) for client in sockets]
+        started = time.perf_counter()
+        for seq in range(1, total + 1):
+            message = websocket_pb2.ServerMessage()
+            message.trade.trade.trade_id = str(seq)
+            message.trade.trade.symbol = "BTC-USDT"
+            message.trade.trade.price = 2_500_000_000
+            message.trade.trade.quantity = 1000
+            message.trade.trade.seq = seq
+            published_at[seq] = time.perf_counter()
+            hub.publish("trades:BTC-USDT", message)
+            await asyncio.sleep(max(0.0, started + seq / rate - time.perf_counter()))
+        await asyncio.gather(*receivers)
+        elapsed = time.perf_counter() - started
+        for client in sockets:
+            await client.close()
+    delays = sorted(delays_ms)
+    p50 = statistics.median(delays)
+    p99 = delays[min(len(delays) - 1, int(len(delays) * 0.99))]
+    return (
+        f"WebSocket fan-out, {clients} clients, {rate} trades/s published: "
+        f"{len(delays) / elapsed:.0f} messages/s delivered, p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
+        f"slow-consumer closes {hub.stats.slow_consumer_disconnects}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--websocket-clients", type=int, default=200)
+    parser.add_argument("--websocket-rate", type=int, default=100)
     arguments = parser.parse_args()
     results = asyncio.run(bench(seconds=arguments.seconds, concurrency=arguments.concurrency))
     print(f"upstream: stand-in TradingService; concurrency {arguments.concurrency}")
@@ -216,6 +297,15 @@ def main() -> None:
     direct = results[0].orders_per_second
     for result in results[1:]:
         print(f"ratio {result.name} / direct gRPC: {result.orders_per_second / direct:.2f}")
+    print(
+        asyncio.run(
+            bench_websocket(
+                seconds=arguments.seconds,
+                clients=arguments.websocket_clients,
+                rate=arguments.websocket_rate,
+            )
+        )
+    )
 
 
 if __name__ == "__main__":
