@@ -19,6 +19,8 @@ from core.sequencer.codec import (
 from core.sequencer.sequencer import (
     SNAPSHOT_EVERY_COMMANDS_DEFAULT,
     Clock,
+    EventSink,
+    EventSinkStart,
     RecoveryError,
     ReplayCheck,
     ReplayMismatchError,
@@ -38,6 +40,8 @@ __all__ = [
     "CodecError",
     "CommandEncodeError",
     "DecodedCommand",
+    "EventSink",
+    "EventSinkStart",
     "MalformedPayloadError",
     "RecoveryError",
     "ReplayCheck",

@@ -12,6 +12,12 @@ Invariants (checked where cheap; a breach raises `SequencerInvariantError`):
 5. Recovery = latest valid snapshot (at seq S) + WAL records S+1.. with their logged
    timestamps; `replay_check` rebuilds from the WAL alone and must give the same state hash.
 6. Once fenced, failed or closed, the sequencer applies nothing more and refuses submits.
+7. Event sink (optional, e.g. the outbox journal): `applied` is called synchronously right
+   after each batch is applied, in seq order with contiguous seqs, during recovery replay
+   (from snapshot + 1) and live; a snapshot at seq S is written only after
+   `wait_durable(S)` returned, so the sink can never lag behind the snapshot that recovery
+   starts from (events are a deterministic function of the WAL, so replay regenerates
+   whatever the sink had not made durable).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from core.engine import ApplyResult, Command, Engine, EngineConfig
 from core.sequencer.codec import decode_command, encode_command
@@ -40,6 +46,36 @@ SNAPSHOT_EVERY_COMMANDS_DEFAULT: Final = 100_000
 
 Clock = Callable[[], int]
 """Returns the current time in nanoseconds (production: `time.time_ns`; tests: a fake)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventSinkStart:
+    """What `Sequencer.open` tells its event sink before replaying the WAL tail."""
+
+    directory: Path  # the shard directory (WAL, snapshots, fence files)
+    epoch: int  # this owner's fencing epoch
+    snapshot_seq: int  # recovery replays seqs snapshot_seq + 1 .. wal_last_seq
+    wal_last_seq: int
+    engine: Engine  # the live engine, for queries only (never call apply on it)
+
+
+class EventSink(Protocol):
+    """Receives every applied command's results (invariant 7). Implemented by core.outbox."""
+
+    def start(self, start: EventSinkStart) -> None:
+        """Called once by `Sequencer.open`, after the snapshot is loaded, before the replay."""
+
+    def applied(
+        self, first_seq: int, commands: Sequence[Command], results: Sequence[ApplyResult]
+    ) -> None:
+        """Called synchronously after commands first_seq.. were applied (recovery and live).
+
+        Must not block or await anything (it runs on the hot path); an exception stops the
+        sequencer like a failed apply.
+        """
+
+    async def wait_durable(self, engine_seq: int) -> None:
+        """Return once everything received up to `engine_seq` is durable; raise to refuse."""
 
 
 class SequencerError(Exception):
@@ -118,7 +154,12 @@ class _DurableBatch:
 
 
 def _replay_into(
-    engine: Engine, wal: WriteAheadLog, *, from_seq: int, to_seq: int | None
+    engine: Engine,
+    wal: WriteAheadLog,
+    *,
+    from_seq: int,
+    to_seq: int | None,
+    event_sink: EventSink | None = None,
 ) -> tuple[int, int]:
     """Apply WAL records from_seq..to_seq (default: the end); return (count, last timestamp)."""
     count = 0
@@ -127,7 +168,11 @@ def _replay_into(
         if to_seq is not None and record.seq > to_seq:
             break
         decoded = decode_command(record.payload)
-        engine.apply(decoded.command, engine_seq=record.seq, timestamp_ns=decoded.timestamp_ns)
+        result = engine.apply(
+            decoded.command, engine_seq=record.seq, timestamp_ns=decoded.timestamp_ns
+        )
+        if event_sink is not None:
+            event_sink.applied(record.seq, (decoded.command,), (result,))
         count += 1
         timestamp_ns_last = decoded.timestamp_ns
     return count, timestamp_ns_last
@@ -148,6 +193,7 @@ class Sequencer:
         engine: Engine,
         recovery: SequencerRecovery,
         timestamp_ns_last: int,
+        event_sink: EventSink | None = None,
     ) -> None:
         self.directory = directory
         self.options = options
@@ -157,6 +203,7 @@ class Sequencer:
         self._wal = wal
         self._store = store
         self._engine = engine
+        self._event_sink = event_sink
         self._engine_seq = recovery.engine_seq
         self._snapshot_seq = recovery.snapshot_seq
         self._timestamp_ns_last = timestamp_ns_last
@@ -172,9 +219,18 @@ class Sequencer:
 
     @classmethod
     def open(
-        cls, directory: Path, *, clock: Clock, options: SequencerOptions | None = None
+        cls,
+        directory: Path,
+        *,
+        clock: Clock,
+        options: SequencerOptions | None = None,
+        event_sink: EventSink | None = None,
     ) -> Sequencer:
-        """Take the shard (a new epoch fences out any older owner) and recover its state."""
+        """Take the shard (a new epoch fences out any older owner) and recover its state.
+
+        With an `event_sink`, it is started (`EventSink.start`) before the WAL tail is
+        replayed and then receives the replayed and every later applied batch (invariant 7).
+        """
         options = options or SequencerOptions()
         epoch = acquire_epoch(directory)
         fence = EpochFence(directory, epoch)
@@ -185,7 +241,12 @@ class Sequencer:
             )
             try:
                 engine, recovery, timestamp_ns_last = cls._recover(
-                    store, wal, epoch=epoch, engine_config=options.engine_config
+                    store,
+                    wal,
+                    directory=directory,
+                    epoch=epoch,
+                    engine_config=options.engine_config,
+                    event_sink=event_sink,
                 )
             except BaseException:
                 wal.close()
@@ -203,11 +264,18 @@ class Sequencer:
             engine=engine,
             recovery=recovery,
             timestamp_ns_last=timestamp_ns_last,
+            event_sink=event_sink,
         )
 
     @staticmethod
     def _recover(
-        store: SnapshotStore, wal: WriteAheadLog, *, epoch: int, engine_config: EngineConfig | None
+        store: SnapshotStore,
+        wal: WriteAheadLog,
+        *,
+        directory: Path,
+        epoch: int,
+        engine_config: EngineConfig | None,
+        event_sink: EventSink | None,
     ) -> tuple[Engine, SequencerRecovery, int]:
         load = store.latest_valid()
         if load.snapshot is None:
@@ -224,8 +292,18 @@ class Sequencer:
             raise RecoveryError(
                 f"the WAL starts at seq {wal.first_seq}; seqs after snapshot {snapshot_seq} lost"
             )
+        if event_sink is not None:
+            event_sink.start(
+                EventSinkStart(
+                    directory=directory,
+                    epoch=epoch,
+                    snapshot_seq=snapshot_seq,
+                    wal_last_seq=wal.last_seq,
+                    engine=engine,
+                )
+            )
         replayed_count, timestamp_ns_last = _replay_into(
-            engine, wal, from_seq=snapshot_seq + 1, to_seq=None
+            engine, wal, from_seq=snapshot_seq + 1, to_seq=None, event_sink=event_sink
         )
         recovery = SequencerRecovery(
             epoch=epoch,
@@ -349,7 +427,8 @@ class Sequencer:
             raise SequencerFailedError("an earlier apply failed; reopen") from self._apply_failure
 
     def _apply_ready(self) -> None:
-        """Apply every parked batch that follows the last applied seq (invariant 3)."""
+        """Apply every parked batch that follows the last applied seq (invariants 3, 7)."""
+        event_sink = self._event_sink
         while (batch := self._ready.pop(self._engine_seq + 1, None)) is not None:
             results: list[ApplyResult] = []
             try:
@@ -361,6 +440,8 @@ class Sequencer:
                             timestamp_ns=batch.timestamps[offset],
                         )
                     )
+                if event_sink is not None:
+                    event_sink.applied(batch.first_seq, batch.commands, results)
             except Exception as error:  # noqa: BLE001  (handed to the submitter, then refused)
                 self._apply_failure = error
                 self._refuse(error)
@@ -396,14 +477,17 @@ class Sequencer:
     async def snapshot(self) -> int:
         """Write the engine state at the current engine_seq; return that seq.
 
-        The state is captured in one event-loop step (consistent at engine_seq); the file is
-        written and fsynced in a thread. Then WAL segments wholly before the OLDEST kept
+        The state is captured in one event-loop step (consistent at engine_seq); with an event
+        sink, the write waits for `wait_durable(engine_seq)` (and fails if it raises); the file
+        is written and fsynced in a thread. Then WAL segments wholly before the OLDEST kept
         snapshot are removed (if enabled), so every kept snapshot can still be recovered from.
         """
         self._raise_if_refusing()
         engine_seq = self._engine_seq
         state_bytes = self._engine.snapshot()
         try:
+            if self._event_sink is not None:
+                await self._event_sink.wait_durable(engine_seq)  # invariant 7
             await asyncio.to_thread(self._store.write, engine_seq, state_bytes)
         except FencedError as error:
             self._refuse(error)
