@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from infra.local.ports import wait_for_port
+from infra.local.processes import stop_process
 
 
 def envoy_binary() -> str:
@@ -130,14 +131,7 @@ class EnvoyProxy:
     def stop(self, *, timeout_seconds: float = 10.0) -> None:
         """SIGTERM, then SIGKILL if it lingers; waits until the process is gone."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=timeout_seconds)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout_seconds=timeout_seconds)
 
     def __enter__(self) -> EnvoyProxy:
         self.start()

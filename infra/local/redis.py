@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO
 
 from infra.local.ports import free_port, wait_for_port
+from infra.local.processes import stop_process
 
 
 def redis_server_binary() -> str:
@@ -106,14 +107,7 @@ class RedisServer:
     def stop(self, *, timeout_seconds: float = 5.0) -> None:
         """SIGTERM, then SIGKILL if it lingers; waits until the process is gone."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=timeout_seconds)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout_seconds=timeout_seconds)
 
     def __enter__(self) -> RedisServer:
         self.start()
