@@ -239,21 +239,14 @@ class _CommandFacts:
 PayloadBuilder = Callable[[Any, _CommandFacts, "MarketSpecLookup | None"], tuple[str, Message]]
 
 
-def _funds_reserved(
-    event: FundsReserved, _facts: _CommandFacts, _market_spec: MarketSpecLookup | None
+def _funds_held(
+    event: FundsReserved | FundsReleased,
+    _facts: _CommandFacts,
+    _market_spec: MarketSpecLookup | None,
 ) -> tuple[str, Message]:
-    return "funds_reserved", core_events_pb2.FundsReserved(
-        account_id=event.account_id,
-        asset=event.asset,
-        amount=event.amount,
-        order_id=str(event.order_id),
-    )
-
-
-def _funds_released(
-    event: FundsReleased, _facts: _CommandFacts, _market_spec: MarketSpecLookup | None
-) -> tuple[str, Message]:
-    return "funds_released", core_events_pb2.FundsReleased(
+    reserved = isinstance(event, FundsReserved)
+    message = core_events_pb2.FundsReserved if reserved else core_events_pb2.FundsReleased
+    return "funds_reserved" if reserved else "funds_released", message(
         account_id=event.account_id,
         asset=event.asset,
         amount=event.amount,
@@ -367,21 +360,14 @@ def _order_rejected(
     return "order_rejected", payload
 
 
-def _funds_deposited(
-    event: FundsDeposited, _facts: _CommandFacts, _market_spec: MarketSpecLookup | None
+def _funds_transferred(
+    event: FundsDeposited | FundsWithdrawn,
+    _facts: _CommandFacts,
+    _market_spec: MarketSpecLookup | None,
 ) -> tuple[str, Message]:
-    return "funds_deposited", core_events_pb2.FundsDeposited(
-        transfer_id=event.transfer_id,
-        account_id=event.account_id,
-        asset=event.asset,
-        amount=event.amount,
-    )
-
-
-def _funds_withdrawn(
-    event: FundsWithdrawn, _facts: _CommandFacts, _market_spec: MarketSpecLookup | None
-) -> tuple[str, Message]:
-    return "funds_withdrawn", core_events_pb2.FundsWithdrawn(
+    deposited = isinstance(event, FundsDeposited)
+    message = core_events_pb2.FundsDeposited if deposited else core_events_pb2.FundsWithdrawn
+    return "funds_deposited" if deposited else "funds_withdrawn", message(
         transfer_id=event.transfer_id,
         account_id=event.account_id,
         asset=event.asset,
@@ -426,16 +412,16 @@ def _market_mode_changed(
 
 
 _PAYLOAD_BUILDERS: Final[dict[type[Event], PayloadBuilder]] = {
-    FundsReserved: _funds_reserved,
-    FundsReleased: _funds_released,
+    FundsReserved: _funds_held,
+    FundsReleased: _funds_held,
     OrderAccepted: _order_accepted,
     TradeExecuted: _trade_executed,
     OrderCancelled: _order_cancelled,
     OrderExpired: _order_expired,
     OrderAmended: _order_amended,
     OrderRejected: _order_rejected,
-    FundsDeposited: _funds_deposited,
-    FundsWithdrawn: _funds_withdrawn,
+    FundsDeposited: _funds_transferred,
+    FundsWithdrawn: _funds_transferred,
     BalanceAdjusted: _balance_adjusted,
     AssetCreated: _asset_created,
     MarketCreated: _market_created,
