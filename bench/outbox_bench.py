@@ -5,6 +5,10 @@ costs the sequencer's submit rate.
     .venv/bin/python bench/outbox_bench.py [--rounds 5000] [--workers 16]
 
 Phases (one local Tansu broker, memory storage, started here):
+0. envelope cost: CPU time (this thread) per event to build and encode the journal payload of
+   the same applied commands, old path (`envelopes_for` protobuf objects + `encode_events`)
+   and new path (`EnvelopeSerializer` + `encode_serialized_events`), interleaved in the same
+   run, median of several repetitions, and the ratio;
 1. sequencer submit rate without an event sink, then with the outbox journal (publisher
    off): the journal's cost on the hot path;
 2. outbox catch-up: the publisher starts with the whole journal behind it; time until the
@@ -20,22 +24,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
-from core.engine import Command, Deposit, Side
-from core.engine.testing import BTC, USDT, limit_order
+from core.contracts.events import EnvelopeSerializer, envelopes_for, market_specs_of
+from core.engine import ApplyResult, Command, Deposit, Side
+from core.engine.testing import BTC, USDT, EngineDriver, limit_order
 from core.outbox import (
     OutboxJournal,
     OutboxPublisher,
     PublisherOptions,
     TopicSpec,
     decode_events,
+    encode_events,
     ensure_topics,
 )
+from core.outbox.journal_format import encode_serialized_events
 from core.sequencer import Sequencer, SequencerOptions
 from core.sequencer.testing import btc_usdt_setup_commands
 from core.wal.record_format import SegmentReader, parse_segment_name
@@ -69,6 +77,56 @@ def round_commands(round_index: int) -> list[Command]:
         ),
         limit_order(buyer, Side.BUY, BTC // 100, 50_000 * USDT, client_order_id=f"b{round_index}"),
     ]
+
+
+def envelope_cost(rounds: int, repetitions: int) -> tuple[float, float, int]:
+    """(old, new) median CPU microseconds per event to turn the applied commands of
+    `rounds` bench rounds into journal payloads, and the event count; asserts equal bytes."""
+    driver = EngineDriver()
+    for command in setup_commands():
+        driver.apply(command)
+    applied: list[tuple[Command, ApplyResult]] = [
+        (command, driver.apply(command))
+        for round_index in range(rounds)
+        for command in round_commands(round_index)
+    ]
+    event_count = sum(len(result.events) for _, result in applied)
+    market_spec = market_specs_of(driver.engine)
+
+    def old() -> list[bytes]:
+        return [
+            encode_events(
+                envelopes_for(
+                    result.events,
+                    shard_id=SHARD_ID,
+                    epoch=1,
+                    command=command,
+                    market_spec=market_spec,
+                )
+            )
+            for command, result in applied
+        ]
+
+    def new() -> list[bytes]:
+        serializer = EnvelopeSerializer(shard_id=SHARD_ID, epoch=1, market_spec=market_spec)
+        return [
+            encode_serialized_events(result.events, serializer(result.events, command=command))
+            for command, result in applied
+        ]
+
+    if old() != new():
+        raise RuntimeError("the two envelope paths disagree")
+    microseconds: dict[str, list[float]] = {"old": [], "new": []}
+    for _ in range(repetitions):
+        for name, convert in (("old", old), ("new", new)):
+            started = time.thread_time()
+            convert()
+            microseconds[name].append((time.thread_time() - started) * 1e6 / event_count)
+    return (
+        statistics.median(microseconds["old"]),
+        statistics.median(microseconds["new"]),
+        event_count,
+    )
 
 
 async def submit_rounds(sequencer: Sequencer, rounds: int, workers: int) -> float:
@@ -162,6 +220,11 @@ async def raw_produce(broker: TansuBroker, values: list[bytes]) -> tuple[float, 
 
 async def main(rounds: int, workers: int) -> None:
     gc.freeze()
+    old_us, new_us, cost_events = envelope_cost(min(rounds, 4_000), repetitions=7)
+    print(f"envelope build + encode, CPU per event ({cost_events:,} events, median of 7)")
+    print(f"  old: envelopes_for + encode_events {old_us:>10.2f} us/event")
+    print(f"  new: EnvelopeSerializer            {new_us:>10.2f} us/event")
+    print(f"  ratio old/new                      {old_us / new_us:>10.2f}")
     with tempfile.TemporaryDirectory() as temp, TansuBroker() as broker:
         root = Path(temp)
         bare_rate, bare, _ = await sequencer_rate(root / "bare", rounds, workers, journal=False)

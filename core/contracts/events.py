@@ -39,10 +39,11 @@ determines them exactly, and otherwise left at their zero value (proto3 has no p
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Final, cast
+from typing import Any, Final, cast
 
 from exchange.common.v1 import errors_pb2, types_pb2
 from exchange.events.v1 import core_events_pb2, envelope_pb2
+from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from core.contracts.enums import (
@@ -98,35 +99,37 @@ MarketSpecLookup = Callable[[str], MarketSpec | None]
 
 
 # The mappings in core.contracts.enums return plain ints; the generated stubs want each enum's
-# ValueType (a NewType of int), hence these typed one-liners.
-def _side(member: Side) -> types_pb2.Side.ValueType:
-    return cast("types_pb2.Side.ValueType", SIDE.to_proto(member))
-
-
-def _order_type(member: OrderType) -> types_pb2.OrderType.ValueType:
-    return cast("types_pb2.OrderType.ValueType", ORDER_TYPE.to_proto(member))
-
-
-def _time_in_force(member: TimeInForce) -> types_pb2.TimeInForce.ValueType:
-    return cast("types_pb2.TimeInForce.ValueType", TIME_IN_FORCE.to_proto(member))
-
-
-def _self_trade_prevention(
-    member: SelfTradePrevention,
-) -> types_pb2.SelfTradePrevention.ValueType:
-    return cast("types_pb2.SelfTradePrevention.ValueType", SELF_TRADE_PREVENTION.to_proto(member))
-
-
-def _market_mode(member: MarketMode) -> types_pb2.MarketMode.ValueType:
-    return cast("types_pb2.MarketMode.ValueType", MARKET_MODE.to_proto(member))
-
-
-def _cancel_reason(member: CancelReason) -> types_pb2.CancelReason.ValueType:
-    return cast("types_pb2.CancelReason.ValueType", CANCEL_REASON.to_proto(member))
-
-
-def _reject_reason(member: RejectReason) -> errors_pb2.ErrorReason.ValueType:
-    return cast("errors_pb2.ErrorReason.ValueType", REJECT_REASON.to_proto(member))
+# ValueType (a NewType of int). Converting every member once at import makes each conversion
+# on the hot path a dict lookup.
+_SIDES: Final[dict[Side, types_pb2.Side.ValueType]] = {
+    member: cast("types_pb2.Side.ValueType", SIDE.to_proto(member)) for member in Side
+}
+_ORDER_TYPES: Final[dict[OrderType, types_pb2.OrderType.ValueType]] = {
+    member: cast("types_pb2.OrderType.ValueType", ORDER_TYPE.to_proto(member))
+    for member in OrderType
+}
+_TIMES_IN_FORCE: Final[dict[TimeInForce, types_pb2.TimeInForce.ValueType]] = {
+    member: cast("types_pb2.TimeInForce.ValueType", TIME_IN_FORCE.to_proto(member))
+    for member in TimeInForce
+}
+_SELF_TRADE_PREVENTIONS: Final[
+    dict[SelfTradePrevention, types_pb2.SelfTradePrevention.ValueType]
+] = {
+    member: cast("types_pb2.SelfTradePrevention.ValueType", SELF_TRADE_PREVENTION.to_proto(member))
+    for member in SelfTradePrevention
+}
+_MARKET_MODES: Final[dict[MarketMode, types_pb2.MarketMode.ValueType]] = {
+    member: cast("types_pb2.MarketMode.ValueType", MARKET_MODE.to_proto(member))
+    for member in MarketMode
+}
+_CANCEL_REASONS: Final[dict[CancelReason, types_pb2.CancelReason.ValueType]] = {
+    member: cast("types_pb2.CancelReason.ValueType", CANCEL_REASON.to_proto(member))
+    for member in CancelReason
+}
+_REJECT_REASONS: Final[dict[RejectReason, errors_pb2.ErrorReason.ValueType]] = {
+    member: cast("errors_pb2.ErrorReason.ValueType", REJECT_REASON.to_proto(member))
+    for member in RejectReason
+}
 
 
 class EnvelopeError(ValueError):
@@ -178,28 +181,31 @@ def market_to_proto(spec: MarketSpec, mode: MarketMode) -> types_pb2.Market:
         maker_fee_ppm=spec.maker_fee_ppm,
         taker_fee_ppm=spec.taker_fee_ppm,
         reference_price=spec.reference_price,
-        mode=_market_mode(mode),
+        mode=_MARKET_MODES[mode],
     )
 
 
 class _CommandFacts:
     """What one command tells about its own events beyond what the events carry."""
 
-    __slots__ = ("command", "own_client_order_id", "own_order_id", "taker_filled")
+    __slots__ = (
+        "_placing_events",
+        "_taker_filled",
+        "command",
+        "own_client_order_id",
+        "own_order_id",
+    )
 
     def __init__(self, command: Command | None, engine_seq: int, events: Sequence[Event]) -> None:
         self.command = command
         self.own_order_id = 0  # the order this command placed (its fills are all here)
         self.own_client_order_id = ""
-        self.taker_filled = 0
+        self._taker_filled: int | None = None  # summed on first use (rarely needed)
+        self._placing_events: Sequence[Event] = ()
         if isinstance(command, PlaceOrder):
+            self._placing_events = events
             self.own_order_id = engine_seq  # order ids are the placing command's engine_seq
             self.own_client_order_id = command.client_order_id
-            self.taker_filled = sum(
-                event.quantity
-                for event in events
-                if isinstance(event, TradeExecuted) and event.taker_order_id == engine_seq
-            )
 
     def client_order_id_of(self, order_id: int) -> str:
         command = self.command
@@ -215,44 +221,73 @@ class _CommandFacts:
         return self.client_order_id_of(taker_order_id)
 
     def filled_quantity_of(self, order_id: int) -> int:
-        return self.taker_filled if order_id == self.own_order_id else 0
+        if order_id != self.own_order_id:
+            return 0
+        if self._taker_filled is None:
+            self._taker_filled = sum(
+                event.quantity
+                for event in self._placing_events
+                if isinstance(event, TradeExecuted) and event.taker_order_id == order_id
+            )
+        return self._taker_filled
 
 
-def _order_rejected(event: OrderRejected, facts: _CommandFacts) -> core_events_pb2.OrderRejected:
-    payload = core_events_pb2.OrderRejected(
+# ---------------------------------------------------------------------------- payloads
+# One builder per engine event type: (the envelope's payload field, the payload message).
+# Both envelope paths below share them, so a payload has one mapping only.
+
+PayloadBuilder = Callable[[Any, _CommandFacts, "MarketSpecLookup | None"], tuple[str, Message]]
+
+
+def _funds_held(
+    event: FundsReserved | FundsReleased,
+    _facts: _CommandFacts,
+    _market_spec: MarketSpecLookup | None,
+) -> tuple[str, Message]:
+    reserved = isinstance(event, FundsReserved)
+    message = core_events_pb2.FundsReserved if reserved else core_events_pb2.FundsReleased
+    return "funds_reserved" if reserved else "funds_released", message(
+        account_id=event.account_id,
+        asset=event.asset,
+        amount=event.amount,
+        order_id=str(event.order_id),
+    )
+
+
+def _order_accepted(
+    event: OrderAccepted, _facts: _CommandFacts, _market_spec: MarketSpecLookup | None
+) -> tuple[str, Message]:
+    return "order_accepted", core_events_pb2.OrderAccepted(
+        order_id=str(event.order_id),
         client_order_id=event.client_order_id,
         account_id=event.account_id,
-        reason=_reject_reason(event.reason),
+        side=_SIDES[event.side],
+        order_type=_ORDER_TYPES[event.order_type],
+        time_in_force=_TIMES_IN_FORCE[event.time_in_force],
+        price=event.price,
+        quantity=event.quantity,
+        quote_quantity=event.quote_quantity,
+        post_only=event.post_only,
+        self_trade_prevention=_SELF_TRADE_PREVENTIONS[event.self_trade_prevention],
     )
-    command = facts.command
-    if isinstance(command, PlaceOrder):
-        payload.side = _side(command.side)
-        payload.order_type = _order_type(command.order_type)
-        payload.price = command.price
-        payload.quantity = command.quantity
-        payload.quote_quantity = command.quote_quantity
-    elif isinstance(command, AmendOrder):
-        payload.price = command.price
-        payload.quantity = command.quantity
-    return payload
 
 
 def _trade_executed(
     event: TradeExecuted, facts: _CommandFacts, market_spec: MarketSpecLookup | None
-) -> core_events_pb2.TradeExecuted:
+) -> tuple[str, Message]:
     spec = None if market_spec is None else market_spec(event.symbol)
     if spec is None:
         raise EnvelopeError(
             f"trade {event.trade_id} of {event.symbol!r}: market unknown (pass market_spec)"
         )
-    return core_events_pb2.TradeExecuted(
+    return "trade_executed", core_events_pb2.TradeExecuted(
         trade_id=str(event.trade_id),
         base_asset=spec.base_asset,
         quote_asset=spec.quote_asset,
         price=event.price,
         quantity=event.quantity,
         quote_quantity=event.quote_amount,
-        taker_side=_side(event.taker_side),
+        taker_side=_SIDES[event.taker_side],
         maker_order_id=str(event.maker_order_id),
         maker_account_id=event.maker_account_id,
         taker_order_id=str(event.taker_order_id),
@@ -265,99 +300,173 @@ def _trade_executed(
     )
 
 
-def _fill_payload(  # noqa: PLR0912  (one branch per event type, hot path: no dispatch)
-    envelope: EventEnvelope,
-    event: Event,
-    facts: _CommandFacts,
-    market_spec: MarketSpecLookup | None,
-) -> None:
-    if isinstance(event, FundsReserved | FundsReleased):
-        funds = (
-            envelope.funds_reserved if isinstance(event, FundsReserved) else envelope.funds_released
-        )
-        funds.account_id = event.account_id
-        funds.asset = event.asset
-        funds.amount = event.amount
-        funds.order_id = str(event.order_id)
-    elif isinstance(event, OrderAccepted):
-        envelope.order_accepted.CopyFrom(
-            core_events_pb2.OrderAccepted(
-                order_id=str(event.order_id),
-                client_order_id=event.client_order_id,
-                account_id=event.account_id,
-                side=_side(event.side),
-                order_type=_order_type(event.order_type),
-                time_in_force=_time_in_force(event.time_in_force),
-                price=event.price,
-                quantity=event.quantity,
-                quote_quantity=event.quote_quantity,
-                post_only=event.post_only,
-                self_trade_prevention=_self_trade_prevention(event.self_trade_prevention),
-            )
-        )
-    elif isinstance(event, TradeExecuted):
-        envelope.trade_executed.CopyFrom(_trade_executed(event, facts, market_spec))
-    elif isinstance(event, OrderCancelled | OrderExpired):
-        ended = (
-            envelope.order_cancelled
-            if isinstance(event, OrderCancelled)
-            else envelope.order_expired
-        )
-        ended.order_id = str(event.order_id)
-        ended.client_order_id = facts.client_order_id_of(event.order_id)
-        ended.account_id = event.account_id
-        ended.reason = _cancel_reason(event.reason)
-        ended.filled_quantity = facts.filled_quantity_of(event.order_id)
-        if isinstance(event, OrderCancelled):
-            envelope.order_cancelled.cancelled_quantity = event.quantity_cancelled
-        else:
-            envelope.order_expired.expired_quantity = event.quantity_expired
-    elif isinstance(event, OrderAmended):
-        envelope.order_amended.CopyFrom(
-            core_events_pb2.OrderAmended(
-                order_id=str(event.order_id),
-                account_id=event.account_id,
-                price=event.price,
-                quantity=event.quantity,
-                remaining_quantity=event.quantity_remaining,
-                priority_kept=event.priority_kept,
-            )
-        )
-    elif isinstance(event, OrderRejected):
-        envelope.order_rejected.CopyFrom(_order_rejected(event, facts))
-    elif isinstance(event, FundsDeposited | FundsWithdrawn):
-        funding = (
-            envelope.funds_deposited
-            if isinstance(event, FundsDeposited)
-            else envelope.funds_withdrawn
-        )
-        funding.transfer_id = event.transfer_id
-        funding.account_id = event.account_id
-        funding.asset = event.asset
-        funding.amount = event.amount
-    elif isinstance(event, BalanceAdjusted):
-        envelope.balance_adjusted.CopyFrom(
-            core_events_pb2.BalanceAdjusted(
-                transfer_id=event.transfer_id,
-                account_id=event.account_id,
-                asset=event.asset,
-                amount=event.delta,
-                memo=event.memo,
-            )
-        )
-    elif isinstance(event, AssetCreated):
-        envelope.asset_created.asset.CopyFrom(types_pb2.Asset(asset=event.asset, scale=event.scale))
-    elif isinstance(event, MarketCreated):
-        envelope.market_created.market.CopyFrom(market_to_proto(event.spec, MarketMode.NORMAL))
-    elif isinstance(event, MarketModeChanged):
-        envelope.market_mode_changed.CopyFrom(
-            core_events_pb2.MarketModeChanged(
-                previous_mode=_market_mode(event.previous_mode),
-                mode=_market_mode(event.mode),
-            )
-        )
-    else:  # pragma: no cover  (the Event union is closed; a new type must be added above)
+def _order_cancelled(
+    event: OrderCancelled, facts: _CommandFacts, _market_spec: MarketSpecLookup | None
+) -> tuple[str, Message]:
+    return "order_cancelled", core_events_pb2.OrderCancelled(
+        order_id=str(event.order_id),
+        client_order_id=facts.client_order_id_of(event.order_id),
+        account_id=event.account_id,
+        reason=_CANCEL_REASONS[event.reason],
+        filled_quantity=facts.filled_quantity_of(event.order_id),
+        cancelled_quantity=event.quantity_cancelled,
+    )
+
+
+def _order_expired(
+    event: OrderExpired, facts: _CommandFacts, _market_spec: MarketSpecLookup | None
+) -> tuple[str, Message]:
+    return "order_expired", core_events_pb2.OrderExpired(
+        order_id=str(event.order_id),
+        client_order_id=facts.client_order_id_of(event.order_id),
+        account_id=event.account_id,
+        reason=_CANCEL_REASONS[event.reason],
+        filled_quantity=facts.filled_quantity_of(event.order_id),
+        expired_quantity=event.quantity_expired,
+    )
+
+
+def _order_amended(
+    event: OrderAmended, _facts: _CommandFacts, _market_spec: MarketSpecLookup | None
+) -> tuple[str, Message]:
+    return "order_amended", core_events_pb2.OrderAmended(
+        order_id=str(event.order_id),
+        account_id=event.account_id,
+        price=event.price,
+        quantity=event.quantity,
+        remaining_quantity=event.quantity_remaining,
+        priority_kept=event.priority_kept,
+    )
+
+
+def _order_rejected(
+    event: OrderRejected, facts: _CommandFacts, _market_spec: MarketSpecLookup | None
+) -> tuple[str, Message]:
+    payload = core_events_pb2.OrderRejected(
+        client_order_id=event.client_order_id,
+        account_id=event.account_id,
+        reason=_REJECT_REASONS[event.reason],
+    )
+    command = facts.command
+    if isinstance(command, PlaceOrder):
+        payload.side = _SIDES[command.side]
+        payload.order_type = _ORDER_TYPES[command.order_type]
+        payload.price = command.price
+        payload.quantity = command.quantity
+        payload.quote_quantity = command.quote_quantity
+    elif isinstance(command, AmendOrder):
+        payload.price = command.price
+        payload.quantity = command.quantity
+    return "order_rejected", payload
+
+
+def _funds_transferred(
+    event: FundsDeposited | FundsWithdrawn,
+    _facts: _CommandFacts,
+    _market_spec: MarketSpecLookup | None,
+) -> tuple[str, Message]:
+    deposited = isinstance(event, FundsDeposited)
+    message = core_events_pb2.FundsDeposited if deposited else core_events_pb2.FundsWithdrawn
+    return "funds_deposited" if deposited else "funds_withdrawn", message(
+        transfer_id=event.transfer_id,
+        account_id=event.account_id,
+        asset=event.asset,
+        amount=event.amount,
+    )
+
+
+def _balance_adjusted(
+    event: BalanceAdjusted, _facts: _CommandFacts, _market_spec: MarketSpecLookup | None
+) -> tuple[str, Message]:
+    return "balance_adjusted", core_events_pb2.BalanceAdjusted(
+        transfer_id=event.transfer_id,
+        account_id=event.account_id,
+        asset=event.asset,
+        amount=event.delta,
+        memo=event.memo,
+    )
+
+
+def _asset_created(
+    event: AssetCreated, _facts: _CommandFacts, _market_spec: MarketSpecLookup | None
+) -> tuple[str, Message]:
+    return "asset_created", core_events_pb2.AssetCreated(
+        asset=types_pb2.Asset(asset=event.asset, scale=event.scale)
+    )
+
+
+def _market_created(
+    event: MarketCreated, _facts: _CommandFacts, _market_spec: MarketSpecLookup | None
+) -> tuple[str, Message]:
+    return "market_created", core_events_pb2.MarketCreated(
+        market=market_to_proto(event.spec, MarketMode.NORMAL)
+    )
+
+
+def _market_mode_changed(
+    event: MarketModeChanged, _facts: _CommandFacts, _market_spec: MarketSpecLookup | None
+) -> tuple[str, Message]:
+    return "market_mode_changed", core_events_pb2.MarketModeChanged(
+        previous_mode=_MARKET_MODES[event.previous_mode], mode=_MARKET_MODES[event.mode]
+    )
+
+
+_PAYLOAD_BUILDERS: Final[dict[type[Event], PayloadBuilder]] = {
+    FundsReserved: _funds_held,
+    FundsReleased: _funds_held,
+    OrderAccepted: _order_accepted,
+    TradeExecuted: _trade_executed,
+    OrderCancelled: _order_cancelled,
+    OrderExpired: _order_expired,
+    OrderAmended: _order_amended,
+    OrderRejected: _order_rejected,
+    FundsDeposited: _funds_transferred,
+    FundsWithdrawn: _funds_transferred,
+    BalanceAdjusted: _balance_adjusted,
+    AssetCreated: _asset_created,
+    MarketCreated: _market_created,
+    MarketModeChanged: _market_mode_changed,
+}
+
+
+def _payload(
+    event: Event, facts: _CommandFacts, market_spec: MarketSpecLookup | None
+) -> tuple[str, Message]:
+    builder = _PAYLOAD_BUILDERS.get(type(event))
+    if builder is None:  # the Event union is closed; a new type must be added above
         raise EnvelopeError(f"no envelope mapping for {type(event).__name__}")
+    return builder(event, facts, market_spec)
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+def _command_runs(
+    events: Sequence[Event], command: Command | None
+) -> list[tuple[int, Sequence[Event]]]:
+    """(engine_seq, that command's events) for each command in `events`, checking the order."""
+    count = len(events)
+    if count and events[0].engine_seq == events[-1].engine_seq:  # usually: one command
+        engine_seq = events[0].engine_seq
+        if all(event.engine_seq == engine_seq for event in events):
+            return [(engine_seq, events)]
+    runs: list[tuple[int, Sequence[Event]]] = []
+    start = 0
+    while start < count:
+        engine_seq = events[start].engine_seq
+        end = start + 1
+        while end < count and events[end].engine_seq == engine_seq:
+            end += 1
+        if end < count:
+            if events[end].engine_seq < engine_seq:
+                raise EnvelopeError(
+                    f"engine_seq {events[end].engine_seq} after {engine_seq}: events out of order"
+                )
+            if command is not None:
+                raise EnvelopeError("`command` given with the events of several commands")
+        runs.append((engine_seq, events[start:end]))
+        start = end
+    return runs
 
 
 def envelopes_for(
@@ -376,41 +485,247 @@ def envelopes_for(
     with the events of that one command); without it, correlation_id is the command id and
     the command-derived payload fields stay empty. `market_spec` is needed for trades.
     Raises `EnvelopeError` if engine_seq decreases or a trade's market is unknown.
+
+    This is the reference path (protobuf objects, for readers and tests); the outbox
+    journals `serialized_envelopes_for`, which gives the same bytes several times cheaper.
     """
     envelopes: list[EventEnvelope] = []
-    engine_seq_current = -1
-    index = 0
-    facts = _CommandFacts(None, 0, ())
-    correlation_id = causation_id = ""
-    for event in events:
-        engine_seq = event.engine_seq
-        if engine_seq != engine_seq_current:
-            if engine_seq < engine_seq_current:
-                raise EnvelopeError(
-                    f"engine_seq {engine_seq} after {engine_seq_current}: events out of order"
-                )
-            if command is not None and engine_seq_current != -1:
-                raise EnvelopeError("`command` given with the events of several commands")
-            engine_seq_current = engine_seq
-            index = 0
-            facts = _CommandFacts(command, engine_seq, events)
+    for engine_seq, run in _command_runs(events, command):
+        facts = _CommandFacts(command, engine_seq, run)
+        causation_id = command_id(shard_id, engine_seq)
+        correlation_id = correlation_id_for(command, shard_id=shard_id, engine_seq=engine_seq)
+        for index, event in enumerate(run):
+            seconds, nanos = divmod(event.timestamp_ns, NANOSECONDS_PER_SECOND)
+            envelope = EventEnvelope(
+                event_id=event_id(shard_id, engine_seq, index),
+                event_version=EVENT_VERSION,
+                symbol=event.symbol,
+                seq=event.seq,
+                occurred_at=Timestamp(seconds=seconds, nanos=nanos),
+                correlation_id=correlation_id,
+                causation_id=causation_id,
+                epoch=epoch,
+                engine_seq=engine_seq,
+                shard_id=shard_id,
+                producer=envelope_pb2.PRODUCER_CORE,
+            )
+            name, payload = _payload(event, facts, market_spec)
+            getattr(envelope, name).CopyFrom(payload)
+            envelopes.append(envelope)
+    return envelopes
+
+
+# ---------------------------------------------------------------------------- wire format
+# The fast path writes the envelope's protobuf wire format by hand around payloads that
+# upb serializes: `<field number << 3 | wire type>` tags, base-128 varints, and
+# length-delimited fields (`tag, varint length, bytes`). Fields are written in field-number
+# order and proto3 defaults (0, "") are left out, exactly as upb serializes an
+# EventEnvelope, so the bytes are identical to the reference path's `SerializeToString()`
+# (tests/unit/core/contracts/test_events_serialized.py checks it on random engine runs).
+
+_UINT64_MASK: Final = (1 << 64) - 1
+_VARINT_ONE_BYTE: Final = tuple(bytes((value,)) for value in range(0x80))
+_WIRE_VARINT: Final = 0
+_WIRE_LENGTH_DELIMITED: Final = 2
+
+
+def varint(value: int) -> bytes:
+    """The protobuf base-128 varint of a non-negative int below 2**64."""
+    if value < 0x80:
+        if value < 0:
+            raise ValueError(f"varint of {value}")
+        return _VARINT_ONE_BYTE[value]
+    if value < 0x4000:
+        return bytes((value & 0x7F | 0x80, value >> 7))
+    if value < 0x200000:
+        return bytes((value & 0x7F | 0x80, value >> 7 & 0x7F | 0x80, value >> 14))
+    if value < 0x800000000:  # seqs, nanos, seconds of a timestamp: up to 5 bytes, unrolled
+        if value < 0x10000000:
+            return (
+                bytes((value & 0x7F | 0x80, value >> 7 & 0x7F | 0x80, value >> 14 & 0x7F | 0x80))
+                + _VARINT_ONE_BYTE[value >> 21]
+            )
+        return bytes(
+            (
+                value & 0x7F | 0x80,
+                value >> 7 & 0x7F | 0x80,
+                value >> 14 & 0x7F | 0x80,
+                value >> 21 & 0x7F | 0x80,
+                value >> 28,
+            )
+        )
+    if value >> 64:
+        raise ValueError(f"varint of {value} (>= 2**64)")
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def field_tag(number: int, wire_type: int) -> bytes:
+    return varint(number << 3 | wire_type)
+
+
+def _length_delimited(tag: bytes, data: bytes) -> bytes:
+    size = len(data)
+    return tag + (_VARINT_ONE_BYTE[size] if size < 0x80 else varint(size)) + data
+
+
+def _string_field(tag: bytes, value: str) -> bytes:
+    return _length_delimited(tag, value.encode()) if value else b""
+
+
+def _varint_field(tag: bytes, value: int) -> bytes:
+    return tag + varint(value) if value else b""
+
+
+def _envelope_tag(name: str, wire_type: int) -> bytes:
+    return field_tag(EventEnvelope.DESCRIPTOR.fields_by_name[name].number, wire_type)
+
+
+_TAG_EVENT_ID: Final = _envelope_tag("event_id", _WIRE_LENGTH_DELIMITED)
+_EVENT_VERSION_FIELD: Final = _envelope_tag("event_version", _WIRE_VARINT) + varint(EVENT_VERSION)
+_TAG_SYMBOL: Final = _envelope_tag("symbol", _WIRE_LENGTH_DELIMITED)
+_TAG_SEQ: Final = _envelope_tag("seq", _WIRE_VARINT)
+_TAG_OCCURRED_AT: Final = _envelope_tag("occurred_at", _WIRE_LENGTH_DELIMITED)
+_TAG_CORRELATION_ID: Final = _envelope_tag("correlation_id", _WIRE_LENGTH_DELIMITED)
+_TAG_CAUSATION_ID: Final = _envelope_tag("causation_id", _WIRE_LENGTH_DELIMITED)
+_TAG_EPOCH: Final = _envelope_tag("epoch", _WIRE_VARINT)
+_TAG_ENGINE_SEQ: Final = _envelope_tag("engine_seq", _WIRE_VARINT)
+_TAG_SHARD_ID: Final = _envelope_tag("shard_id", _WIRE_LENGTH_DELIMITED)
+_PRODUCER_FIELD: Final = _envelope_tag("producer", _WIRE_VARINT) + varint(
+    envelope_pb2.PRODUCER_CORE
+)
+_TAG_TIMESTAMP_SECONDS: Final = field_tag(1, _WIRE_VARINT)  # google.protobuf.Timestamp
+_TAG_TIMESTAMP_NANOS: Final = field_tag(2, _WIRE_VARINT)
+_PAYLOAD_TAGS: Final[dict[str, bytes]] = {
+    field.name: field_tag(field.number, _WIRE_LENGTH_DELIMITED)
+    for field in EventEnvelope.DESCRIPTOR.oneofs_by_name["payload"].fields
+}
+_OCCURRED_AT_TYPE: Final = EventEnvelope.DESCRIPTOR.fields_by_name["occurred_at"].message_type
+if _OCCURRED_AT_TYPE is None or _OCCURRED_AT_TYPE.full_name != Timestamp.DESCRIPTOR.full_name:
+    # pragma: no cover  (a contract change the hand-written wire format must follow)
+    raise EnvelopeError("EventEnvelope.occurred_at is no longer a google.protobuf.Timestamp")
+
+
+def _occurred_at_field(timestamp_ns: int) -> bytes:
+    # Always present (a set message field), even at the epoch; seconds is an int64.
+    seconds, nanos = divmod(timestamp_ns, NANOSECONDS_PER_SECOND)
+    timestamp = _varint_field(_TAG_TIMESTAMP_SECONDS, seconds & _UINT64_MASK) + _varint_field(
+        _TAG_TIMESTAMP_NANOS, nanos
+    )
+    return _length_delimited(_TAG_OCCURRED_AT, timestamp)
+
+
+class EnvelopeSerializer:
+    """Serialized envelopes of one shard and epoch: `serializer(events, command=...)`.
+
+    `serializer(events, command=command)` == `[e.SerializeToString() for e in
+    envelopes_for(events, shard_id=..., epoch=..., command=command, market_spec=...)]`, byte
+    for byte, with the same fields and errors, without building any envelope object. Per
+    command, the fields every envelope of the command shares (occurred_at, correlation_id,
+    causation_id, epoch, engine_seq, shard_id, producer: field numbers 5-11, contiguous) are
+    encoded once; per event only event_id, symbol, seq and the payload (upb) are. It keeps
+    the last command time and symbol it encoded, so use one per thread.
+    """
+
+    __slots__ = (
+        "_epoch_field",
+        "_market_spec",
+        "_occurred_at",
+        "_shard_field",
+        "_shard_id",
+        "_symbol_fields",
+        "_timestamp_ns",
+    )
+
+    _SYMBOL_FIELDS_MAX: Final = 4096  # distinct symbols remembered (a shard has a few)
+
+    def __init__(
+        self, *, shard_id: str, epoch: int, market_spec: MarketSpecLookup | None = None
+    ) -> None:
+        self._shard_id = shard_id
+        self._market_spec = market_spec
+        self._shard_field = _string_field(_TAG_SHARD_ID, shard_id)
+        self._epoch_field = _varint_field(_TAG_EPOCH, epoch)
+        self._timestamp_ns: int | None = None
+        self._occurred_at = b""
+        self._symbol_fields: dict[str, bytes] = {}
+
+    def __call__(self, events: Sequence[Event], *, command: Command | None = None) -> list[bytes]:
+        serialized: list[bytes] = []
+        append = serialized.append
+        shard_id = self._shard_id
+        market_spec = self._market_spec
+        symbol_fields = self._symbol_fields
+        payload_tags = _PAYLOAD_TAGS
+        one_byte = _VARINT_ONE_BYTE
+        for engine_seq, run in _command_runs(events, command):
+            facts = _CommandFacts(command, engine_seq, run)
             causation_id = command_id(shard_id, engine_seq)
             correlation_id = correlation_id_for(command, shard_id=shard_id, engine_seq=engine_seq)
-        seconds, nanos = divmod(event.timestamp_ns, NANOSECONDS_PER_SECOND)
-        envelope = EventEnvelope(
-            event_id=event_id(shard_id, engine_seq, index),
-            event_version=EVENT_VERSION,
-            symbol=event.symbol,
-            seq=event.seq,
-            occurred_at=Timestamp(seconds=seconds, nanos=nanos),
-            correlation_id=correlation_id,
-            causation_id=causation_id,
-            epoch=epoch,
-            engine_seq=engine_seq,
-            shard_id=shard_id,
-            producer=envelope_pb2.PRODUCER_CORE,
-        )
-        _fill_payload(envelope, event, facts, market_spec)
-        envelopes.append(envelope)
-        index += 1
-    return envelopes
+            after_occurred_at = b"".join(
+                (
+                    _string_field(_TAG_CORRELATION_ID, correlation_id),
+                    _string_field(_TAG_CAUSATION_ID, causation_id),
+                    self._epoch_field,
+                    _varint_field(_TAG_ENGINE_SEQ, engine_seq),
+                    self._shard_field,
+                    _PRODUCER_FIELD,
+                )
+            )
+            shared = b""
+            event_id_prefix = causation_id + ":"  # event_id(shard_id, engine_seq, index)
+            for index, event in enumerate(run):
+                if not shared or event.timestamp_ns != self._timestamp_ns:
+                    shared = self._occurred_at_of(event.timestamp_ns) + after_occurred_at
+                symbol_field = symbol_fields.get(event.symbol)
+                if symbol_field is None:
+                    symbol_field = self._remember_symbol(event.symbol)
+                name, payload = _payload(event, facts, market_spec)
+                body = payload.SerializeToString()
+                body_size = len(body)
+                append(
+                    b"".join(
+                        (
+                            _length_delimited(_TAG_EVENT_ID, f"{event_id_prefix}{index}".encode()),
+                            _EVENT_VERSION_FIELD,
+                            symbol_field,
+                            _varint_field(_TAG_SEQ, event.seq),
+                            shared,
+                            payload_tags[name],
+                            one_byte[body_size] if body_size < 0x80 else varint(body_size),
+                            body,
+                        )
+                    )
+                )
+        return serialized
+
+    def _occurred_at_of(self, timestamp_ns: int) -> bytes:
+        if timestamp_ns != self._timestamp_ns:  # consecutive commands often share a time
+            self._timestamp_ns = timestamp_ns
+            self._occurred_at = _occurred_at_field(timestamp_ns)
+        return self._occurred_at
+
+    def _remember_symbol(self, symbol: str) -> bytes:
+        if len(self._symbol_fields) >= self._SYMBOL_FIELDS_MAX:
+            self._symbol_fields.clear()
+        field = self._symbol_fields[symbol] = _string_field(_TAG_SYMBOL, symbol)
+        return field
+
+
+def serialized_envelopes_for(
+    events: Sequence[Event],
+    *,
+    shard_id: str,
+    epoch: int,
+    command: Command | None = None,
+    market_spec: MarketSpecLookup | None = None,
+) -> list[bytes]:
+    """`[e.SerializeToString() for e in envelopes_for(...)]`, byte for byte (see
+    `EnvelopeSerializer`, which a caller converting many commands should keep)."""
+    return EnvelopeSerializer(shard_id=shard_id, epoch=epoch, market_spec=market_spec)(
+        events, command=command
+    )

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from core.contracts.events import envelopes_for, market_specs_of
+from core.contracts.events import EnvelopeSerializer, market_specs_of
 from core.engine import ApplyResult, Command, Engine, MarketSpec
 from core.outbox.errors import (
     OutboxError,
@@ -49,7 +49,7 @@ from core.outbox.errors import (
     OutboxOverloadedError,
     OutboxRecoveryError,
 )
-from core.outbox.journal_format import encode_events
+from core.outbox.journal_format import encode_serialized_events
 from core.sequencer import EventSinkStart
 from core.wal import EpochFence, FencedError, TailCut, WalOptions, WalRecord, WriteAheadLog
 from core.wal.durable_files import FILE_MODE, fsync_directory
@@ -146,7 +146,7 @@ class OutboxJournal:
         self._epoch = 0
         self._wal: WriteAheadLog | None = None
         self._fence: EpochFence | None = None
-        self._market_spec: _CachedMarketSpecs | None = None
+        self._serializer: EnvelopeSerializer | None = None  # used by the writer thread only
         self._executor: ThreadPoolExecutor | None = None
         self._buffer: deque[_Applied] = deque()
         self._buffered_commands = 0
@@ -190,7 +190,9 @@ class OutboxJournal:
         self._epoch = start.epoch
         self._fence = fence
         self._wal = wal
-        self._market_spec = _CachedMarketSpecs(start.engine)
+        self._serializer = EnvelopeSerializer(
+            shard_id=self.shard_id, epoch=start.epoch, market_spec=_CachedMarketSpecs(start.engine)
+        )
         self._accepted_seq = self._durable_seq = wal.last_seq
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-journal")
         self.recovery = JournalRecovery(
@@ -366,18 +368,16 @@ class OutboxJournal:
     def _write_group(self, group: list[_Applied]) -> list[WalRecord]:
         """Writer thread: convert, append (in WAL-sized chunks), fsync once."""
         wal = self._require_wal()
-        market_spec = self._market_spec
+        serializer = self._serializer
+        if serializer is None:
+            raise OutboxInvariantError("journal serializer missing")
         payloads: list[bytes] = []
         for applied in group:
             for command, result in zip(applied.commands, applied.results, strict=True):
-                envelopes = envelopes_for(
-                    result.events,
-                    shard_id=self.shard_id,
-                    epoch=self._epoch,
-                    command=command,
-                    market_spec=market_spec,
+                events = result.events
+                payloads.append(
+                    encode_serialized_events(events, serializer(events, command=command))
                 )
-                payloads.append(encode_events(envelopes))
         expected_seq = group[0].first_seq
         if wal.next_seq != expected_seq:
             raise OutboxInvariantError(f"journal at seq {wal.next_seq}, group at {expected_seq}")

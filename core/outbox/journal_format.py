@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from core.contracts.events import EventEnvelope
+from core.engine import Event, TradeExecuted
 from core.outbox.errors import JournalFormatError
 
 JOURNAL_FORMAT_VERSION: Final = 1
@@ -46,17 +47,39 @@ class JournalEvent:
 
 def encode_events(envelopes: Sequence[EventEnvelope]) -> bytes:
     """The journal payload of one command's envelopes (in order)."""
-    parts = [_HEADER.pack(JOURNAL_FORMAT_VERSION, len(envelopes))]
-    for envelope in envelopes:
-        symbol = envelope.symbol.encode()
+    return _encode(
+        [
+            (envelope.SerializeToString(), envelope.symbol, envelope.HasField("trade_executed"))
+            for envelope in envelopes
+        ]
+    )
+
+
+def encode_serialized_events(events: Sequence[Event], envelopes: Sequence[bytes]) -> bytes:
+    """The journal payload of one command: its engine `events` and their serialized
+    envelopes (`core.contracts.events.EnvelopeSerializer`), pairwise; the same bytes as
+    `encode_events` of the envelope objects."""
+    if len(events) != len(envelopes):
+        raise JournalFormatError(f"{len(events)} events but {len(envelopes)} envelopes")
+    return _encode(
+        [
+            (envelope, event.symbol, type(event) is TradeExecuted)
+            for event, envelope in zip(events, envelopes, strict=True)
+        ]
+    )
+
+
+def _encode(events: Sequence[tuple[bytes, str, bool]]) -> bytes:
+    parts = [_HEADER.pack(JOURNAL_FORMAT_VERSION, len(events))]
+    append = parts.append
+    for body, symbol_text, is_trade in events:
+        symbol = symbol_text.encode()
         if len(symbol) > SYMBOL_BYTES_MAX:
             raise JournalFormatError(f"symbol of {len(symbol)} bytes > {SYMBOL_BYTES_MAX}")
-        flags = FLAG_TRADE if envelope.HasField("trade_executed") else 0
-        body = envelope.SerializeToString()
-        parts.append(_EVENT_HEAD.pack(flags, len(symbol)))
-        parts.append(symbol)
-        parts.append(_LENGTH.pack(len(body)))
-        parts.append(body)
+        append(_EVENT_HEAD.pack(FLAG_TRADE if is_trade else 0, len(symbol)))
+        append(symbol)
+        append(_LENGTH.pack(len(body)))
+        append(body)
     return b"".join(parts)
 
 

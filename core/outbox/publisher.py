@@ -38,6 +38,7 @@ from typing import Any, Final
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
+from core.contracts.events import varint
 from core.outbox.cursor import PUBLISH_CURSOR_NAME, read_cursor, write_cursor
 from core.outbox.errors import (
     JournalFormatError,
@@ -60,21 +61,6 @@ FATAL_ERRORS: Final = (
     PublishCursorCorruptionError,
     OutboxNotStartedError,
 )
-
-
-def varint(value: int) -> bytes:
-    """Protobuf base-128 varint of a non-negative int."""
-    if value < 0:
-        raise ValueError(f"varint of {value}")
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
 
 
 def epoch_override(epoch: int) -> bytes:

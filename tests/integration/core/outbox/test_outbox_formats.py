@@ -6,8 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from core.contracts.events import EventEnvelope, envelopes_for, market_specs_of
-from core.engine import Side
+from core.contracts.events import (
+    EventEnvelope,
+    envelopes_for,
+    market_specs_of,
+    serialized_envelopes_for,
+    varint,
+)
+from core.engine import Event, Side
 from core.engine.testing import BTC, USDT, EngineDriver, limit_order
 from core.outbox import (
     JournalFormatError,
@@ -17,11 +23,12 @@ from core.outbox import (
     read_cursor,
 )
 from core.outbox.cursor import write_cursor
-from core.outbox.publisher import epoch_override, varint
+from core.outbox.journal_format import encode_serialized_events
+from core.outbox.publisher import epoch_override
 from core.wal import EpochFence, FencedError, acquire_epoch
 
 
-def trade_envelopes() -> list[EventEnvelope]:
+def trade_command() -> tuple[EngineDriver, list[Event]]:
     driver = EngineDriver()
     driver.bootstrap_btc_usdt()
     for account_id in ("a", "b"):
@@ -29,9 +36,22 @@ def trade_envelopes() -> list[EventEnvelope]:
         driver.fund(account_id, "BTC", 10 * BTC)
     driver.apply(limit_order("a", Side.SELL, BTC, 50_000 * USDT))
     result = driver.apply(limit_order("b", Side.BUY, BTC, 50_000 * USDT, client_order_id="x"))
-    return envelopes_for(
-        result.events, shard_id="s", epoch=1, market_spec=market_specs_of(driver.engine)
+    return driver, list(result.events)
+
+
+def trade_envelopes() -> list[EventEnvelope]:
+    driver, events = trade_command()
+    return envelopes_for(events, shard_id="s", epoch=1, market_spec=market_specs_of(driver.engine))
+
+
+def test_the_fast_path_journals_the_same_payload() -> None:
+    driver, events = trade_command()
+    serialized = serialized_envelopes_for(
+        events, shard_id="s", epoch=1, market_spec=market_specs_of(driver.engine)
     )
+    assert encode_serialized_events(events, serialized) == encode_events(trade_envelopes())
+    with pytest.raises(JournalFormatError, match="events but"):
+        encode_serialized_events(events, serialized[:-1])
 
 
 def test_payload_round_trip_with_routing() -> None:
