@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from core.engine.balances import FEE_ACCOUNT_ID, Balance
 from core.engine.book import BookSide, Order, OrderBook, PriceLevel
@@ -98,6 +98,9 @@ from core.engine.results import (
     OrderView,
     Outcome,
 )
+
+if TYPE_CHECKING:
+    from core.engine.snapshot import SnapshotCapture
 
 # Why matching stopped (internal).
 _STOP_COMPLETE: Final = 0  # taker filled, or a quote budget cannot buy one more lot
@@ -1555,9 +1558,15 @@ class Engine:
 
     def snapshot(self) -> bytes:
         """Canonical bytes of the whole state (see snapshot.py)."""
-        from core.engine.snapshot import encode_engine  # noqa: PLC0415  (import cycle)
+        return self.capture_snapshot().serialize()
 
-        return encode_engine(self)
+    def capture_snapshot(self) -> SnapshotCapture:
+        """A consistent copy of the state, cheap to take (no encoding). Its `serialize()`
+        returns the bytes `snapshot()` returns now, and is safe to call in another thread
+        while this engine goes on applying commands."""
+        from core.engine.snapshot import capture_engine  # noqa: PLC0415  (import cycle)
+
+        return capture_engine(self)
 
     @classmethod
     def from_snapshot(cls, data: bytes) -> Engine:

@@ -13,7 +13,6 @@ per-entry linked-list node costs an extra allocation and cache misses on evictio
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
 from typing import Generic, TypeVar
 
 from core.engine.errors import EngineInvariantError
@@ -58,9 +57,8 @@ class PerAccountFifo(Generic[KeyT, ValueT]):
         entries = self._by_account.get(account_id)
         return 0 if entries is None else len(entries)
 
-    def accounts_sorted(self) -> Iterator[tuple[str, list[tuple[KeyT, ValueT]]]]:
-        """Every account's entries, oldest first (the canonical snapshot order)."""
-        for account_id in sorted(self._by_account):
-            # A dict keeps insertion order and only the oldest entries are ever deleted, so its
-            # order is the deque's.
-            yield account_id, list(self._by_account[account_id].items())
+    def copy_tables(self) -> dict[str, dict[KeyT, ValueT]]:
+        """A copy of every account's table (each dict iterates oldest first: it keeps
+        insertion order and only its oldest entries are ever deleted). Values are shared, so
+        this is a consistent copy as long as they are immutable (they are, in the engine)."""
+        return {account_id: entries.copy() for account_id, entries in self._by_account.items()}

@@ -396,15 +396,21 @@ class Sequencer:
     async def snapshot(self) -> int:
         """Write the engine state at the current engine_seq; return that seq.
 
-        The state is captured in one event-loop step (consistent at engine_seq); the file is
-        written and fsynced in a thread. Then WAL segments wholly before the OLDEST kept
-        snapshot are removed (if enabled), so every kept snapshot can still be recovered from.
+        The state is captured in one event-loop step (a structural copy, consistent at
+        engine_seq, no encoding); it is serialized (the bytes `engine.snapshot()` gave at that
+        step), written and fsynced in a thread while submits go on. Then WAL segments wholly
+        before the OLDEST kept snapshot are removed (if enabled), so every kept snapshot can
+        still be recovered from.
         """
         self._raise_if_refusing()
         engine_seq = self._engine_seq
-        state_bytes = self._engine.snapshot()
+        captured = self._engine.capture_snapshot()
+
+        def serialize_and_write() -> None:
+            self._store.write(engine_seq, captured.serialize())
+
         try:
-            await asyncio.to_thread(self._store.write, engine_seq, state_bytes)
+            await asyncio.to_thread(serialize_and_write)
         except FencedError as error:
             self._refuse(error)
             raise
