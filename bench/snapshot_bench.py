@@ -11,7 +11,10 @@ stall a submit would see) while a snapshot is taken:
 (after)  `engine.capture_snapshot()` on the loop, `.serialize()` in `asyncio.to_thread`, as
          Sequencer.snapshot() does now. Both produce the same bytes (checked).
 Printed: the medians over the repeats of the longest stall, of the on-loop step alone, and of
-the worker's serialize time. Only the printed times are floats; amounts are integers.
+the worker's serialize time. The collector is tuned as in bench/engine_bench.py (gc.freeze()
+after setup, thresholds 1000/5/1,000,000), so no full collection of the big heap lands in the
+measurement. On a shared machine the stalls include preemption: run it several times.
+Only the printed times are floats; amounts are integers.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from core.engine.testing import BTC, USDT, EngineDriver
 ACCOUNTS_DEFAULT = (1_000, 6_000, 20_000)
 REPEATS_DEFAULT = 5
 TICK_S = 0.000_5
+GC_THRESHOLDS = (1_000, 5, 1_000_000)  # as bench/engine_bench.py
 TICK = USDT // 100
 LOT = BTC // 10_000
 MID_PRICE = 50_000 * USDT
@@ -116,15 +120,14 @@ async def measure(engine: Engine, repeats: int) -> dict[str, list[float]]:
         return await asyncio.to_thread(serialize)
 
     for _ in range(repeats):
-        gc.collect()
         stall, before_bytes = await longest_stall_ms(before)
         figures["before_stall"].append(stall)
-        gc.collect()
         stall, after_bytes = await longest_stall_ms(after)
         figures["after_stall"].append(stall)
         if after_bytes != before_bytes:
             msg = "capture + serialize differs from snapshot()"
             raise SystemExit(msg)
+        del before_bytes, after_bytes
     return figures
 
 
@@ -144,6 +147,9 @@ def main() -> None:
     for accounts in args.accounts:
         engine = build_engine(accounts)
         size_mb = len(engine.snapshot()) / 1e6
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
         figures = asyncio.run(measure(engine, args.repeats))
         median = {name: statistics.median(values) for name, values in figures.items()}
         print(

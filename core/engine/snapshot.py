@@ -82,8 +82,9 @@ _ORDER_FIELDS: Final = (
 _order_values: Final = attrgetter(*_ORDER_FIELDS)
 _balance_values: Final = attrgetter("account_id", "asset", "available", "held")
 # Elements per json.dumps call when serializing a long list: the C encoder holds the GIL for a
-# whole call, so a worker thread serializing a big state yields it between chunks.
-SERIALIZE_CHUNK_ITEMS: Final = 512
+# whole call, so a worker thread serializing a big state yields it between chunks (128 resting
+# orders are ~50 KB of JSON, ~1 ms).
+SERIALIZE_CHUNK_ITEMS: Final = 128
 
 _field_names_by_type: dict[type[Any], tuple[str, ...]] = {}
 
@@ -234,23 +235,36 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
-def _encode(value: Any) -> str:
-    """json.dumps(value, sort_keys=True, separators=(",", ":")) of a value whose big arrays
-    are `_Chunked`: the same text, since an array is "[" + ",".join(elements) + "]"."""
+def _encode(value: Any, out: list[bytes]) -> None:
+    """Append json.dumps(value, sort_keys=True, separators=(",", ":")).encode() to `out`, for
+    a value whose big arrays are `_Chunked`: the same text, since an array is "[" +
+    ",".join(elements) + "]" and an object "{" + ",".join(key:value, sorted by key) + "}".
+    Pieces go to one list and are joined once, so no big string is copied per nesting level."""
     if isinstance(value, _Chunked):
         items = value.items
         convert = value.convert
-        pieces = [
-            _dumps([convert(item) for item in items[start : start + SERIALIZE_CHUNK_ITEMS]])[1:-1]
-            for start in range(0, len(items), SERIALIZE_CHUNK_ITEMS)
-        ]
-        return "[" + ",".join(pieces) + "]"
-    if isinstance(value, dict):
-        members = [_dumps(key) + ":" + _encode(value[key]) for key in sorted(value)]
-        return "{" + ",".join(members) + "}"
-    if isinstance(value, list):
-        return "[" + ",".join(_encode(item) for item in value) + "]"
-    return _dumps(value)
+        out.append(b"[")
+        for start in range(0, len(items), SERIALIZE_CHUNK_ITEMS):
+            if start:
+                out.append(b",")
+            chunk = [convert(item) for item in items[start : start + SERIALIZE_CHUNK_ITEMS]]
+            out.append(_dumps(chunk)[1:-1].encode())
+        out.append(b"]")
+    elif isinstance(value, dict):
+        out.append(b"{")
+        for index, key in enumerate(sorted(value)):
+            out.append(b"," + _dumps(key).encode() + b":" if index else _dumps(key).encode() + b":")
+            _encode(value[key], out)
+        out.append(b"}")
+    elif isinstance(value, list):
+        out.append(b"[")
+        for index, item in enumerate(value):
+            if index:
+                out.append(b",")
+            _encode(item, out)
+        out.append(b"]")
+    else:
+        out.append(_dumps(value).encode())
 
 
 def _order_dict(values: tuple[Any, ...]) -> dict[str, Any]:
@@ -314,7 +328,9 @@ def _serialize(capture: SnapshotCapture) -> bytes:
         ),
         "closed_orders": _Chunked(sorted(capture.closed_orders.items()), _closed_orders_entry),
     }
-    return _encode(state).encode()
+    out: list[bytes] = []
+    _encode(state, out)
+    return b"".join(out)
 
 
 def _restore_order(engine: Engine, market: Market, data: dict[str, Any]) -> Order:

@@ -262,7 +262,7 @@ def test_serialize_in_a_thread_while_the_engine_goes_on() -> None:
     assert driver.engine.snapshot() != expected  # the engine did move on
 
 
-@pytest.mark.parametrize("chunk_items", [1, 2, 3, 512])
+@pytest.mark.parametrize("chunk_items", [1, 2, 3, 128])
 def test_chunked_encoding_is_identical_at_every_chunk_size(
     chunk_items: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
