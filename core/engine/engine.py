@@ -915,24 +915,24 @@ class Engine:
                     reason=RejectReason.DUPLICATE_CLIENT_ORDER_ID,
                     is_place=True,
                 )
-        reserve = limit_key = 0
         if market is None:
             reason: RejectReason | None = RejectReason.SYMBOL_UNKNOWN
-        elif market.mode is not _NORMAL:
-            if market.mode is MarketMode.HALTED:
-                reason = RejectReason.MARKET_HALTED
+        else:
+            reserve = limit_key = 0
+            if market.mode is not _NORMAL:
+                if market.mode is MarketMode.HALTED:
+                    reason = RejectReason.MARKET_HALTED
+                else:
+                    reason = RejectReason.MARKET_CANCEL_ONLY
+            elif command.order_type is _LIMIT:
+                reason, reserve, limit_key = self._check_limit_place(market, command)
             else:
-                reason = RejectReason.MARKET_CANCEL_ONLY
-        elif command.order_type is _LIMIT:
-            reason, reserve, limit_key = self._check_limit_place(market, command)
-        else:
-            reason = self._check_market_place(market, command)
+                reason = self._check_market_place(market, command)
+                if reason is None:
+                    reason, reserve, limit_key = self._check_market_place_dynamic(market, command)
             if reason is None:
-                reason, reserve, limit_key = self._check_market_place_dynamic(market, command)
-        if reason is None and market is not None:
-            result = self._execute_place(market, command, reserve, limit_key)
-        else:
-            reason = RejectReason.SYMBOL_UNKNOWN if reason is None else reason
+                result = self._execute_place(market, command, reserve, limit_key)
+        if reason is not None:
             result = self._reject_order(
                 market=market,
                 account_id=account_id,

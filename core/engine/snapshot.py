@@ -9,7 +9,11 @@ markets by symbol, assets by code). Equal states therefore give equal bytes, and
 
 What is NOT in the snapshot because it cannot change behaviour: lazily deleted book entries
 (dead entries are skipped by matching and dropped on restore) and derived indexes (open orders
-per account, live client order ids, level aggregates), which are rebuilt on restore.
+per account, live client order ids, level aggregates, each market's cache of its accounts'
+balance cells), which are rebuilt on restore.
+
+`Engine.snapshot()` is `capture_engine(engine).serialize()`: a cheap copy of the state, then
+the encoding, which may run in another thread (see "capture, then serialize" below).
 """
 
 from __future__ import annotations
