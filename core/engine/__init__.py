@@ -58,6 +58,7 @@ from core.engine.results import (
     OrderView,
     Outcome,
 )
+from core.engine.snapshot import SnapshotCapture
 
 __all__ = [
     "FEE_ACCOUNT_ID",
@@ -103,6 +104,7 @@ __all__ = [
     "SelfTradePrevention",
     "SetMarketMode",
     "Side",
+    "SnapshotCapture",
     "TimeInForce",
     "TradeExecuted",
     "Withdraw",

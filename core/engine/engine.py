@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from core.engine.balances import FEE_ACCOUNT_ID, Balance
 from core.engine.book import BookSide, Order, OrderBook, PriceLevel
@@ -99,6 +99,9 @@ from core.engine.results import (
     Outcome,
 )
 
+if TYPE_CHECKING:
+    from core.engine.snapshot import SnapshotCapture
+
 # Why matching stopped (internal).
 _STOP_COMPLETE: Final = 0  # taker filled, or a quote budget cannot buy one more lot
 _STOP_SELF_TRADE: Final = 1  # self-trade prevention ended the taker
@@ -149,6 +152,7 @@ class Market:
         "base_asset",
         "base_unit",
         "book",
+        "cells",
         "lot_step",
         "maker_fee_ppm",
         "max_quantity",
@@ -182,6 +186,9 @@ class Market:
         self.mode = MarketMode.NORMAL
         self.stream_seq = 0
         self.book = OrderBook(spec.symbol)
+        # Derived cache (not state): account id -> (base cell, quote cell) of this market, filled
+        # when an account first places here. Cells are never removed from Engine._balances.
+        self.cells: dict[str, tuple[Balance, Balance]] = {}
 
     def next_seq(self) -> int:
         self.stream_seq += 1
@@ -789,44 +796,108 @@ class Engine:
         return None
 
     @classmethod
-    def _check_place(  # noqa: PLR0911, PLR0912  (one guard per named rejection)
+    def _check_market_place(  # noqa: PLR0911  (one guard per named rejection)
         cls, market: Market, command: PlaceOrder
     ) -> RejectReason | None:
-        """Static checks of a new order (no book, no balances)."""
-        if market.mode is not _NORMAL:
-            if market.mode is MarketMode.HALTED:
-                return RejectReason.MARKET_HALTED
-            return RejectReason.MARKET_CANCEL_ONLY
+        """Static checks of a new MARKET order in a NORMAL market (no book, no balances)."""
         tif = command.time_in_force
-        if command.order_type is OrderType.MARKET:
-            if tif is TimeInForce.GTC or command.post_only:
-                return RejectReason.TIME_IN_FORCE_INVALID
-            if command.price != 0:
-                return RejectReason.PRICE_INVALID
-            quantity = command.quantity
-            budget = command.quote_quantity
-            if quantity < 0 or budget < 0 or (quantity > 0) == (budget > 0):
-                return RejectReason.QUANTITY_INVALID
-            if budget:
-                if command.side is not _BUY:
-                    return RejectReason.QUANTITY_INVALID
-                if tif is not TimeInForce.IOC:
-                    return RejectReason.TIME_IN_FORCE_INVALID
-                if budget > INT64_MAX:
-                    return RejectReason.AMOUNT_OUT_OF_RANGE
-                if budget < market.min_notional:
-                    return RejectReason.NOTIONAL_BELOW_MIN
-                if budget + fee_for(budget, market.taker_fee_ppm) > INT64_MAX:
-                    return RejectReason.AMOUNT_OUT_OF_RANGE
-                return None
-            return cls._check_quantity(market, quantity)
-        if command.post_only and tif is not TimeInForce.GTC:
+        if tif is TimeInForce.GTC or command.post_only:
             return RejectReason.TIME_IN_FORCE_INVALID
-        if command.quote_quantity != 0:
+        if command.price != 0:
+            return RejectReason.PRICE_INVALID
+        quantity = command.quantity
+        budget = command.quote_quantity
+        if quantity < 0 or budget < 0 or (quantity > 0) == (budget > 0):
             return RejectReason.QUANTITY_INVALID
-        return Engine._check_limit_price(market, command.price, command.quantity)
+        if budget:
+            if command.side is not _BUY:
+                return RejectReason.QUANTITY_INVALID
+            if tif is not TimeInForce.IOC:
+                return RejectReason.TIME_IN_FORCE_INVALID
+            if budget > INT64_MAX:
+                return RejectReason.AMOUNT_OUT_OF_RANGE
+            if budget < market.min_notional:
+                return RejectReason.NOTIONAL_BELOW_MIN
+            if budget + fee_for(budget, market.taker_fee_ppm) > INT64_MAX:
+                return RejectReason.AMOUNT_OUT_OF_RANGE
+            return None
+        return cls._check_quantity(market, quantity)
 
-    def _place(self, command: PlaceOrder) -> ApplyResult:
+    def _check_limit_place(  # noqa: PLR0911, PLR0912  (one guard per named rejection)
+        self, market: Market, command: PlaceOrder
+    ) -> tuple[RejectReason | None, int, int]:
+        """Every check of a new LIMIT order in a NORMAL market: static, then against the book
+        and the balances. Returns (reason, reservation, limit key). The hot path: one frame."""
+        tif = command.time_in_force
+        post_only = command.post_only
+        if post_only and tif is not _GTC:
+            return RejectReason.TIME_IN_FORCE_INVALID, 0, 0
+        if command.quote_quantity != 0:
+            return RejectReason.QUANTITY_INVALID, 0, 0
+        price = command.price
+        quantity = command.quantity
+        reason = Engine._check_limit_price(market, price, quantity)
+        if reason is not None:
+            return reason, 0, 0
+        account_id = command.account_id
+        is_buy = command.side is _BUY
+        if is_buy:
+            limit_key = -price
+            opposite_keys = market.book.asks.keys
+        else:
+            limit_key = price
+            opposite_keys = market.book.bids.keys
+        if tif is _GTC:
+            open_orders = self._open_orders.get(account_id)
+            if (
+                open_orders is not None
+                and len(open_orders) >= self.config.open_orders_max_per_account
+            ):
+                return RejectReason.OPEN_ORDER_LIMIT_EXCEEDED, 0, 0
+            if post_only and opposite_keys and opposite_keys[-1] >= limit_key:
+                return RejectReason.POST_ONLY_WOULD_TAKE, 0, 0
+        cells = market.cells.get(account_id)
+        if is_buy:
+            # notional(price, quantity) + fee_for(amount, taker_fee_ppm), inlined.
+            amount, inexact = divmod(price * quantity, market.base_unit)
+            if inexact:
+                raise EngineInvariantError(
+                    f"inexact notional {price}*{quantity} in {market.symbol}"
+                )
+            reserve = amount - (-amount * market.taker_fee_ppm // PPM)
+            if reserve > INT64_MAX:
+                return RejectReason.AMOUNT_OUT_OF_RANGE, 0, 0
+            cell = (
+                self._balances.get((account_id, market.quote_asset)) if cells is None else cells[1]
+            )
+        else:
+            reserve = quantity
+            cell = (
+                self._balances.get((account_id, market.base_asset)) if cells is None else cells[0]
+            )
+        if tif is TimeInForce.FOK:
+            reason = self._fok_reason(market, command, limit_key)
+            if reason is not None:
+                return reason, 0, 0
+        if reserve > (0 if cell is None else cell.available):
+            return RejectReason.INSUFFICIENT_BALANCE, 0, 0
+        return None, reserve, limit_key
+
+    def _fok_reason(
+        self, market: Market, command: PlaceOrder, limit_key: int
+    ) -> RejectReason | None:
+        """FOK_UNFILLABLE unless matching could fill the whole quantity right now."""
+        fillable, _ = self._walk_fillable(
+            market,
+            side=command.side,
+            account_id=command.account_id,
+            self_trade_prevention=command.self_trade_prevention,
+            limit_key=limit_key,
+            quantity=command.quantity,
+        )
+        return RejectReason.FOK_UNFILLABLE if fillable < command.quantity else None
+
+    def _place(self, command: PlaceOrder) -> ApplyResult:  # noqa: PLR0912  (guards)
         account_id = command.account_id
         client_order_id = command.client_order_id
         market = self._markets.get(command.symbol)
@@ -847,11 +918,20 @@ class Engine:
         if market is None:
             reason: RejectReason | None = RejectReason.SYMBOL_UNKNOWN
         else:
-            reason = self._check_place(market, command)
-            if reason is None:
-                reason, reserve, limit_key = self._check_place_dynamic(market, command)
+            reserve = limit_key = 0
+            if market.mode is not _NORMAL:
+                if market.mode is MarketMode.HALTED:
+                    reason = RejectReason.MARKET_HALTED
+                else:
+                    reason = RejectReason.MARKET_CANCEL_ONLY
+            elif command.order_type is _LIMIT:
+                reason, reserve, limit_key = self._check_limit_place(market, command)
+            else:
+                reason = self._check_market_place(market, command)
                 if reason is None:
-                    result = self._execute_place(market, command, reserve, limit_key)
+                    reason, reserve, limit_key = self._check_market_place_dynamic(market, command)
+            if reason is None:
+                result = self._execute_place(market, command, reserve, limit_key)
         if reason is not None:
             result = self._reject_order(
                 market=market,
@@ -865,66 +945,41 @@ class Engine:
             self._order_requests.put(account_id, client_order_id, (command, result.outcome))
         return result
 
-    def _check_place_dynamic(  # noqa: PLR0911, PLR0912  (one guard per named rejection)
+    def _check_market_place_dynamic(
         self, market: Market, command: PlaceOrder
     ) -> tuple[RejectReason | None, int, int]:
-        """Checks against the book and balances. Returns (reason, reservation, limit key)."""
+        """Checks of a MARKET order against the book and balances: (reason, reserve, key)."""
         side = command.side
         is_buy = side is _BUY
         account_id = command.account_id
         book = market.book
         opposite = book.asks if is_buy else book.bids
-        quantity = command.quantity
-        if command.order_type is OrderType.LIMIT:
-            price = command.price
-            limit_key = -price if is_buy else price
-            if command.time_in_force is TimeInForce.GTC:
-                open_count = len(self._open_orders.get(account_id, ()))
-                if open_count >= self.config.open_orders_max_per_account:
-                    return RejectReason.OPEN_ORDER_LIMIT_EXCEEDED, 0, 0
-                if command.post_only and opposite.keys and opposite.keys[-1] >= limit_key:
-                    return RejectReason.POST_ONLY_WOULD_TAKE, 0, 0
-            if is_buy:
-                amount = notional(price, quantity, market.base_unit)
-                reserve = amount - (-amount * market.taker_fee_ppm // PPM)  # + fee_for(amount)
+        if not opposite.keys:
+            return RejectReason.NO_LIQUIDITY, 0, 0
+        if is_buy:
+            limit_key = -band_price_max(market.reference_price, market.band_bps)
+            if command.quote_quantity:
+                budget = command.quote_quantity
+                reserve = budget + fee_for(budget, market.taker_fee_ppm)
+            else:
+                _, amount = self._walk_fillable(
+                    market,
+                    side=side,
+                    account_id=account_id,
+                    self_trade_prevention=command.self_trade_prevention,
+                    limit_key=limit_key,
+                    quantity=command.quantity,
+                )
+                reserve = amount + fee_for(amount, market.taker_fee_ppm)
                 if reserve > INT64_MAX:
                     return RejectReason.AMOUNT_OUT_OF_RANGE, 0, 0
-            else:
-                reserve = quantity
         else:
-            if not opposite.keys:
-                return RejectReason.NO_LIQUIDITY, 0, 0
-            if is_buy:
-                limit_key = -band_price_max(market.reference_price, market.band_bps)
-                if command.quote_quantity:
-                    budget = command.quote_quantity
-                    reserve = budget + fee_for(budget, market.taker_fee_ppm)
-                else:
-                    _, amount = self._walk_fillable(
-                        market,
-                        side=side,
-                        account_id=account_id,
-                        self_trade_prevention=command.self_trade_prevention,
-                        limit_key=limit_key,
-                        quantity=quantity,
-                    )
-                    reserve = amount + fee_for(amount, market.taker_fee_ppm)
-                    if reserve > INT64_MAX:
-                        return RejectReason.AMOUNT_OUT_OF_RANGE, 0, 0
-            else:
-                limit_key = band_price_min(market.reference_price, market.band_bps)
-                reserve = quantity
+            limit_key = band_price_min(market.reference_price, market.band_bps)
+            reserve = command.quantity
         if command.time_in_force is TimeInForce.FOK:
-            fillable, _ = self._walk_fillable(
-                market,
-                side=side,
-                account_id=account_id,
-                self_trade_prevention=command.self_trade_prevention,
-                limit_key=limit_key,
-                quantity=quantity,
-            )
-            if fillable < quantity:
-                return RejectReason.FOK_UNFILLABLE, 0, 0
+            reason = self._fok_reason(market, command, limit_key)
+            if reason is not None:
+                return reason, 0, 0
         reserve_asset = market.quote_asset if is_buy else market.base_asset
         cell = self._balances.get((account_id, reserve_asset))
         if reserve > (0 if cell is None else cell.available):
@@ -937,15 +992,13 @@ class Engine:
         account_id = command.account_id
         side = command.side
         is_buy = side is _BUY
-        balances = self._balances
-        base_key = (account_id, market.base_asset)
-        base_cell = balances.get(base_key)
-        if base_cell is None:
-            base_cell = balances[base_key] = Balance(account_id, market.base_asset)
-        quote_key = (account_id, market.quote_asset)
-        quote_cell = balances.get(quote_key)
-        if quote_cell is None:
-            quote_cell = balances[quote_key] = Balance(account_id, market.quote_asset)
+        cells = market.cells.get(account_id)
+        if cells is None:
+            cells = market.cells[account_id] = (
+                self._balance_cell(account_id, market.base_asset),
+                self._balance_cell(account_id, market.quote_asset),
+            )
+        base_cell, quote_cell = cells
         engine_seq = self._command_seq
         timestamp_ns = self._command_ns
         symbol = market.symbol
@@ -1505,9 +1558,15 @@ class Engine:
 
     def snapshot(self) -> bytes:
         """Canonical bytes of the whole state (see snapshot.py)."""
-        from core.engine.snapshot import encode_engine  # noqa: PLC0415  (import cycle)
+        return self.capture_snapshot().serialize()
 
-        return encode_engine(self)
+    def capture_snapshot(self) -> SnapshotCapture:
+        """A consistent copy of the state, cheap to take (no encoding). Its `serialize()`
+        returns the bytes `snapshot()` returns now, and is safe to call in another thread
+        while this engine goes on applying commands."""
+        from core.engine.snapshot import capture_engine  # noqa: PLC0415  (import cycle)
+
+        return capture_engine(self)
 
     @classmethod
     def from_snapshot(cls, data: bytes) -> Engine:

@@ -477,18 +477,24 @@ class Sequencer:
     async def snapshot(self) -> int:
         """Write the engine state at the current engine_seq; return that seq.
 
-        The state is captured in one event-loop step (consistent at engine_seq); with an event
-        sink, the write waits for `wait_durable(engine_seq)` (and fails if it raises); the file
-        is written and fsynced in a thread. Then WAL segments wholly before the OLDEST kept
-        snapshot are removed (if enabled), so every kept snapshot can still be recovered from.
+        The state is captured in one event-loop step (a structural copy, consistent at
+        engine_seq, no encoding); with an event sink, the write waits for
+        `wait_durable(engine_seq)` (and fails if it raises); the capture is serialized (the
+        bytes `engine.snapshot()` gave at that step), written and fsynced in a thread while
+        submits go on. Then WAL segments wholly before the OLDEST kept snapshot are removed
+        (if enabled), so every kept snapshot can still be recovered from.
         """
         self._raise_if_refusing()
         engine_seq = self._engine_seq
-        state_bytes = self._engine.snapshot()
+        captured = self._engine.capture_snapshot()
+
+        def serialize_and_write() -> None:
+            self._store.write(engine_seq, captured.serialize())
+
         try:
             if self._event_sink is not None:
                 await self._event_sink.wait_durable(engine_seq)  # invariant 7
-            await asyncio.to_thread(self._store.write, engine_seq, state_bytes)
+            await asyncio.to_thread(serialize_and_write)
         except FencedError as error:
             self._refuse(error)
             raise

@@ -11,7 +11,9 @@ engine's own `check_invariants`:
 - no balance is negative and the book is never crossed at rest;
 - every event stream is numbered without gaps;
 - an engine restored from a snapshot taken at a random point gives the same results and the
-  same state hash as the engine that never stopped.
+  same state hash as the engine that never stopped;
+- a snapshot captured at a random point (`capture_snapshot()`) serializes, after any later
+  commands, to exactly the bytes `snapshot()` gave at the capture.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from core.engine import (
     SelfTradePrevention,
     SetMarketMode,
     Side,
+    SnapshotCapture,
     TimeInForce,
     Withdraw,
 )
@@ -94,6 +97,7 @@ class EngineRiskInvariants(RuleBasedStateMachine):
         self.stream_seqs: dict[str, int] = {"": 2 + 2 * len(ACCOUNTS), SYMBOL: 1}
         self.order_ids: list[int] = [10**9]
         self.shadow: Engine | None = None
+        self.captured: tuple[SnapshotCapture, bytes] | None = None
 
     def apply(self, command: Command) -> ApplyResult:
         result = self.driver.apply(command)
@@ -249,6 +253,11 @@ class EngineRiskInvariants(RuleBasedStateMachine):
     def snapshot_and_restore(self) -> None:
         self.shadow = Engine.from_snapshot(self.driver.engine.snapshot())
 
+    @rule()
+    def capture_snapshot(self) -> None:
+        engine = self.driver.engine
+        self.captured = (engine.capture_snapshot(), engine.snapshot())
+
     # ------------------------------------------------------------------ invariants
 
     @invariant()
@@ -295,6 +304,12 @@ class EngineRiskInvariants(RuleBasedStateMachine):
     def restored_engine_matches(self) -> None:
         if self.shadow is not None:
             assert self.shadow.state_hash() == self.driver.engine.state_hash()
+
+    @invariant()
+    def capture_serializes_to_the_snapshot_at_capture_time(self) -> None:
+        if self.captured is not None:
+            captured, expected = self.captured
+            assert captured.serialize() == expected
 
 
 EngineRiskInvariants.TestCase.settings = settings(
