@@ -1,16 +1,9 @@
 #!/usr/bin/env bash
-# Installs what is missing and starts the exchange on loopback.
-#
-# Components start here as they land (issues #3-#7: core, ledger, gateway, Envoy,
-# streaming, PostgreSQL, Redis, the Kafka-API broker). Until the first service
-# lands, this installs the toolchain, checks the contracts and prints where things are.
+# Installs what is missing and starts the exchange on loopback (detached processes; data,
+# logs and pids under var/). Safe to run again: what runs is left alone. Stop it with
+# infra/down.sh. Components and ports: infra/local/stack.py.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash infra/bootstrap.sh
-export PATH="$root/.venv/bin:$PATH"
-
-buf lint
-echo "contracts: $(find proto -name '*.proto' | wc -l) proto files, lint clean"
-echo "descriptor set for Envoy: gen/descriptors/exchange.binpb"
-echo "services running: none yet — the trading core is the next to land (issue #3)"
+exec "$root/.venv/bin/python" -m infra.local.stack up "$@"

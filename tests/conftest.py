@@ -9,6 +9,7 @@ import pytest
 
 from infra.local.kafka_broker import TansuBroker
 from infra.local.postgres import PostgresCluster, PostgresDatabase
+from infra.local.redis import RedisServer
 from ledger.db.migrate import SERVICE_ROLE, upgrade
 
 
@@ -53,3 +54,10 @@ def ledger_template(postgres_cluster: PostgresCluster) -> str:
     postgres_cluster.ensure_login_role(LEDGER_SERVICE_LOGIN)
     postgres_cluster.execute_text(f"GRANT {SERVICE_ROLE} TO {LEDGER_SERVICE_LOGIN}")
     return LEDGER_TEMPLATE
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A fresh, empty Redis (real redis-server, in memory) on a free loopback port."""
+    with RedisServer() as server:
+        yield server

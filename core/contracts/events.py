@@ -271,24 +271,14 @@ def _fill_payload(  # noqa: PLR0912  (one branch per event type, hot path: no di
     facts: _CommandFacts,
     market_spec: MarketSpecLookup | None,
 ) -> None:
-    if isinstance(event, FundsReserved):
-        envelope.funds_reserved.CopyFrom(
-            core_events_pb2.FundsReserved(
-                account_id=event.account_id,
-                asset=event.asset,
-                amount=event.amount,
-                order_id=str(event.order_id),
-            )
+    if isinstance(event, FundsReserved | FundsReleased):
+        funds = (
+            envelope.funds_reserved if isinstance(event, FundsReserved) else envelope.funds_released
         )
-    elif isinstance(event, FundsReleased):
-        envelope.funds_released.CopyFrom(
-            core_events_pb2.FundsReleased(
-                account_id=event.account_id,
-                asset=event.asset,
-                amount=event.amount,
-                order_id=str(event.order_id),
-            )
-        )
+        funds.account_id = event.account_id
+        funds.asset = event.asset
+        funds.amount = event.amount
+        funds.order_id = str(event.order_id)
     elif isinstance(event, OrderAccepted):
         envelope.order_accepted.CopyFrom(
             core_events_pb2.OrderAccepted(
@@ -307,28 +297,21 @@ def _fill_payload(  # noqa: PLR0912  (one branch per event type, hot path: no di
         )
     elif isinstance(event, TradeExecuted):
         envelope.trade_executed.CopyFrom(_trade_executed(event, facts, market_spec))
-    elif isinstance(event, OrderCancelled):
-        envelope.order_cancelled.CopyFrom(
-            core_events_pb2.OrderCancelled(
-                order_id=str(event.order_id),
-                client_order_id=facts.client_order_id_of(event.order_id),
-                account_id=event.account_id,
-                reason=_cancel_reason(event.reason),
-                filled_quantity=facts.filled_quantity_of(event.order_id),
-                cancelled_quantity=event.quantity_cancelled,
-            )
+    elif isinstance(event, OrderCancelled | OrderExpired):
+        ended = (
+            envelope.order_cancelled
+            if isinstance(event, OrderCancelled)
+            else envelope.order_expired
         )
-    elif isinstance(event, OrderExpired):
-        envelope.order_expired.CopyFrom(
-            core_events_pb2.OrderExpired(
-                order_id=str(event.order_id),
-                client_order_id=facts.client_order_id_of(event.order_id),
-                account_id=event.account_id,
-                reason=_cancel_reason(event.reason),
-                filled_quantity=facts.filled_quantity_of(event.order_id),
-                expired_quantity=event.quantity_expired,
-            )
-        )
+        ended.order_id = str(event.order_id)
+        ended.client_order_id = facts.client_order_id_of(event.order_id)
+        ended.account_id = event.account_id
+        ended.reason = _cancel_reason(event.reason)
+        ended.filled_quantity = facts.filled_quantity_of(event.order_id)
+        if isinstance(event, OrderCancelled):
+            envelope.order_cancelled.cancelled_quantity = event.quantity_cancelled
+        else:
+            envelope.order_expired.expired_quantity = event.quantity_expired
     elif isinstance(event, OrderAmended):
         envelope.order_amended.CopyFrom(
             core_events_pb2.OrderAmended(
@@ -342,24 +325,16 @@ def _fill_payload(  # noqa: PLR0912  (one branch per event type, hot path: no di
         )
     elif isinstance(event, OrderRejected):
         envelope.order_rejected.CopyFrom(_order_rejected(event, facts))
-    elif isinstance(event, FundsDeposited):
-        envelope.funds_deposited.CopyFrom(
-            core_events_pb2.FundsDeposited(
-                transfer_id=event.transfer_id,
-                account_id=event.account_id,
-                asset=event.asset,
-                amount=event.amount,
-            )
+    elif isinstance(event, FundsDeposited | FundsWithdrawn):
+        funding = (
+            envelope.funds_deposited
+            if isinstance(event, FundsDeposited)
+            else envelope.funds_withdrawn
         )
-    elif isinstance(event, FundsWithdrawn):
-        envelope.funds_withdrawn.CopyFrom(
-            core_events_pb2.FundsWithdrawn(
-                transfer_id=event.transfer_id,
-                account_id=event.account_id,
-                asset=event.asset,
-                amount=event.amount,
-            )
-        )
+        funding.transfer_id = event.transfer_id
+        funding.account_id = event.account_id
+        funding.asset = event.asset
+        funding.amount = event.amount
     elif isinstance(event, BalanceAdjusted):
         envelope.balance_adjusted.CopyFrom(
             core_events_pb2.BalanceAdjusted(

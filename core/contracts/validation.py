@@ -1,0 +1,121 @@
+"""Field checks shared by every request conversion, and the limits they enforce.
+
+Every check raises `RequestError` with a named reason and the field's name; nothing that
+fails here is ever logged or applied. Limits (put a limit on everything):
+
+| field | limit |
+|---|---|
+| client_order_id | 1..64 characters |
+| request_id, transfer_id | 1..128 characters |
+| account_id (metadata or request) | 1..128 characters |
+| symbol | 1..32 characters (the engine's SYMBOL_LENGTH_MAX) |
+| asset code | 1..16 characters (the engine's ASSET_CODE_LENGTH_MAX) |
+| memo, reference, reason texts | at most 512 characters |
+| order_id | a decimal integer in 1..2^63-1 |
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from exchange.common.v1 import errors_pb2
+
+from core.contracts.errors import ErrorReason, RequestError, field_invalid
+from core.engine.market import ASSET_CODE_LENGTH_MAX, SYMBOL_LENGTH_MAX
+from core.engine.money import INT64_MAX
+
+CLIENT_ORDER_ID_LENGTH_MAX: Final = 64
+REQUEST_ID_LENGTH_MAX: Final = 128
+TRANSFER_ID_LENGTH_MAX: Final = 128
+ACCOUNT_ID_LENGTH_MAX: Final = 128
+TEXT_LENGTH_MAX: Final = 512
+ORDER_ID_DIGITS_MAX: Final = 19
+
+_KEY_MISSING: Final = errors_pb2.ERROR_REASON_IDEMPOTENCY_KEY_MISSING
+_FIELD_INVALID: Final = errors_pb2.ERROR_REASON_FIELD_INVALID
+
+
+def required_text(
+    value: str, field: str, length_max: int, *, missing: ErrorReason = _FIELD_INVALID
+) -> str:
+    """A non-empty string of at most `length_max` characters."""
+    if not value:
+        raise RequestError(missing, f"{field} is required", field=field)
+    if len(value) > length_max:
+        raise field_invalid(field, f"{field} is longer than {length_max} characters")
+    return value
+
+
+def idempotency_key(value: str, field: str, length_max: int = REQUEST_ID_LENGTH_MAX) -> str:
+    """A required idempotency key: missing is IDEMPOTENCY_KEY_MISSING."""
+    return required_text(value, field, length_max, missing=_KEY_MISSING)
+
+
+def optional_text(value: str, field: str, length_max: int = TEXT_LENGTH_MAX) -> str:
+    if len(value) > length_max:
+        raise field_invalid(field, f"{field} is longer than {length_max} characters")
+    return value
+
+
+def symbol(value: str, field: str = "symbol") -> str:
+    return required_text(value, field, SYMBOL_LENGTH_MAX)
+
+
+def optional_symbol(value: str, field: str = "symbol") -> str:
+    return optional_text(value, field, SYMBOL_LENGTH_MAX)
+
+
+def asset(value: str, field: str = "asset") -> str:
+    return required_text(value, field, ASSET_CODE_LENGTH_MAX)
+
+
+def optional_asset(value: str, field: str = "asset") -> str:
+    return optional_text(value, field, ASSET_CODE_LENGTH_MAX)
+
+
+def account_id(value: str, field: str = "account_id") -> str:
+    return required_text(value, field, ACCOUNT_ID_LENGTH_MAX)
+
+
+def positive_amount(value: int, field: str, *, reason: ErrorReason = _FIELD_INVALID) -> int:
+    if value <= 0:
+        raise RequestError(reason, f"{field} must be positive", field=field)
+    return value
+
+
+def order_id(value: str, field: str = "order_id") -> int:
+    """An order id as the contract carries it: a decimal string of a positive int64."""
+    if not value.isdigit() or len(value) > ORDER_ID_DIGITS_MAX or value[0] == "0":
+        raise field_invalid(field, f"{field} must be a positive decimal integer")
+    number = int(value)
+    if number > INT64_MAX:
+        raise field_invalid(field, f"{field} is out of range")
+    return number
+
+
+def order_reference(order_id_text: str, client_order_id: str) -> tuple[int, str]:
+    """Exactly one of order_id and client_order_id: (order id or 0, client order id or '')."""
+    if order_id_text and client_order_id:
+        raise field_invalid("order_id", "set either order_id or client_order_id, not both")
+    if order_id_text:
+        return order_id(order_id_text), ""
+    if client_order_id:
+        return 0, required_text(client_order_id, "client_order_id", CLIENT_ORDER_ID_LENGTH_MAX)
+    raise field_invalid("order_id", "order_id or client_order_id is required")
+
+
+def page_size(value: int, *, default: int = 100, maximum: int = 500) -> int:
+    if value < 0:
+        raise field_invalid("page_size", "page_size must not be negative")
+    return default if value == 0 else min(value, maximum)
+
+
+def page_cursor(token: str) -> int:
+    """A page token issued by a list call: the decimal id to continue below; '' is the start."""
+    if not token:
+        return 0
+    if not token.isdigit() or len(token) > ORDER_ID_DIGITS_MAX or token[0] == "0":
+        raise RequestError(
+            errors_pb2.ERROR_REASON_PAGE_TOKEN_INVALID, "page_token is invalid", field="page_token"
+        )
+    return int(token)

@@ -1,0 +1,299 @@
+"""The service's read model of orders and fills, fed from the engine's results in seq order.
+
+The engine keeps open orders and, per account, the final status of recently closed ones; it
+keeps no fills and no closed order's details. GetOrder / ListOrders / ListFills and every
+response that shows an order read this model instead:
+
+- `record(commands, results)` is a `CommandGateway` listener: it gets every batch's results in
+  WAL order (the gateway guarantees it) and updates the records from the events (accepted,
+  traded, amended, cancelled, expired). Idempotent duplicates carry no events and change
+  nothing.
+- Bounded per account (FIFO by order id): `orders_max_per_account` records and
+  `fills_max_per_account` fills. An evicted open order is still answered from the engine.
+- In memory only. At start the model is seeded with every open order from the engine's books
+  (quantities exact, fill totals other than the filled quantity and timestamps unknown);
+  closed orders and fills from before a restart are not here. The durable history of trades
+  is the event log (ledger, market-data history), not this window. See docs/adr/0008.
+
+Invariant: a record's `remaining_quantity` and `status` equal the engine's for every open order
+the model holds (checked by the integration tests against `Engine.order`).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Final
+
+from core.contracts.orders import FillRecord, OrderRecord
+from core.engine import (
+    ApplyResult,
+    Command,
+    Engine,
+    OrderAccepted,
+    OrderAmended,
+    OrderCancelled,
+    OrderExpired,
+    OrderStatus,
+    Side,
+    TradeExecuted,
+)
+
+ORDERS_MAX_PER_ACCOUNT_DEFAULT: Final = 10_000
+FILLS_MAX_PER_ACCOUNT_DEFAULT: Final = 10_000
+
+_FILLED: Final = OrderStatus.FILLED
+_PARTIALLY_FILLED: Final = OrderStatus.PARTIALLY_FILLED
+_CANCELLED: Final = OrderStatus.CANCELLED
+_EXPIRED: Final = OrderStatus.EXPIRED
+_NEW: Final = OrderStatus.NEW
+_OPEN_STATUSES: Final = frozenset((_NEW, _PARTIALLY_FILLED))
+_OPPOSITE: Final = {Side.BUY: Side.SELL, Side.SELL: Side.BUY}
+
+
+class OrderHistory:
+    """Recent orders and fills per account. Not thread-safe: the event loop owns it."""
+
+    def __init__(
+        self,
+        engine: Callable[[], Engine],
+        *,
+        orders_max_per_account: int = ORDERS_MAX_PER_ACCOUNT_DEFAULT,
+        fills_max_per_account: int = FILLS_MAX_PER_ACCOUNT_DEFAULT,
+    ) -> None:
+        if orders_max_per_account < 1 or fills_max_per_account < 1:
+            raise ValueError("history bounds must be positive")
+        self._engine = engine
+        self._orders_max = orders_max_per_account
+        self._fills_max = fills_max_per_account
+        self._orders: dict[str, OrderedDict[int, OrderRecord]] = {}
+        self._by_id: dict[int, OrderRecord] = {}
+        self._client_ids: dict[str, dict[str, int]] = {}
+        self._fills: dict[str, deque[FillRecord]] = {}
+        self._quote_assets: dict[str, str] = {}
+        self._handlers: dict[type[Any], Callable[[Any], None]] = {
+            OrderAccepted: self._accepted,
+            TradeExecuted: self._traded,
+            OrderCancelled: self._cancelled,
+            OrderExpired: self._expired,
+            OrderAmended: self._amended,
+        }
+
+    # ------------------------------------------------------------------ feeding
+
+    def seed_from_engine(self) -> int:
+        """Add every order resting in the engine's books; returns how many."""
+        engine = self._engine()
+        views = [
+            view
+            for symbol in engine.symbols()
+            for side in (Side.BUY, Side.SELL)
+            for view in engine.book_orders(symbol, side)
+        ]
+        views.sort(key=lambda view: view.order_id)
+        for view in views:
+            self._add(OrderRecord.from_view(view, engine_seq=view.order_id))
+        return len(views)
+
+    def record(
+        self,
+        commands: Sequence[Command],  # noqa: ARG002  (the listener signature)
+        results: Sequence[ApplyResult],
+    ) -> None:
+        """Apply one batch's results (a CommandGateway listener; called in WAL order)."""
+        handlers = self._handlers
+        for result in results:
+            if result.duplicate:
+                continue
+            for event in result.events:
+                handler = handlers.get(type(event))
+                if handler is not None:
+                    handler(event)
+            outcome = result.outcome
+            if outcome.status is not None and outcome.order_id:
+                record = self._by_id.get(outcome.order_id)
+                if record is not None:
+                    record.status = outcome.status
+
+    def _add(self, record: OrderRecord) -> None:
+        account_id = record.account_id
+        orders = self._orders.get(account_id)
+        if orders is None:
+            orders = self._orders[account_id] = OrderedDict()
+            self._client_ids[account_id] = {}
+        client_ids = self._client_ids[account_id]
+        orders[record.order_id] = record
+        self._by_id[record.order_id] = record
+        if record.client_order_id:
+            client_ids[record.client_order_id] = record.order_id
+        if len(orders) > self._orders_max:
+            _, evicted = orders.popitem(last=False)
+            del self._by_id[evicted.order_id]
+            if client_ids.get(evicted.client_order_id) == evicted.order_id:
+                del client_ids[evicted.client_order_id]
+
+    def _accepted(self, event: OrderAccepted) -> None:
+        self._add(
+            OrderRecord(
+                order_id=event.order_id,
+                account_id=event.account_id,
+                client_order_id=event.client_order_id,
+                symbol=event.symbol,
+                side=event.side,
+                order_type=event.order_type,
+                time_in_force=event.time_in_force,
+                post_only=event.post_only,
+                self_trade_prevention=event.self_trade_prevention,
+                price=event.price,
+                quantity=event.quantity,
+                quote_quantity=event.quote_quantity,
+                status=_NEW,
+                remaining_quantity=event.quantity,
+                created_ns=event.timestamp_ns,
+                engine_seq=event.engine_seq,
+            )
+        )
+
+    def quote_asset(self, symbol: str) -> str:
+        asset = self._quote_assets.get(symbol)
+        if asset is None:
+            market = self._engine().market(symbol)
+            asset = "" if market is None else market.spec.quote_asset
+            self._quote_assets[symbol] = asset
+        return asset
+
+    def _fill(self, event: TradeExecuted, *, is_maker: bool, client_order_id: str) -> FillRecord:
+        """The fill of one side of a trade, seen from that side's account."""
+        return FillRecord(
+            event.trade_id,
+            event.maker_order_id if is_maker else event.taker_order_id,
+            client_order_id,
+            event.symbol,
+            _OPPOSITE[event.taker_side] if is_maker else event.taker_side,
+            is_maker,
+            event.price,
+            event.quantity,
+            event.quote_amount,
+            event.maker_fee if is_maker else event.taker_fee,
+            self.quote_asset(event.symbol),
+            event.timestamp_ns,
+            event.engine_seq,
+        )
+
+    def _traded(self, event: TradeExecuted) -> None:
+        by_id = self._by_id
+        for order_id, account_id, remaining, is_maker in (
+            (event.maker_order_id, event.maker_account_id, event.maker_quantity_remaining, True),
+            (event.taker_order_id, event.taker_account_id, event.taker_quantity_remaining, False),
+        ):
+            record = by_id.get(order_id)
+            client_order_id = ""
+            if record is not None:
+                client_order_id = record.client_order_id
+                record.filled_quantity += event.quantity
+                record.filled_quote_quantity += event.quote_amount
+                record.fees_paid += event.maker_fee if is_maker else event.taker_fee
+                record.remaining_quantity = remaining
+                record.status = _FILLED if remaining == 0 else _PARTIALLY_FILLED
+                record.updated_ns = event.timestamp_ns
+                record.engine_seq = event.engine_seq
+            fills = self._fills.get(account_id)
+            if fills is None:
+                fills = self._fills[account_id] = deque(maxlen=self._fills_max)
+            fills.append(self._fill(event, is_maker=is_maker, client_order_id=client_order_id))
+
+    def _closed(
+        self, event: OrderCancelled | OrderExpired, status: OrderStatus
+    ) -> OrderRecord | None:
+        record = self._by_id.get(event.order_id)
+        if record is not None:
+            record.status = status
+            record.cancel_reason = event.reason
+            record.remaining_quantity = 0
+            record.updated_ns = event.timestamp_ns
+            record.engine_seq = event.engine_seq
+        return record
+
+    def _cancelled(self, event: OrderCancelled) -> None:
+        self._closed(event, _CANCELLED)
+
+    def _expired(self, event: OrderExpired) -> None:
+        self._closed(event, _EXPIRED)
+
+    def _amended(self, event: OrderAmended) -> None:
+        record = self._by_id.get(event.order_id)
+        if record is not None:
+            record.price = event.price
+            record.quantity = event.quantity
+            record.remaining_quantity = event.quantity_remaining
+            record.updated_ns = event.timestamp_ns
+            record.engine_seq = event.engine_seq
+
+    # ------------------------------------------------------------------ queries
+
+    def order(self, account_id: str, order_id: int) -> OrderRecord | None:
+        """One of the account's orders (never another account's)."""
+        record = self._by_id.get(order_id)
+        if record is not None and record.account_id == account_id:
+            return record
+        view = self._engine().order(order_id)
+        if view is not None and view.account_id == account_id:
+            return OrderRecord.from_view(view, engine_seq=order_id)
+        return None
+
+    def order_id_of(self, account_id: str, client_order_id: str) -> int:
+        """The order id of a client order id the model remembers, or 0."""
+        return self._client_ids.get(account_id, {}).get(client_order_id, 0)
+
+    def orders(
+        self, account_id: str, *, symbol: str, open_only: bool, below_order_id: int
+    ) -> Iterator[OrderRecord]:
+        """The account's orders, newest first, with order_id < below_order_id (0: all)."""
+        orders = self._orders.get(account_id)
+        if orders is None:
+            return
+        for order_id in reversed(orders):
+            if below_order_id and order_id >= below_order_id:
+                continue
+            record = orders[order_id]
+            if symbol and record.symbol != symbol:
+                continue
+            if open_only and record.status not in _OPEN_STATUSES:
+                continue
+            yield record
+
+    def fills(
+        self, account_id: str, *, symbol: str, order_id: int, below_trade_id: int
+    ) -> Iterator[FillRecord]:
+        """The account's fills, newest first, with trade_id < below_trade_id (0: all)."""
+        for fill in reversed(self._fills.get(account_id, ())):
+            if below_trade_id and fill.trade_id >= below_trade_id:
+                continue
+            if symbol and fill.symbol != symbol:
+                continue
+            if order_id and fill.order_id != order_id:
+                continue
+            yield fill
+
+    def fills_of(self, account_id: str, result: ApplyResult) -> list[FillRecord]:
+        """The account's fills a command produced (an idempotent duplicate: the remembered
+        fills of its order)."""
+        if result.duplicate:
+            order_id = result.outcome.order_id
+            if not order_id:
+                return []
+            found = list(self.fills(account_id, symbol="", order_id=order_id, below_trade_id=0))
+            found.reverse()
+            return found
+        fills: list[FillRecord] = []
+        for event in result.events:
+            if type(event) is TradeExecuted:
+                is_maker = event.maker_account_id == account_id
+                order_id = event.maker_order_id if is_maker else event.taker_order_id
+                client_order_id = self._client_order_id(order_id)
+                fills.append(self._fill(event, is_maker=is_maker, client_order_id=client_order_id))
+        return fills
+
+    def _client_order_id(self, order_id: int) -> str:
+        record = self._by_id.get(order_id)
+        return "" if record is None else record.client_order_id

