@@ -5,6 +5,8 @@
   Tansu) and several consumers can split the partitions between them.
 - On start, and after any conflict, each partition is read from the offset PostgreSQL holds
   (`consumer_offsets`), never from the broker's committed offsets or "latest".
+- Pipelined: while one poll is written, the next is fetched, parsed and planned in a worker
+  thread (the database wait releases the GIL); posting stays strictly in order.
 - Each poll's records of one partition are posted in ONE transaction together with the offset
   they advance to (`Settlement.post(..., offsets=...)`). A crash before the commit loses the
   transaction, the offset included, and the records are read again; a redelivered record is a
@@ -24,7 +26,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from exchange.events.v1 import envelope_pb2
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ledger.settlement import OffsetAdvance, OffsetConflictError, Settlement, stored_offsets
+from ledger.settlement import (
+    OffsetAdvance,
+    OffsetConflictError,
+    PreparedBatch,
+    Settlement,
+    stored_offsets,
+)
 
 CORE_EVENTS_TOPIC: Final = "core.events.v1"
 CONSUMER_GROUP: Final = "ledger-settlement"
@@ -38,6 +46,22 @@ class ConsumerOptions:
     consumer_group: str = CONSUMER_GROUP
     batch_records_max: int = 2_000
     poll_timeout_ms: int = 200
+
+
+@dataclass(frozen=True, slots=True)
+class _PartitionBatch:
+    partition: int
+    next_offset: int
+    prepared: PreparedBatch
+
+
+def _parse_and_prepare(values: list[bytes]) -> PreparedBatch:
+    envelopes = []
+    for value in values:
+        envelope = envelope_pb2.EventEnvelope()
+        envelope.ParseFromString(value)
+        envelopes.append(envelope)
+    return Settlement.prepare(envelopes)
 
 
 class SettlementConsumer:
@@ -93,47 +117,68 @@ class SettlementConsumer:
                 TopicPartition(self._options.topic, partition), self._positions[partition]
             )
 
-    async def poll_once(self) -> int:
-        """One poll; posts what arrived (one transaction per partition). Returns records read."""
+    async def _fetch(self) -> list[_PartitionBatch]:
+        """One poll, parsed and planned (in a worker thread), per partition in order."""
         if self._consumer is None:
             raise RuntimeError("start() the consumer first")
-        batches = await self._consumer.getmany(
+        polled = await self._consumer.getmany(
             timeout_ms=self._options.poll_timeout_ms,
             max_records=self._options.batch_records_max,
         )
-        records_read = 0
-        for topic_partition, records in sorted(batches.items(), key=lambda item: item[0].partition):
-            if not records:
-                continue
-            partition = topic_partition.partition
-            envelopes = []
-            for record in records:
-                envelope = envelope_pb2.EventEnvelope()
-                envelope.ParseFromString(record.value or b"")
-                envelopes.append(envelope)
+        batches = []
+        for topic_partition, records in sorted(polled.items(), key=lambda item: item[0].partition):
+            if records:
+                values = [record.value or b"" for record in records]
+                prepared = await asyncio.to_thread(_parse_and_prepare, values)
+                batches.append(
+                    _PartitionBatch(topic_partition.partition, records[-1].offset + 1, prepared)
+                )
+        return batches
+
+    async def _post(self, batches: list[_PartitionBatch]) -> bool:
+        """Post each partition's batch in its own transaction; False after an offset conflict
+        (the consumer re-seeks to the stored offsets, and what was fetched is dropped)."""
+        for batch in batches:
             advance = OffsetAdvance(
                 self._options.consumer_group,
                 self._options.topic,
-                partition,
-                self._positions[partition],
-                records[-1].offset + 1,
+                batch.partition,
+                self._positions[batch.partition],
+                batch.next_offset,
             )
             try:
-                await self._settlement.post(envelopes, offsets=[advance])
+                await self._settlement.post_prepared(batch.prepared, offsets=[advance])
             except OffsetConflictError:
-                await self._seek_to_stored()  # another consumer moved it: read from there
-                return records_read
-            self._positions[partition] = advance.to_offset
-            self.events_posted += len(envelopes)
-            records_read += len(records)
+                await self._seek_to_stored()
+                return False
+            self._positions[batch.partition] = advance.to_offset
+            self.events_posted += len(batch.prepared.headers)
             if self._on_batch is not None:
-                await self._on_batch(partition, advance.to_offset)
-        return records_read
+                await self._on_batch(batch.partition, advance.to_offset)
+        return True
+
+    async def poll_once(self) -> int:
+        """One poll, posted (one transaction per partition). Returns the events posted."""
+        batches = await self._fetch()
+        if not await self._post(batches):
+            return 0
+        return sum(len(batch.prepared.headers) for batch in batches)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Poll and post until `stop` is set (the current batch finishes first)."""
+        """Poll and post until `stop` is set. Pipelined: the next poll is fetched, parsed and
+        planned while the current one is written; posting stays in order per partition."""
+        ready: list[_PartitionBatch] = []
         while not stop.is_set():
-            await self.poll_once()
+            fetching = asyncio.create_task(self._fetch())
+            try:
+                posted = await self._post(ready)
+            except BaseException:
+                fetching.cancel()
+                raise
+            ready = await fetching
+            if not posted:
+                ready = []  # fetched from before the re-seek
+        await self._post(ready)
 
     async def __aenter__(self) -> SettlementConsumer:
         await self.start()

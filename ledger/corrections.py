@@ -214,13 +214,9 @@ class Corrections:
                 if correction.approved_by == operator_id:
                     return correction  # a retry of this operator's approval
                 raise _state_invalid(correction, "approve")
-            await connection.execute(
-                "UPDATE corrections SET status = %s, approved_by = %s, approved_at = now() "
-                "WHERE correction_id = %s",
-                (int(CorrectionStatus.APPROVED), operator_id, correction_id),
+            return await _decide(
+                connection, correction_id, CorrectionStatus.APPROVED, operator_id, comment
             )
-            await _record_step(connection, correction_id, "APPROVED", operator_id, comment)
-            return await _load(connection, correction_id)
 
     async def reject(
         self, *, operator_id: str, correction_id: str, comment: str = ""
@@ -235,13 +231,9 @@ class Corrections:
                 return correction
             if correction.status is not CorrectionStatus.PENDING_APPROVAL:
                 raise _state_invalid(correction, "reject")
-            await connection.execute(
-                "UPDATE corrections SET status = %s, rejected_by = %s, rejected_at = now() "
-                "WHERE correction_id = %s",
-                (int(CorrectionStatus.REJECTED), operator_id, correction_id),
+            return await _decide(
+                connection, correction_id, CorrectionStatus.REJECTED, operator_id, comment
             )
-            await _record_step(connection, correction_id, "REJECTED", operator_id, comment)
-            return await _load(connection, correction_id)
 
     async def apply(self, *, operator_id: str, correction_id: str) -> Correction:
         _require_operator(operator_id)
@@ -327,6 +319,24 @@ async def _load(
             correction_id=correction_id,
         )
     return _correction(row)
+
+
+async def _decide(
+    connection: DriverConnection,
+    correction_id: str,
+    status: CorrectionStatus,
+    operator_id: str,
+    comment: str,
+) -> Correction:
+    """Record an approval or a rejection (the row is locked by the caller)."""
+    column = {CorrectionStatus.APPROVED: "approved", CorrectionStatus.REJECTED: "rejected"}[status]
+    await connection.execute(
+        f"UPDATE corrections SET status = %s, {column}_by = %s, {column}_at = now() "  # noqa: S608
+        "WHERE correction_id = %s",
+        (int(status), operator_id, correction_id),
+    )
+    await _record_step(connection, correction_id, status.name, operator_id, comment)
+    return await _load(connection, correction_id)
 
 
 async def _record_step(

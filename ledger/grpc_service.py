@@ -31,7 +31,7 @@ from ledger.adjustments import Adjustment, Adjustments
 from ledger.balance_checks import check_invariants, rebuild_balances
 from ledger.corrections import Correction, Corrections, CorrectionStatus
 from ledger.errors import LedgerError, Reason
-from ledger.journal import AccountKey, AccountKind, EntryKind, Posting
+from ledger.journal import AccountKey, AccountKind, EntryKind, Posting, checked_account
 from ledger.reconciliation import Reconciliation
 from ledger.settlement import IngestResult, Settlement
 
@@ -133,7 +133,7 @@ def _account_key(account: types_pb2.LedgerAccount) -> AccountKey:
             "posting account kind is unspecified",
             field="postings.account.kind",
         ) from None
-    return AccountKey(account.owner_id, account.asset, kind)
+    return checked_account(account.owner_id, account.asset, kind)
 
 
 def _result(result: IngestResult) -> ledger_pb2.IngestResult:

@@ -16,7 +16,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum
-from typing import Final
+from typing import Final, NamedTuple
 
 from exchange.ledger.types.v1 import types_pb2
 
@@ -50,21 +50,26 @@ class EntryKind(IntEnum):
     CORRECTION = types_pb2.ENTRY_KIND_CORRECTION
 
 
-@dataclass(frozen=True, slots=True)
-class AccountKey:
+class AccountKey(NamedTuple):
+    """A tuple (cheap to build and hash on the settlement hot path); `checked_account`
+    validates one built from outside input."""
+
     owner_id: str
     asset: str
     kind: AccountKind
 
-    def __post_init__(self) -> None:
-        if not self.owner_id or not self.asset:
-            raise LedgerError(Reason.FIELD_INVALID, f"account needs an owner and an asset: {self}")
 
-
-@dataclass(frozen=True, slots=True)
-class Posting:
+class Posting(NamedTuple):
     account: AccountKey
     amount: int
+
+
+def checked_account(owner_id: str, asset: str, kind: AccountKind) -> AccountKey:
+    if not owner_id or not asset:
+        raise LedgerError(
+            Reason.FIELD_INVALID, "an account needs an owner and an asset", field="account"
+        )
+    return AccountKey(owner_id, asset, kind)
 
 
 def available(owner_id: str, asset: str) -> AccountKey:
@@ -133,17 +138,17 @@ class PlannedEntry:
     memo: str = ""
 
     def __post_init__(self) -> None:
+        postings = self.postings
         if not self.reference:
             raise LedgerError(Reason.FIELD_INVALID, "an entry needs a reference")
-        if len(self.postings) < 2:
+        if len(postings) < 2:
             raise LedgerError(Reason.ENTRY_UNBALANCED, "an entry needs at least two postings")
-        seen = {posting.account for posting in self.postings}
-        if len(seen) != len(self.postings):
+        if len({account for account, _ in postings}) != len(postings):
             raise LedgerError(Reason.FIELD_INVALID, "an account appears twice in one entry")
-        totals: defaultdict[str, int] = defaultdict(int)
-        for posting in self.postings:
-            if posting.amount == 0:
+        totals: dict[str, int] = {}
+        for account, amount in postings:
+            if amount == 0:
                 raise LedgerError(Reason.FIELD_INVALID, "a posting's amount must not be zero")
-            totals[posting.account.asset] += posting.amount
+            totals[account.asset] = totals.get(account.asset, 0) + amount
         if any(totals.values()):
             raise LedgerError(Reason.ENTRY_UNBALANCED, f"entry {self.reference} does not balance")

@@ -96,6 +96,14 @@ ORDER BY h.shard_id, h.symbol, h.first_missing_seq
 """
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedBatch:
+    """A validated batch and its planned entries (None: the event moves no money)."""
+
+    headers: list[EventHeader]
+    plans: list[PlannedEntry | None]
+
+
 @dataclass(slots=True)
 class _Batch:
     """Everything one transaction decided, before it is written."""
@@ -125,6 +133,24 @@ class Settlement:
     def writer(self) -> JournalWriter:
         return self._writer
 
+    @staticmethod
+    def prepare(envelopes: Sequence[envelope_pb2.EventEnvelope]) -> PreparedBatch:
+        """Validate and plan a batch: pure CPU, no database (may run in a worker thread while
+        the previous batch is being written: the consumer and the benchmark pipeline so).
+
+        Raises `LedgerError` for a malformed event or a batch that is too large.
+        """
+        if len(envelopes) > MAX_BATCH_EVENTS:
+            raise LedgerError(
+                Reason.BATCH_TOO_LARGE, f"at most {MAX_BATCH_EVENTS} events per batch"
+            )
+        headers = [read_header(envelope) for envelope in envelopes]
+        plans = [
+            plan_entry(envelope, header)
+            for envelope, header in zip(envelopes, headers, strict=True)
+        ]
+        return PreparedBatch(headers, plans)
+
     async def post(
         self,
         envelopes: Sequence[envelope_pb2.EventEnvelope],
@@ -136,18 +162,15 @@ class Settlement:
         Raises `LedgerError` for a malformed event (nothing is written), and
         `OffsetConflictError` when another consumer moved an offset.
         """
-        if len(envelopes) > MAX_BATCH_EVENTS:
-            raise LedgerError(
-                Reason.BATCH_TOO_LARGE, f"at most {MAX_BATCH_EVENTS} events per batch"
-            )
-        headers = [read_header(envelope) for envelope in envelopes]
-        plans = [
-            plan_entry(envelope, header)
-            for envelope, header in zip(envelopes, headers, strict=True)
-        ]
+        return await self.post_prepared(self.prepare(envelopes), offsets=offsets)
+
+    async def post_prepared(
+        self, batch: PreparedBatch, *, offsets: Sequence[OffsetAdvance] = ()
+    ) -> list[IngestResult]:
+        """`post` for a batch `prepare` made."""
         async with self._engine.begin() as connection:
             driver = await driver_connection(connection)
-            results, new_accounts = await self._post(driver, headers, plans)
+            results, new_accounts = await self._post(driver, batch.headers, batch.plans)
             await _advance_offsets(driver, offsets)
             if self._before_commit is not None:
                 await self._before_commit()
@@ -165,7 +188,9 @@ class Settlement:
         shards = await _load_shards(connection, sorted({h.shard_id for h in headers}))
         streams = await _load_streams(connection, sorted({(h.shard_id, h.symbol) for h in headers}))
         batch = _classify(headers, plans, shards, streams)
-        written = await self._writer.write(connection, [entry for _, entry in batch.new_entries])
+        written = await self._writer.write_new(
+            connection, [entry for _, entry in batch.new_entries]
+        )
         entry_ids = {**written.existing, **written.inserted}
         for index, entry in batch.new_entries:
             key = (entry.kind, entry.reference)

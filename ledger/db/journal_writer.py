@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ledger.db.connection import DriverConnection
+from ledger.db.copy_rows import ENTRIES_COPY, POSTINGS_COPY, entries_text, postings_text
 from ledger.errors import LedgerInvariantError
 from ledger.journal import AccountKey, AccountKind, EntryKind, PlannedEntry
 
@@ -117,6 +118,43 @@ class JournalWriter:
             message = f"entries neither inserted nor found: {set(missing) - set(existing)}"
             raise LedgerInvariantError(message)
         new_entries = [entry for entry in entries if (entry.kind, entry.reference) in inserted]
+        return await self._post_legs(connection, new_entries, inserted, existing)
+
+    async def write_new(
+        self, connection: DriverConnection, entries: Sequence[PlannedEntry]
+    ) -> WrittenEntries:
+        """The settlement fast path: entries whose novelty the caller established by stream
+        position. Only a trade can exist already under another event id, so trade references
+        are looked up first; the rest go in with COPY (the unique (kind, reference)
+        constraint still refuses a duplicate, failing the whole transaction)."""
+        if not entries:
+            return WrittenEntries({}, {}, {})
+        trades = [
+            (entry.kind, entry.reference) for entry in entries if entry.kind is EntryKind.TRADE
+        ]
+        existing = await self.existing_entry_ids(connection, trades)
+        new_entries = [e for e in entries if (e.kind, e.reference) not in existing]
+        cursor = await connection.execute(
+            "SELECT nextval(pg_get_serial_sequence('journal_entries', 'entry_id')) "
+            "FROM generate_series(1, %s)",
+            (len(new_entries),),
+        )
+        ids = [row[0] for row in await cursor.fetchall()]
+        inserted = {
+            (e.kind, e.reference): entry_id for e, entry_id in zip(new_entries, ids, strict=True)
+        }
+        async with connection.cursor().copy(ENTRIES_COPY) as copy:
+            await copy.write(entries_text(new_entries, ids))
+        return await self._post_legs(connection, new_entries, inserted, existing)
+
+    async def _post_legs(
+        self,
+        connection: DriverConnection,
+        new_entries: Sequence[PlannedEntry],
+        inserted: dict[EntryKey, int],
+        existing: dict[EntryKey, int],
+    ) -> WrittenEntries:
+        """Postings and balance changes of the entries just inserted."""
         account_ids, new_account_ids = await self._account_ids_for(connection, new_entries)
         await _copy_postings(connection, new_entries, inserted, account_ids)
         await _add_to_balances(connection, new_entries, account_ids)
@@ -178,15 +216,9 @@ async def _copy_postings(
 ) -> None:
     if not entries:
         return
-    cursor = connection.cursor()
-    async with cursor.copy(
-        "COPY postings (entry_id, leg, account_id, amount) FROM STDIN (FORMAT BINARY)"
-    ) as copy:
-        copy.set_types(["int8", "int2", "int8", "int8"])
-        for entry in entries:
-            entry_id = entry_ids[(entry.kind, entry.reference)]
-            for leg, posting in enumerate(entry.postings):
-                await copy.write_row((entry_id, leg, account_ids[posting.account], posting.amount))
+    ids = [entry_ids[(entry.kind, entry.reference)] for entry in entries]
+    async with connection.cursor().copy(POSTINGS_COPY) as copy:
+        await copy.write(postings_text(entries, ids, account_ids))
 
 
 async def _add_to_balances(
@@ -197,13 +229,15 @@ async def _add_to_balances(
     deltas: defaultdict[int, int] = defaultdict(int)
     engine_seqs: defaultdict[int, int] = defaultdict(int)
     for entry in entries:
-        for posting in entry.postings:
-            account_id = account_ids[posting.account]
-            deltas[account_id] += posting.amount
-            engine_seqs[account_id] = max(engine_seqs[account_id], entry.engine_seq)
+        engine_seq = entry.engine_seq
+        for account, amount in entry.postings:
+            account_id = account_ids[account]
+            deltas[account_id] += amount
+            engine_seqs[account_id] = max(engine_seqs[account_id], engine_seq)
     ordered = sorted(deltas)
     if ordered:
         await connection.execute(
             _UPSERT_BALANCES,
             (ordered, [deltas[a] for a in ordered], [engine_seqs[a] for a in ordered]),
+            binary=True,
         )

@@ -1,0 +1,181 @@
+"""Ledger settlement throughput beside the raw COPY ceiling, measured in the same run.
+
+    .venv/bin/python bench/ledger_bench.py [--rounds 25000] [--batch-events 2000]
+
+A throwaway, durable PostgreSQL cluster (fsync on, default settings) is started in a temp
+directory. The workload is a core event stream of one shard: per round, a buyer and a seller
+reserve, they trade (one 5-leg entry with fees), the buyer gets a price-improvement release
+(4 events, 11 postings), over 1,000 traders, after their deposits.
+
+(a) settlement: `Settlement.post` in batches of --batch-events events, one transaction each:
+    validation, posting rules, stream positions and gap tracking, entries (ON CONFLICT
+    dedupe), postings (COPY), materialized balances, positions — everything production does
+    (the Kafka read is not included).
+(b) ceiling: the same entry and posting rows COPYed into the same tables (same indexes,
+    constraints and triggers) of a fresh database, one transaction per batch of the same
+    size, nothing else.
+Printed: postings/s of both, the ratio (a)/(b), and trades/s settled (to set beside the
+engine's fill rate, core/engine/README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import psycopg
+from exchange.events.v1.envelope_pb2 import EventEnvelope
+
+from infra.local.postgres import PostgresCluster
+from ledger.db.connection import create_engine
+from ledger.db.copy_rows import ENTRIES_COPY, POSTINGS_COPY, entries_text, postings_text
+from ledger.db.migrate import SERVICE_ROLE, upgrade
+from ledger.journal import AccountKey, PlannedEntry
+from ledger.posting_rules import plan_entry, read_header
+from ledger.settlement import Settlement
+from ledger.testing import EventStream
+
+TRADERS = 1_000
+SERVICE_LOGIN = "ledger_app"
+
+
+@dataclass(frozen=True)
+class Workload:
+    batches: list[list[EventEnvelope]]
+    postings: int
+    trades: int
+
+
+def workload(rounds: int, batch_events: int) -> Workload:
+    stream = EventStream()
+    events = []
+    for trader in range(TRADERS):
+        events.append(stream.deposit(f"trader-{trader}", "USDT", 10**15))
+        events.append(stream.deposit(f"trader-{trader}", "BTC", 10**15))
+    for number in range(rounds):
+        buyer = f"trader-{number % TRADERS}"
+        seller = f"trader-{(number * 7 + 1) % TRADERS}"
+        events += [
+            stream.reserve(buyer, "USDT", 50_200_000),
+            stream.reserve(seller, "BTC", 100_000),
+            stream.trade(
+                buyer=buyer,
+                seller=seller,
+                quantity=100_000,
+                notional=50_000_000,
+                buyer_fee=100_000,
+                seller_fee=50_000,
+            ),
+            stream.release(buyer, "USDT", 100_000),
+        ]
+    postings = sum(len(plan.postings) for plan in _plans(events))
+    batches = [events[i : i + batch_events] for i in range(0, len(events), batch_events)]
+    return Workload(batches, postings, rounds)
+
+
+def _plans(events: Sequence[EventEnvelope]) -> list[PlannedEntry]:
+    plans = []
+    for envelope in events:
+        plan = plan_entry(envelope, read_header(envelope))
+        if plan is not None:
+            plans.append(plan)
+    return plans
+
+
+async def settle(url: str, work: Workload) -> float:
+    """Pipelined like the consumer: batch N+1 is planned in a thread while batch N is written."""
+    engine = create_engine(url)
+    settlement = Settlement(engine)
+    started = time.perf_counter()
+    preparing = asyncio.create_task(asyncio.to_thread(Settlement.prepare, work.batches[0]))
+    for index in range(len(work.batches)):
+        prepared = await preparing
+        if index + 1 < len(work.batches):
+            preparing = asyncio.create_task(
+                asyncio.to_thread(Settlement.prepare, work.batches[index + 1])
+            )
+        await settlement.post_prepared(prepared)
+    elapsed = time.perf_counter() - started
+    await engine.dispose()
+    return elapsed
+
+
+def copy_ceiling(conninfo: str, work: Workload) -> float:
+    """COPY the same entries and postings, batch by batch, with ids assigned here."""
+    batches = [_plans(batch) for batch in work.batches]
+    with psycopg.connect(conninfo) as connection:
+        accounts = sorted(
+            {p.account for plans in batches for e in plans for p in e.postings},
+            key=lambda a: (a.owner_id, a.asset, a.kind),
+        )
+        with connection.cursor().copy("COPY accounts (owner_id, asset, kind) FROM STDIN") as copy:
+            for account in accounts:
+                copy.write_row((account.owner_id, account.asset, int(account.kind)))
+        account_ids: dict[AccountKey, int] = {
+            AccountKey(owner, asset, kind): account_id
+            for account_id, owner, asset, kind in connection.execute(
+                "SELECT account_id, owner_id, asset, kind FROM accounts"
+            )
+        }
+        connection.commit()
+        entry_id = 0
+        started = time.perf_counter()
+        for plans in batches:
+            ids = range(entry_id + 1, entry_id + 1 + len(plans))
+            entry_id += len(plans)
+            with connection.cursor().copy(ENTRIES_COPY) as copy:
+                copy.write(entries_text(plans, ids))
+            with connection.cursor().copy(POSTINGS_COPY) as copy:
+                copy.write(postings_text(plans, ids, account_ids))
+            connection.commit()
+        return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=10_000)
+    parser.add_argument("--batch-events", type=int, default=2_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    arguments = parser.parse_args()
+    work = workload(arguments.rounds, arguments.batch_events)
+    events = sum(len(batch) for batch in work.batches)
+    print(
+        f"workload: {events:,} events, {work.postings:,} postings, {work.trades:,} trades, "
+        f"batches of {arguments.batch_events:,} events; {arguments.repeats} alternating repeats "
+        "on fresh databases (the machine is shared: the median ratio is the figure)"
+    )
+    ratios = []
+    settled_best = ceiling_best = 0.0
+    with PostgresCluster(durable=True) as cluster:
+        cluster.ensure_login_role(SERVICE_LOGIN)
+        for repeat in range(arguments.repeats):
+            for name in (f"settlement_{repeat}", f"ceiling_{repeat}"):
+                upgrade(cluster.create_database(name).url())
+            cluster.execute_text(f"GRANT {SERVICE_ROLE} TO {SERVICE_LOGIN}")
+            url = cluster.url(
+                f"settlement_{repeat}", user=SERVICE_LOGIN, driver="postgresql+psycopg"
+            )
+            settled = work.postings / asyncio.run(settle(url, work))
+            ceiling = work.postings / copy_ceiling(cluster.conninfo(f"ceiling_{repeat}"), work)
+            ratios.append(settled / ceiling)
+            settled_best, ceiling_best = max(settled_best, settled), max(ceiling_best, ceiling)
+            print(
+                f"  repeat {repeat + 1}: (a) settlement {settled:>9,.0f} postings/s "
+                f"({settled / work.postings * events:,.0f} events/s, "
+                f"{settled / work.postings * work.trades:,.0f} trades/s)   "
+                f"(b) COPY ceiling {ceiling:>9,.0f} postings/s   ratio {settled / ceiling:.2f}x"
+            )
+    print(
+        f"best (a) settlement:   {settled_best:>10,.0f} postings/s "
+        f"({settled_best / work.postings * work.trades:,.0f} trades/s)"
+    )
+    print(f"best (b) COPY ceiling: {ceiling_best:>10,.0f} postings/s")
+    print(f"median ratio (a)/(b):  {statistics.median(ratios):.2f}x")
+
+
+if __name__ == "__main__":
+    main()

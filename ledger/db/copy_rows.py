@@ -1,0 +1,48 @@
+"""Journal rows in PostgreSQL's COPY text format, built as one string per batch.
+
+Building the payload with str.join is several times cheaper in CPython than a `write_row`
+call per row; settlement and the benchmark's COPY ceiling use the same encoder, so the two
+differ only in what settlement does beyond copying.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Final
+
+from ledger.journal import AccountKey, PlannedEntry
+
+ENTRIES_COPY: Final = (
+    "COPY journal_entries (entry_id, kind, reference, leg_count, source_event_id, shard_id, "
+    "symbol, seq, engine_seq, epoch, transfer_id, occurred_at, memo) FROM STDIN"
+)
+POSTINGS_COPY: Final = "COPY postings (entry_id, leg, account_id, amount) FROM STDIN"
+
+_ESCAPES: Final = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _text(value: str) -> str:
+    return value.translate(_ESCAPES)
+
+
+def entries_text(entries: Sequence[PlannedEntry], entry_ids: Sequence[int]) -> str:
+    lines = []
+    for entry, entry_id in zip(entries, entry_ids, strict=True):
+        occurred_at = "\\N" if entry.occurred_at is None else entry.occurred_at.isoformat()
+        lines.append(
+            f"{entry_id}\t{int(entry.kind)}\t{_text(entry.reference)}\t{len(entry.postings)}\t"
+            f"{_text(entry.source_event_id)}\t{_text(entry.shard_id)}\t{_text(entry.symbol)}\t"
+            f"{entry.seq}\t{entry.engine_seq}\t{entry.epoch}\t{_text(entry.transfer_id)}\t"
+            f"{occurred_at}\t{_text(entry.memo)}\n"
+        )
+    return "".join(lines)
+
+
+def postings_text(
+    entries: Iterable[PlannedEntry], entry_ids: Iterable[int], account_ids: dict[AccountKey, int]
+) -> str:
+    lines = []
+    for entry, entry_id in zip(entries, entry_ids, strict=True):
+        for leg, (account, amount) in enumerate(entry.postings):
+            lines.append(f"{entry_id}\t{leg}\t{account_ids[account]}\t{amount}\n")
+    return "".join(lines)
