@@ -21,7 +21,7 @@ bindings), the core's WAL and snapshots, the gateway's master secret (so created
 secrets stay valid) and the demo keys. Reset = `down`, then delete var/.
 
 Ports are fixed so that the endpoints printed are stable; each can be moved with an
-environment variable (see `_ports`).
+environment variable (see `ports_from_environment`).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ class Ports:
     envoy_admin: int
 
 
-_PORT_DEFAULTS: Final = {
+PORT_VARIABLES: Final = {
     "s3": ("EXCHANGE_S3_PORT", 19090),
     "broker": ("EXCHANGE_BROKER_PORT", 19092),
     "postgres": ("EXCHANGE_POSTGRES_PORT", 15432),
@@ -88,11 +88,11 @@ _PORT_DEFAULTS: Final = {
 }
 
 
-def _ports(environ: Mapping[str, str]) -> Ports:
+def ports_from_environment(environ: Mapping[str, str]) -> Ports:
     return Ports(
         **{
             name: int(environ.get(variable, str(default)))
-            for name, (variable, default) in _PORT_DEFAULTS.items()
+            for name, (variable, default) in PORT_VARIABLES.items()
         }
     )
 
@@ -322,7 +322,7 @@ def components(ports: Ports, var: Path) -> list[Component]:
     ]
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """The process exists and has not exited. A detached component's parent is init, which
     may reap it late: an exited process that is not reaped yet (a zombie) counts as gone."""
     try:
@@ -361,7 +361,7 @@ class Stack:
             pid = int(path.read_text())
         except (FileNotFoundError, ValueError):
             return None
-        if not _alive(pid):
+        if not process_alive(pid):
             path.unlink(missing_ok=True)
             return None
         return pid
@@ -414,7 +414,7 @@ class Stack:
         signalled_at = time.monotonic()
         deadline = signalled_at + grace_seconds
         while time.monotonic() < deadline:
-            if not _alive(pid):
+            if not process_alive(pid):
                 break
             time.sleep(0.05)
         else:
@@ -468,7 +468,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="where data, logs and pid files live (default: var/ in the repository)",
     )
     args = parser.parse_args(argv)
-    stack = Stack(args.var.resolve(), _ports(os.environ))
+    stack = Stack(args.var.resolve(), ports_from_environment(os.environ))
     if args.action == "up":
         started_at = time.monotonic()
         started = stack.up()

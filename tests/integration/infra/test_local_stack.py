@@ -32,7 +32,7 @@ from infra.local.demo_accounts import read_demo_keys
 from infra.local.edge_client import ApiKey, place_limit_order, signed_request
 from infra.local.ports import free_port, port_open
 from infra.local.reference_data import STACK_OPERATOR_ID
-from infra.local.stack import _PORT_DEFAULTS, Ports, _alive, _ports
+from infra.local.stack import PORT_VARIABLES, Ports, ports_from_environment, process_alive
 from tests.paths import REPO_ROOT
 
 OPERATOR = (("x-exchange-operator-id", STACK_OPERATOR_ID),)
@@ -47,9 +47,9 @@ class _StackCommand:
         self.var = var
         self.environment = {
             **os.environ,
-            **{variable: str(free_port()) for variable, _default in _PORT_DEFAULTS.values()},
+            **{variable: str(free_port()) for variable, _default in PORT_VARIABLES.values()},
         }
-        self.ports: Ports = _ports(self.environment)
+        self.ports: Ports = ports_from_environment(self.environment)
 
     def __call__(self, action: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -213,7 +213,7 @@ def test_up_trade_settles_down_and_everything_survives(stack: _StackCommand) -> 
     stopped = stack("down")
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     assert stack("status").returncode == 1
-    assert not [pid for pid in pids if _alive(pid)]
+    assert not [pid for pid in pids if process_alive(pid)]
     open_ports = [port for port in vars(stack.ports).values() if port_open(port)]
     assert open_ports == []
 
