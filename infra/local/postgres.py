@@ -99,6 +99,30 @@ class PostgresCluster:
 
     def start(self, *, timeout_seconds: float = 30.0) -> None:
         """initdb (the first time), then start the server and wait until it accepts clients."""
+        self.initialize()
+        subprocess.run(
+            _as_postgres_user(
+                [
+                    str(postgres_bin_directory() / "pg_ctl"),
+                    "start",
+                    "--wait",
+                    f"--timeout={int(timeout_seconds)}",
+                    "-D",
+                    str(self.data_directory),
+                    "-l",
+                    str(self.log_file),
+                    "-o",
+                    " ".join(self.server_options()),
+                ]
+            ),
+            check=True,
+            capture_output=True,
+        )
+        wait_for_port(self.port, timeout_seconds=timeout_seconds)
+
+    def initialize(self) -> None:
+        """The cluster's directory (owned by the `postgres` OS user when we are root) and,
+        the first time, `initdb` in it. Safe to call again."""
         if self.directory is None:
             self.directory = Path(tempfile.mkdtemp(prefix="exchange-pg-"))
             self._owns_directory = True
@@ -129,6 +153,9 @@ class PostgresCluster:
                 check=True,
                 capture_output=True,
             )
+
+    def server_options(self) -> list[str]:
+        """The `postgres` server's command-line options: port, socket directory, loopback."""
         options = [
             f"-p {self.port}",
             f"-k {self._directory}",
@@ -137,25 +164,7 @@ class PostgresCluster:
         ]
         if not self.durable:
             options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
-        subprocess.run(
-            _as_postgres_user(
-                [
-                    str(binaries / "pg_ctl"),
-                    "start",
-                    "--wait",
-                    f"--timeout={int(timeout_seconds)}",
-                    "-D",
-                    str(self.data_directory),
-                    "-l",
-                    str(self.log_file),
-                    "-o",
-                    " ".join(options),
-                ]
-            ),
-            check=True,
-            capture_output=True,
-        )
-        wait_for_port(self.port, timeout_seconds=timeout_seconds)
+        return options
 
     def stop(self, *, remove: bool | None = None) -> None:
         """Fast shutdown (clients disconnected, no waiting); removes the directory we made."""
@@ -199,6 +208,13 @@ class PostgresCluster:
         self.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
+
+    def database_exists(self, name: str) -> bool:
+        with psycopg.connect(self.conninfo("postgres"), autocommit=True) as connection:
+            found = connection.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+            ).fetchone()
+        return found is not None
 
     def ensure_login_role(self, name: str) -> None:
         """A login role (trust authentication: no password) if it does not exist yet."""

@@ -30,6 +30,42 @@ def redis_server_binary() -> str:
     return found
 
 
+def redis_server_arguments(
+    *, port: int, directory: Path | None, max_memory_bytes: int = 256 * 1024 * 1024
+) -> list[str]:
+    """`redis-server` on 127.0.0.1:`port`, no RDB snapshots; with `directory`, the
+    append-only file there (data survives a restart), else in memory only."""
+    arguments = [
+        redis_server_binary(),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--protected-mode",
+        "yes",
+        "--maxmemory",
+        str(max_memory_bytes),
+        "--maxmemory-policy",
+        "noeviction",
+    ]
+    if directory is None:
+        return [*arguments, "--appendonly", "no"]
+    directory.mkdir(parents=True, exist_ok=True)
+    return [*arguments, "--dir", str(directory), "--appendonly", "yes"]
+
+
+def answers_ping(port: int) -> bool:
+    """True when the Redis on 127.0.0.1:`port` answers PING (not while it loads its data)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as connection:
+            connection.sendall(b"PING\r\n")
+            return connection.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
 @dataclass
 class RedisServer:
     """One `redis-server` process on 127.0.0.1:`port`.
@@ -56,26 +92,9 @@ class RedisServer:
         """Start the server (again, on the same port) and wait until it answers PING."""
         if self.running:
             return
-        arguments = [
-            redis_server_binary(),
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--protected-mode",
-            "yes",
-            "--maxmemory",
-            str(self.max_memory_bytes),
-            "--maxmemory-policy",
-            "noeviction",
-        ]
-        if self.directory is not None:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            arguments += ["--dir", str(self.directory), "--appendonly", "yes"]
-        else:
-            arguments += ["--appendonly", "no"]
+        arguments = redis_server_arguments(
+            port=self.port, directory=self.directory, max_memory_bytes=self.max_memory_bytes
+        )
         self._process = subprocess.Popen(
             arguments,
             stdout=self.log if self.log is not None else subprocess.DEVNULL,
@@ -92,13 +111,8 @@ class RedisServer:
         """Redis accepts connections while it still loads its data; wait for +PONG."""
         deadline = time.monotonic() + timeout_seconds
         while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(64).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
+            if answers_ping(self.port):
+                return
             if time.monotonic() > deadline:
                 message = f"redis on port {self.port} did not answer PING"
                 raise TimeoutError(message)

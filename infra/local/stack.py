@@ -3,66 +3,213 @@
 `python -m infra.local.stack up` (what `infra/up.sh` runs) starts each component that is not
 already running as a detached process (its own session, so it outlives this command), with
 its data under `var/<component>/`, its log in `var/log/<component>.log` and its pid in
-`var/run/<component>.pid`; waits until each answers; then runs the idempotent set-up
-(assets, markets) and prints the endpoints. `down` stops them in reverse order (SIGTERM,
-then SIGKILL after a grace period); `status` prints what runs. Running `up` twice is safe:
-what runs is left alone, and data survives `down` + `up`.
+`var/run/<component>.pid`; waits until each is healthy (its own health check where it has
+one, else its port); then runs the idempotent set-up (assets, markets, funded demo accounts
+with API keys), places a signed smoke order through Envoy when something was started, and
+prints the endpoints and keys. `down` stops them in reverse order (SIGTERM, SIGINT for
+PostgreSQL's fast shutdown; SIGKILL after a grace period); `status` prints what runs;
+`smoke` places the smoke order again. Running `up` twice is safe: what runs is left alone.
+
+Start order (each depends only on the ones before it):
+s3 (s3rver, on disk) -> broker (Tansu on s3://) -> postgres -> redis -> core -> ledger
+-> gateway -> envoy.
+
+Everything durable lives under var/ and survives `down` + `up`: the broker's topics (in
+s3rver's directory, so the ledger's stored offsets never point past an empty topic), the
+PostgreSQL cluster (ledger), Redis's append-only file (API keys, replay marks, idempotency
+bindings), the core's WAL and snapshots, the gateway's master secret (so created keys'
+secrets stay valid) and the demo keys. Reset = `down`, then delete var/.
 
 Ports are fixed so that the endpoints printed are stable; each can be moved with an
-environment variable (see `_ports`).
+environment variable (see `ports_from_environment`).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from gateway.envoy_config import EdgeParameters, Endpoint, render, write_edge_descriptor
+from infra.local.demo_accounts import demo_keys, fund_demo_accounts, smoke_order
+from infra.local.edge_client import ApiKey
+from infra.local.envoy import envoy_binary, validate_config
 from infra.local.kafka_broker import TANSU_BINARY
-from infra.local.ports import wait_for_port
+from infra.local.ports import port_open
+from infra.local.postgres import POSTGRES_OS_USER, PostgresCluster, postgres_bin_directory
+from infra.local.probes import grpc_serving, http_ok, postgres_accepts
+from infra.local.redis import answers_ping, redis_server_arguments
 from infra.local.reference_data import list_reference_data
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
+S3RVER_BINARY: Final = REPO_ROOT / "infra" / "node" / "node_modules" / ".bin" / "s3rver"
+BROKER_BUCKET: Final = "tansu"
+S3_CREDENTIAL: Final = "S3RVER"  # s3rver's built-in access key and secret (loopback only)
+LEDGER_DATABASE: Final = "exchange_ledger"
+LEDGER_LOGIN: Final = "ledger_app"
+CORE_SHARD_ID: Final = "core-0"
+LEDGER_SERVICE: Final = "exchange.ledger.v1.LedgerService"
 
 
 @dataclass(frozen=True)
 class Ports:
+    s3: int
     broker: int
+    postgres: int
+    redis: int
     core: int
+    ledger: int
+    gateway_http: int
+    gateway_grpc: int
+    envoy: int
+    envoy_admin: int
 
 
-def _ports(environ: dict[str, str]) -> Ports:
+PORT_VARIABLES: Final = {
+    "s3": ("EXCHANGE_S3_PORT", 19090),
+    "broker": ("EXCHANGE_BROKER_PORT", 19092),
+    "postgres": ("EXCHANGE_POSTGRES_PORT", 15432),
+    "redis": ("EXCHANGE_REDIS_PORT", 16379),
+    "core": ("EXCHANGE_CORE_PORT", 50051),
+    "ledger": ("EXCHANGE_LEDGER_PORT", 50052),
+    "gateway_grpc": ("EXCHANGE_GATEWAY_GRPC_PORT", 50053),
+    "gateway_http": ("EXCHANGE_GATEWAY_HTTP_PORT", 8081),
+    "envoy": ("EXCHANGE_ENVOY_PORT", 8080),
+    "envoy_admin": ("EXCHANGE_ENVOY_ADMIN_PORT", 9901),
+}
+
+
+def ports_from_environment(environ: Mapping[str, str]) -> Ports:
     return Ports(
-        broker=int(environ.get("EXCHANGE_BROKER_PORT", "19092")),
-        core=int(environ.get("EXCHANGE_CORE_PORT", "50051")),
+        **{
+            name: int(environ.get(variable, str(default)))
+            for name, (variable, default) in PORT_VARIABLES.items()
+        }
     )
 
 
 @dataclass(frozen=True)
 class Component:
-    """One long-running process of the stack, and how to tell it is ready."""
+    """One long-running process of the stack, and how to tell it is ready.
+
+    `prepare` runs before the process starts (initdb, rendering a config); `environment`
+    is computed then too. `ready` is polled until it answers True; `configure` runs after
+    every `up`, whether the process was started or already ran (idempotent set-up such as
+    migrations)."""
 
     name: str
-    argv: Callable[[Path], list[str]]  # given the var/ directory
+    argv: list[str]
     port: int
-    environment: dict[str, str] = field(default_factory=dict)
+    ready: Callable[[], bool]
+    environment: Callable[[], dict[str, str]] = dict
+    prepare: Callable[[], None] | None = None
+    configure: Callable[[], None] | None = None
+    user: str | None = None  # the OS user to run as (PostgreSQL refuses root)
+    stop_signal: signal.Signals = signal.SIGTERM
     ready_timeout_seconds: float = 30.0
 
 
-def components(ports: Ports) -> list[Component]:
+def _broker_environment(ports: Ports) -> dict[str, str]:
+    return {
+        "AWS_ACCESS_KEY_ID": S3_CREDENTIAL,
+        "AWS_SECRET_ACCESS_KEY": S3_CREDENTIAL,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT": f"http://127.0.0.1:{ports.s3}",
+        "AWS_ALLOW_HTTP": "true",
+    }
+
+
+def _master_secret(var: Path) -> str:
+    """The gateway's API-key master secret, made once and kept in var/gateway/ (0600)."""
+    path = var / "gateway" / "api-key-master-secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as output:
+            output.write(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+def _postgres_cluster(var: Path, ports: Ports) -> PostgresCluster:
+    return PostgresCluster(directory=var / "postgres", port=ports.postgres)
+
+
+def _prepare_ledger_database(cluster: PostgresCluster) -> None:
+    """The ledger's database, migrated to head as the owner, and the service's login role
+    (a member of `ledger_service` only), as the ledger's own tests set it up."""
+    from ledger.db.migrate import SERVICE_ROLE, upgrade  # noqa: PLC0415 - alembic is slow to import
+
+    if not cluster.database_exists(LEDGER_DATABASE):
+        cluster.create_database(LEDGER_DATABASE)
+    upgrade(cluster.url(LEDGER_DATABASE, driver="postgresql+psycopg"))
+    cluster.ensure_login_role(LEDGER_LOGIN)
+    cluster.execute_text(f"GRANT {SERVICE_ROLE} TO {LEDGER_LOGIN}")
+
+
+def _edge_parameters(var: Path, ports: Ports) -> EdgeParameters:
+    return EdgeParameters(
+        listener_port=ports.envoy,
+        admin_port=ports.envoy_admin,
+        core=Endpoint("127.0.0.1", ports.core),
+        ledger=Endpoint("127.0.0.1", ports.ledger),
+        gateway_grpc=Endpoint("127.0.0.1", ports.gateway_grpc),
+        gateway_http=Endpoint("127.0.0.1", ports.gateway_http),
+        descriptor_path=str(var / "envoy" / "edge.binpb"),
+        access_log_path=str(var / "log" / "envoy-access.log"),
+    )
+
+
+def _render_envoy_config(var: Path, ports: Ports) -> None:
+    """Write var/envoy/edge.binpb and envoy.json for the stack's ports; validate them."""
+    directory = var / "envoy"
+    directory.mkdir(parents=True, exist_ok=True)
+    write_edge_descriptor(directory / "edge.binpb")
+    config_path = directory / "envoy.json"
+    config_path.write_text(json.dumps(render(_edge_parameters(var, ports)), indent=2))
+    validation = validate_config(config_path)
+    if validation.returncode != 0:
+        message = f"envoy rejects {config_path}: {validation.stdout}{validation.stderr}"
+        raise SystemExit(message)
+
+
+def components(ports: Ports, var: Path) -> list[Component]:
     """Every component, in start order (stopped in reverse)."""
     broker_url = f"tcp://127.0.0.1:{ports.broker}"
+    postgres = _postgres_cluster(var, ports)
+    python = sys.executable
     return [
         Component(
+            name="s3",
+            argv=[
+                str(S3RVER_BINARY),
+                "--directory",
+                str(var / "s3"),
+                "--address",
+                "127.0.0.1",
+                "--port",
+                str(ports.s3),
+                "--silent",
+                "--allow-mismatched-signatures",
+                "--no-vhost-buckets",
+                "--configure-bucket",
+                BROKER_BUCKET,
+            ],
+            port=ports.s3,
+            ready=lambda: port_open(ports.s3),
+            prepare=lambda: (var / "s3").mkdir(parents=True, exist_ok=True),
+        ),
+        Component(
             name="broker",
-            argv=lambda _var: [
+            argv=[
                 str(TANSU_BINARY),
                 "broker",
                 "--listener-url",
@@ -70,34 +217,139 @@ def components(ports: Ports) -> list[Component]:
                 "--advertised-listener-url",
                 broker_url,
                 "--storage-engine",
-                "memory://tansu/",
+                f"s3://{BROKER_BUCKET}/",
             ],
             port=ports.broker,
+            ready=lambda: port_open(ports.broker),
+            environment=lambda: _broker_environment(ports),
+        ),
+        Component(
+            name="postgres",
+            argv=[
+                str(postgres_bin_directory() / "postgres"),
+                "-D",
+                str(postgres.data_directory),
+                *(part for option in postgres.server_options() for part in option.split(" ", 1)),
+            ],
+            port=ports.postgres,
+            ready=lambda: postgres_accepts(ports.postgres),
+            prepare=postgres.initialize,
+            configure=lambda: _prepare_ledger_database(postgres),
+            user=POSTGRES_OS_USER if os.geteuid() == 0 else None,
+            stop_signal=signal.SIGINT,  # fast shutdown: clients are disconnected
+        ),
+        Component(
+            name="redis",
+            argv=redis_server_arguments(port=ports.redis, directory=var / "redis"),
+            port=ports.redis,
+            ready=lambda: answers_ping(ports.redis),
         ),
         Component(
             name="core",
-            argv=lambda var: [
-                sys.executable,
+            argv=[
+                python,
                 "-m",
                 "core.service",
                 "--data-dir",
                 str(var / "core"),
                 "--listen",
                 f"127.0.0.1:{ports.core}",
+                "--shard-id",
+                CORE_SHARD_ID,
                 "--broker",
                 f"127.0.0.1:{ports.broker}",
             ],
             port=ports.core,
+            ready=lambda: grpc_serving(f"127.0.0.1:{ports.core}"),
             ready_timeout_seconds=120.0,  # recovery replays the WAL tail first
         ),
+        Component(
+            name="ledger",
+            argv=[
+                python,
+                "-m",
+                "ledger.service",
+                "--database-url",
+                postgres.url(LEDGER_DATABASE, user=LEDGER_LOGIN, driver="postgresql+psycopg"),
+                "--listen",
+                f"127.0.0.1:{ports.ledger}",
+                "--core-address",
+                f"127.0.0.1:{ports.core}",
+                "--shard-id",
+                CORE_SHARD_ID,
+                "--kafka-bootstrap",
+                f"127.0.0.1:{ports.broker}",
+                "--partitions",
+                "0",
+            ],
+            port=ports.ledger,
+            ready=lambda: grpc_serving(f"127.0.0.1:{ports.ledger}", LEDGER_SERVICE),
+        ),
+        Component(
+            name="gateway",
+            argv=[python, "-m", "gateway"],
+            port=ports.gateway_grpc,
+            ready=lambda: (
+                grpc_serving(f"127.0.0.1:{ports.gateway_grpc}")
+                and http_ok(f"http://127.0.0.1:{ports.gateway_http}/healthz")
+            ),
+            environment=lambda: {
+                "EDGE_REDIS_URL": f"redis://127.0.0.1:{ports.redis}/0",
+                "EDGE_HTTP_PORT": str(ports.gateway_http),
+                "EDGE_GRPC_PORT": str(ports.gateway_grpc),
+                "EDGE_API_KEY_MASTER_SECRET": _master_secret(var),
+            },
+        ),
+        Component(
+            name="envoy",
+            argv=[
+                python,
+                "-m",
+                "infra.local.resident_parent",  # Envoy stops when its parent exits
+                envoy_binary(),
+                "-c",
+                str(var / "envoy" / "envoy.json"),
+                "--use-dynamic-base-id",
+                "--log-level",
+                "warning",
+                "--concurrency",
+                "2",
+            ],
+            port=ports.envoy,
+            ready=lambda: http_ok(f"http://127.0.0.1:{ports.envoy}/readyz"),
+            prepare=lambda: _render_envoy_config(var, ports),
+        ),
     ]
+
+
+def process_alive(pid: int) -> bool:
+    """The process exists and has not exited. A detached component's parent is init, which
+    may reap it late: an exited process that is not reaped yet (a zombie) counts as gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    state = stat.rsplit(")", 1)[1].split()[0]  # the field after "(command name)"
+    return state != "Z"
 
 
 class Stack:
     def __init__(self, var: Path, ports: Ports) -> None:
         self.var = var
         self.ports = ports
-        self.components = components(ports)
+        self.components = components(ports, var)
+
+    @property
+    def keys_file(self) -> Path:
+        return self.var / "demo-keys.json"
+
+    @property
+    def edge_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.envoy}"
 
     def _pid_file(self, component: Component) -> Path:
         return self.var / "run" / f"{component.name}.pid"
@@ -109,60 +361,75 @@ class Stack:
             pid = int(path.read_text())
         except (FileNotFoundError, ValueError):
             return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not process_alive(pid):
             path.unlink(missing_ok=True)
             return None
         return pid
 
-    def start(self, component: Component) -> None:
+    def start(self, component: Component) -> bool:
+        """Start the component unless it runs; True when it was started."""
         if self.pid(component) is not None:
             print(f"{component.name}: already running")
-            return
+            return False
         (self.var / "run").mkdir(parents=True, exist_ok=True)
         (self.var / "log").mkdir(parents=True, exist_ok=True)
+        if component.prepare is not None:
+            component.prepare()
         log_path = self.var / "log" / f"{component.name}.log"
+        started_at = time.monotonic()
         with log_path.open("ab") as log:
             process = subprocess.Popen(
-                component.argv(self.var),
+                component.argv,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 cwd=REPO_ROOT,
-                env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **component.environment},
+                env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **component.environment()},
                 start_new_session=True,
+                user=component.user,
+                group=component.user,
+                extra_groups=None if component.user is None else [],
             )
         self._pid_file(component).write_text(str(process.pid))
-        try:
-            wait_for_port(component.port, timeout_seconds=component.ready_timeout_seconds)
-        except TimeoutError:
+        deadline = started_at + component.ready_timeout_seconds
+        while not component.ready():
             code = process.poll()
-            state = "still starting" if code is None else f"exited with {code}"
-            message = f"{component.name} is not ready ({state}); see {log_path}"
-            raise SystemExit(message) from None
-        print(f"{component.name}: started (pid {process.pid}, port {component.port})")
+            if code is not None or time.monotonic() > deadline:
+                state = "still starting" if code is None else f"exited with {code}"
+                message = f"{component.name} is not ready ({state}); see {log_path}"
+                raise SystemExit(message)
+            time.sleep(0.05)
+        elapsed = time.monotonic() - started_at
+        print(
+            f"{component.name}: started (pid {process.pid}, port {component.port}, "
+            f"ready in {elapsed:.1f}s)"
+        )
+        return True
 
     def stop(self, component: Component, *, grace_seconds: float = 20.0) -> None:
         pid = self.pid(component)
         if pid is None:
             return
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace_seconds
+        os.kill(pid, component.stop_signal)
+        signalled_at = time.monotonic()
+        deadline = signalled_at + grace_seconds
         while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
+            if not process_alive(pid):
                 break
             time.sleep(0.05)
         else:
-            os.kill(pid, signal.SIGKILL)
+            os.killpg(pid, signal.SIGKILL)  # its own session: the children go too
         self._pid_file(component).unlink(missing_ok=True)
-        print(f"{component.name}: stopped")
+        print(f"{component.name}: stopped in {time.monotonic() - signalled_at:.1f}s")
 
-    def up(self) -> None:
+    def up(self) -> bool:
+        """Start what does not run and configure everything; True when something started."""
+        started = False
         for component in self.components:
-            self.start(component)
+            started = self.start(component) or started
+            if component.configure is not None:
+                component.configure()
+        return started
 
     def down(self) -> None:
         for component in reversed(self.components):
@@ -178,10 +445,22 @@ class Stack:
             print(f"{component.name}: {state}, port {component.port}")
         return all_running
 
+    def set_up_exchange(self) -> dict[str, ApiKey]:
+        """Reference data, funded demo accounts and their keys (idempotent)."""
+        symbols = list_reference_data(f"127.0.0.1:{self.ports.core}")
+        print(f"markets: {', '.join(symbols)}")
+        fund_demo_accounts(f"127.0.0.1:{self.ports.core}")
+        return demo_keys(f"127.0.0.1:{self.ports.gateway_grpc}", self.keys_file)
+
+    def smoke(self, keys: Mapping[str, ApiKey]) -> None:
+        account = next(name for name in keys if name.startswith("demo-"))
+        status = smoke_order(self.edge_url, keys[account])
+        print(f"smoke: a signed REST order through Envoy for {account} was accepted ({status})")
+
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m infra.local.stack", description=__doc__)
-    parser.add_argument("action", choices=["up", "down", "status"])
+    parser.add_argument("action", choices=["up", "down", "status", "smoke"])
     parser.add_argument(
         "--var",
         type=Path,
@@ -189,25 +468,47 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="where data, logs and pid files live (default: var/ in the repository)",
     )
     args = parser.parse_args(argv)
-    stack = Stack(args.var.resolve(), _ports(dict(os.environ)))
+    stack = Stack(args.var.resolve(), ports_from_environment(os.environ))
     if args.action == "up":
-        stack.up()
-        symbols = list_reference_data(f"127.0.0.1:{stack.ports.core}")
-        print(f"markets: {', '.join(symbols)}")
-        print_endpoints(stack.ports)
+        started_at = time.monotonic()
+        started = stack.up()
+        keys = stack.set_up_exchange()
+        if started:
+            stack.smoke(keys)
+        print_endpoints(stack, keys)
+        print(f"up in {time.monotonic() - started_at:.1f}s")
+    elif args.action == "smoke":
+        stack.smoke(stack.set_up_exchange())
     elif args.action == "down":
         stack.down()
     elif not stack.status():
         raise SystemExit(1)
 
 
-def print_endpoints(ports: Ports) -> None:
-    print(
-        "\nThe exchange runs on loopback:\n"
-        f"  core gRPC (trading, funding, admin): 127.0.0.1:{ports.core}\n"
-        f"  Kafka-API broker:                    127.0.0.1:{ports.broker}\n"
-        "Stop it with: bash infra/down.sh"
-    )
+def print_endpoints(stack: Stack, keys: Mapping[str, ApiKey]) -> None:
+    ports = stack.ports
+    postgres = _postgres_cluster(stack.var, ports)
+    lines = [
+        "",
+        "The exchange runs on loopback:",
+        f"  REST + gRPC (signed, through Envoy): {stack.edge_url}  (gRPC: 127.0.0.1:{ports.envoy})",
+        f"  WebSocket market data:               ws://127.0.0.1:{ports.envoy}/ws",
+        f"  Envoy admin:                         http://127.0.0.1:{ports.envoy_admin}",
+        f"  core gRPC (operators, direct):       127.0.0.1:{ports.core}",
+        f"  ledger gRPC (operators, direct):     127.0.0.1:{ports.ledger}",
+        f"  gateway ApiKeyService (direct):      127.0.0.1:{ports.gateway_grpc}",
+        f"  Kafka-API broker:                    127.0.0.1:{ports.broker}",
+        f"  PostgreSQL (ledger):                 {postgres.url(LEDGER_DATABASE)}",
+        f"  Redis:                               redis://127.0.0.1:{ports.redis}/0",
+        f"  S3 (broker storage):                 http://127.0.0.1:{ports.s3}",
+        "Demo API keys (also in " + str(stack.keys_file) + "):",
+    ]
+    lines += [
+        f"  {name:<10} account {key.account_id:<12} key {key.key_id}  secret {key.secret}"
+        for name, key in keys.items()
+    ]
+    lines += [f"Data and logs: {stack.var}", "Stop it with: bash infra/down.sh"]
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":
