@@ -123,3 +123,24 @@ def test_legs_cannot_be_added_to_an_entry_later(ledger_database: LedgerDatabase)
                 "(%s, 2, %s, 7), (%s, 3, %s, -7)",
                 (entry, usdt_a, entry, usdt_b),
             )
+
+
+def test_postings_must_name_an_existing_entry_and_account(ledger_database: LedgerDatabase) -> None:
+    with ledger_database.service_connection() as connection:
+        usdt_a, usdt_b, _ = _accounts(connection)
+        entry = _new_entry(connection, 2)
+        with pytest.raises(errors.ForeignKeyViolation, match="entry 999999"):
+            connection.execute(
+                "INSERT INTO postings (entry_id, leg, account_id, amount) VALUES "
+                "(999999, 0, %s, 5), (999999, 1, %s, -5)",
+                (usdt_a, usdt_b),
+            )
+        connection.rollback()
+        usdt_a, usdt_b, _ = _accounts(connection)
+        entry = _new_entry(connection, 2)
+        with pytest.raises(errors.ForeignKeyViolation, match="account 999999"):
+            connection.execute(
+                "INSERT INTO postings (entry_id, leg, account_id, amount) VALUES "
+                "(%s, 0, %s, 5), (%s, 1, 999999, -5)",
+                (entry, usdt_a, entry),
+            )
