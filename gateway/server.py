@@ -63,7 +63,7 @@ async def running_gateway(
     await runner.setup()
     site = web.TCPSite(runner, settings.http_host, settings.http_port)
     await site.start()
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])  # no silent port sharing
     apikey_pb2_grpc.add_ApiKeyServiceServicer_to_server(ApiKeyService(keys), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

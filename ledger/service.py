@@ -66,7 +66,7 @@ async def start_ledger(
         reconciliation=Reconciliation(engine, core, shard_id=shard_id),
         adjustments=Adjustments(engine, funding),
     )
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])  # no silent port sharing
     ledger_pb2_grpc.add_LedgerServiceServicer_to_server(service, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

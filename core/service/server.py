@@ -154,6 +154,9 @@ class CoreService:
             options=[
                 ("grpc.max_receive_message_length", MESSAGE_BYTES_MAX),
                 ("grpc.max_send_message_length", MESSAGE_BYTES_MAX),
+                # Two processes must never share a port silently (grpc sets SO_REUSEPORT by
+                # default): a second core on the same address fails to start instead.
+                ("grpc.so_reuseport", 0),
             ]
         )
         trading_pb2_grpc.add_TradingServiceServicer_to_server(TradingServicer(runtime), server)
@@ -162,7 +165,10 @@ class CoreService:
             CoreAdminServicer(runtime), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health_servicer, server)
-        self.port = server.add_insecure_port(config.listen)
+        try:
+            self.port = server.add_insecure_port(config.listen)
+        except RuntimeError as error:  # grpc's "Failed to bind to address"
+            raise OSError(f"cannot listen on {config.listen}: {error}") from error
         if self.port == 0:
             raise OSError(f"cannot listen on {config.listen}")
         await server.start()
