@@ -304,8 +304,11 @@ class FastPathUnavailable(Exception):  # noqa: N818  (a signal, not an error)
 
 
 _LENGTH_BYTE: Final = tuple(bytes((length,)) for length in range(128))
-_STRING_CACHE_MAX: Final = 4_096
+# Bounded caches of encodings of values that repeat (account ids, symbols, prices,
+# quantities); cleared when full.
+CACHE_ENTRIES_MAX: Final = 4_096
 _string_cache: dict[str, bytes] = {}
+_int_cache: dict[int, bytes] = {}
 
 
 def _fast_int(value: int) -> bytes:
@@ -316,6 +319,15 @@ def _fast_int(value: int) -> bytes:
     if length > INT_BYTES_MAX:
         raise FastPathUnavailable
     return _LENGTH_BYTE[length] + value.to_bytes(length, "little", signed=True)
+
+
+def _fast_cached_int(value: int) -> bytes:
+    """`_fast_int` through the cache (callers try `_int_cache.get` first, inline)."""
+    encoded = _fast_int(value)
+    if len(_int_cache) >= CACHE_ENTRIES_MAX:
+        _int_cache.clear()
+    _int_cache[value] = encoded
+    return encoded
 
 
 def _fast_str(value: str) -> bytes:
@@ -333,13 +345,11 @@ def _fast_str(value: str) -> bytes:
 
 
 def _fast_cached_str(value: str) -> bytes:
-    """`_fast_str` for the strings that repeat (account ids, symbols): a bounded cache."""
-    encoded = _string_cache.get(value)
-    if encoded is None:
-        encoded = _fast_str(value)
-        if len(_string_cache) >= _STRING_CACHE_MAX:
-            _string_cache.clear()
-        _string_cache[value] = encoded
+    """`_fast_str` through the cache (callers try `_string_cache.get` first, inline)."""
+    encoded = _fast_str(value)
+    if len(_string_cache) >= CACHE_ENTRIES_MAX:
+        _string_cache.clear()
+    _string_cache[value] = encoded
     return encoded
 
 
@@ -391,17 +401,19 @@ def _encode_place_order(command: PlaceOrder, timestamp_ns: int) -> bytes:
         and type(client_order_id) is str
     ):
         raise FastPathUnavailable
+    strings = _string_cache
+    ints = _int_cache
     return b"".join(
         (
             _PLACE_ORDER_HEAD,
             _fast_int(timestamp_ns),
-            _fast_cached_str(account_id),
-            _fast_cached_str(symbol),
+            strings.get(account_id) or _fast_cached_str(account_id),
+            strings.get(symbol) or _fast_cached_str(symbol),
             _SIDE_BYTES[side],
             _ORDER_TYPE_BYTES[order_type],
-            _fast_int(quantity),
-            _fast_int(price),
-            _fast_int(quote_quantity),
+            ints.get(quantity) or _fast_cached_int(quantity),
+            ints.get(price) or _fast_cached_int(price),
+            ints.get(quote_quantity) or _fast_cached_int(quote_quantity),
             _TIME_IN_FORCE_BYTES[time_in_force],
             _BOOL_BYTES[post_only],
             _STP_BYTES[self_trade_prevention],
@@ -420,7 +432,7 @@ def _encode_cancel_order(command: CancelOrder, timestamp_ns: int) -> bytes:
         (
             _CANCEL_ORDER_HEAD,
             _fast_int(timestamp_ns),
-            _fast_cached_str(account_id),
+            _string_cache.get(account_id) or _fast_cached_str(account_id),
             _fast_int(order_id),
             _fast_str(client_order_id),
         )
@@ -445,9 +457,9 @@ def _encode_amend_order(command: AmendOrder, timestamp_ns: int) -> bytes:
         (
             _AMEND_ORDER_HEAD,
             _fast_int(timestamp_ns),
-            _fast_cached_str(account_id),
-            _fast_int(price),
-            _fast_int(quantity),
+            _string_cache.get(account_id) or _fast_cached_str(account_id),
+            _int_cache.get(price) or _fast_cached_int(price),
+            _int_cache.get(quantity) or _fast_cached_int(quantity),
             _fast_int(order_id),
             _fast_str(client_order_id),
         )

@@ -22,6 +22,7 @@ from core.engine import (
 )
 from core.sequencer import CommandEncodeError, decode_command, encode_command
 from core.sequencer.codec import (
+    CACHE_ENTRIES_MAX,
     FAST_ENCODERS,
     INT_BYTES_MAX,
     STRING_BYTES_MAX,
@@ -80,12 +81,26 @@ def test_fast_encoders_give_the_generic_bytes(command: Command, timestamp_ns: in
     assert decode_command(generic).command == command
 
 
-def test_the_string_cache_does_not_change_bytes() -> None:
+def test_the_caches_do_not_change_bytes() -> None:
     order = PlaceOrder(account_id="é-1", symbol="BTC-USDT", side=Side.SELL, price=5, quantity=7)
     first = encode_command(order, timestamp_ns=9)
     for _ in range(3):
         assert encode_command(order, timestamp_ns=9) == first
     assert first == encode_command_generic(order, timestamp_ns=9)
+    # More distinct values than the caches hold: they are cleared and refilled on the way.
+    for index in range(2 * CACHE_ENTRIES_MAX + 3):
+        command = PlaceOrder(
+            account_id=f"account-{index % 5_000}",
+            symbol="BTC-USDT",
+            side=Side.BUY,
+            price=index * 1_000 - 7,
+            quantity=index % 3,
+            quote_quantity=-index,
+            client_order_id=f"c-{index}",
+        )
+        assert encode_command(command, timestamp_ns=index) == encode_command_generic(
+            command, timestamp_ns=index
+        )
 
 
 @pytest.mark.parametrize(
