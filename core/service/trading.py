@@ -59,7 +59,7 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
     # ------------------------------------------------------------------ helpers
 
     async def _submit_one(self, command: OrderCommand, metadata: dict[str, str]) -> ApplyResult:
-        (result,) = await self._gateway.submit([command])
+        result = await self._gateway.submit_one(command)
         error = _rejected(result, metadata)
         if error is not None:
             raise error
