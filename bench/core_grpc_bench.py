@@ -119,10 +119,10 @@ async def prepare(address: str) -> None:
             await deposit(channel, account_id, "USDT", 10**9 * USDT)
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process (all its threads) from /proc."""
+def process_cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process (all its threads) from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_SECOND
+    return int(fields[11]) / CLOCK_TICKS_PER_SECOND, int(fields[12]) / CLOCK_TICKS_PER_SECOND
 
 
 def own_cpu_seconds() -> float:
@@ -267,7 +267,8 @@ class Measurement:
     accepted: int
     rejected: int
     wall_seconds: float
-    server_cpu_seconds: float
+    server_cpu_seconds: float  # user + system
+    server_system_seconds: float  # of which in the kernel (socket I/O, WAL writes and fsyncs)
     client_cpu_seconds: float
     latencies_ns: dict[str, list[int]]
 
@@ -286,9 +287,9 @@ def run_clients(server_pid: int, works: list[ClientWork]) -> Measurement:
     for process in processes:
         process.start()
     barrier.wait()
-    server_cpu_started = process_cpu_seconds(server_pid)
+    user_started, system_started = process_cpu_seconds(server_pid)
     collected = [reports.get() for _ in processes]
-    server_cpu = process_cpu_seconds(server_pid) - server_cpu_started
+    user_finished, system_finished = process_cpu_seconds(server_pid)
     for process in processes:
         process.join()
     wall = (max(r.finished_ns for r in collected) - min(r.started_ns for r in collected)) / 1e9
@@ -304,7 +305,8 @@ def run_clients(server_pid: int, works: list[ClientWork]) -> Measurement:
         accepted=accepted,
         rejected=rejected,
         wall_seconds=wall,
-        server_cpu_seconds=server_cpu,
+        server_cpu_seconds=user_finished - user_started + system_finished - system_started,
+        server_system_seconds=system_finished - system_started,
         client_cpu_seconds=sum(report.cpu_seconds for report in collected),
         latencies_ns=dict(latencies),
     )
@@ -382,7 +384,8 @@ def cpu_line(measurement: Measurement, clients: int) -> str:
     wall = measurement.wall_seconds
     client_us = measurement.client_cpu_seconds / measurement.commands * 1e6
     return (
-        f"    server CPU {measurement.server_cpu_us_per_command:.1f} us/command, "
+        f"    server CPU {measurement.server_cpu_us_per_command:.1f} us/command "
+        f"({measurement.server_system_seconds / measurement.commands * 1e6:.1f} in the kernel), "
         f"{measurement.server_cpu_seconds / wall:.0%} of wall; {clients} client processes "
         f"{measurement.client_cpu_seconds / wall:.0%} of wall ({client_us:.1f} us/command)"
     )
