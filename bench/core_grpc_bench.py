@@ -1,7 +1,8 @@
 """End-to-end benchmark of the trading core through gRPC, with the WAL fsync on.
 
 Usage: .venv/bin/python bench/core_grpc_bench.py [--commands N] [--unary-commands N]
-           [--batch 1000 ...] [--concurrency 64] [--clients 2] [--runs 1] [--seed S]
+           [--batch 1000 ...] [--concurrency 64] [--clients 2] [--shards 1] [--runs 1]
+           [--seed S] [--no-unary]
            [--server-argument=--flag ...]
 
 The server is the real one (`python -m core.service`), in its own process, on a temp dir
@@ -11,20 +12,26 @@ orders, 10% crossing IOC orders; seed printed), turned into requests: places car
 client_order_id "o<n>", cancels target it by client_order_id. Every generated account
 (50 makers, 10 takers) is funded through FundingService and speaks as itself.
 
-The load comes from `--clients` client PROCESSES (accounts split among them, each account's
-commands in generator order on one client). Requests are built and SERIALIZED before the
-clock starts, responses are kept as bytes and parsed after it stops, so a client spends its
-CPU on gRPC alone. All clients start together (a barrier) and the figure is the commands
+With `--shards N`, N core processes run at once, each with its own market, accounts and WAL
+(a core shard owns its markets: the contracts carry shard_id), each loaded by its own
+clients with seed + k and 1/N of the commands; the figures are the sums over the shards.
+
+The load comes from `--clients` client PROCESSES per shard (accounts split among them, each
+account's commands in generator order on one client). Requests are built and SERIALIZED
+before the clock starts, responses are kept as bytes and parsed after it stops, so a client
+spends its CPU on gRPC alone. All clients start together (a barrier) and the figure is the commands
 acknowledged over the wall time from the start to the last answer.
 
-(a) unary: PlaceOrder / CancelOrder with `--concurrency` calls in flight in total (a fresh
-    server); calls/s and per-call latency p50 / p99 / p99.9 per command.
+(a) unary: PlaceOrder / CancelOrder, at most `--concurrency` calls in flight in total and
+    one per account (a cancel never overtakes its place); a fresh server; calls/s and
+    per-call latency p50 / p99 / p99.9 per command.
 (b) stream: StreamOrders, one stream per account, `--batch` commands per message (a fresh
     server per batch size); acknowledged orders/s and per-batch round trip p50 / p99 / p99.9
     (a queueing time: every stream keeps its batches in flight).
-Each line also prints what the SERVER process spent (user + system CPU from /proc, all its
-threads) per command and as a share of the wall time, and what the clients spent: a server
-near 100% of one core is the limit; clients near their cores' capacity mean the bench is.
+Each line also prints what the SERVER process spent (user + kernel CPU from /proc, all its
+threads, the kernel part shown apart) per command and as a share of the wall time, and what
+the clients spent: a server near 100% of one core is the limit; clients near their cores'
+capacity mean the bench is.
 With `--runs N` every measurement is repeated on a fresh server and the median reported.
 """
 
@@ -32,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import multiprocessing
 import os
@@ -277,7 +285,7 @@ class Measurement:
         return self.server_cpu_seconds / self.commands * 1e6
 
 
-def run_clients(server_pid: int, works: list[ClientWork]) -> Measurement:
+def run_clients(server_pids: Sequence[int], works: list[ClientWork]) -> Measurement:
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(len(works) + 1)
     reports: multiprocessing.Queue[ClientReport] = context.Queue()
@@ -287,9 +295,11 @@ def run_clients(server_pid: int, works: list[ClientWork]) -> Measurement:
     for process in processes:
         process.start()
     barrier.wait()
-    user_started, system_started = process_cpu_seconds(server_pid)
+    started = [process_cpu_seconds(pid) for pid in server_pids]
     collected = [reports.get() for _ in processes]
-    user_finished, system_finished = process_cpu_seconds(server_pid)
+    finished = [process_cpu_seconds(pid) for pid in server_pids]
+    user = sum(after[0] - before[0] for before, after in zip(started, finished, strict=True))
+    system = sum(after[1] - before[1] for before, after in zip(started, finished, strict=True))
     for process in processes:
         process.join()
     wall = (max(r.finished_ns for r in collected) - min(r.started_ns for r in collected)) / 1e9
@@ -305,8 +315,8 @@ def run_clients(server_pid: int, works: list[ClientWork]) -> Measurement:
         accepted=accepted,
         rejected=rejected,
         wall_seconds=wall,
-        server_cpu_seconds=user_finished - user_started + system_finished - system_started,
-        server_system_seconds=system_finished - system_started,
+        server_cpu_seconds=user + system,
+        server_system_seconds=system,
         client_cpu_seconds=sum(report.cpu_seconds for report in collected),
         latencies_ns=dict(latencies),
     )
@@ -323,8 +333,9 @@ def split(
 
 
 def unary_work(
-    address: str, seed: int, count: int, clients: int, concurrency: int
+    address: str, shard: int, *, seed: int, count: int, clients: int, concurrency: int, shards: int
 ) -> list[ClientWork]:
+    """Shard k's unary calls: seed + k, count / shards commands."""
     per_account = [
         (
             account_id,
@@ -338,7 +349,7 @@ def unary_work(
                 for request in requests
             ],
         )
-        for account_id, requests in generated(seed, count, "u").items()
+        for account_id, requests in generated(seed + shard, count // shards, "u").items()
     ]
     shares = split(per_account, clients)
     return [
@@ -347,10 +358,11 @@ def unary_work(
 
 
 def stream_work(
-    address: str, seed: int, count: int, batch_size: int, clients: int
+    address: str, shard: int, *, seed: int, count: int, batch_size: int, clients: int, shards: int
 ) -> list[ClientWork]:
+    """Shard k's streams: seed + k, count / shards commands."""
     per_account: list[tuple[str, list[tuple[str, bytes]]]] = []
-    for account_id, requests in generated(seed, count, "s").items():
+    for account_id, requests in generated(seed + shard, count // shards, "s").items():
         commands = [
             trading_pb2.OrderCommand(place=request)
             if isinstance(request, trading_pb2.PlaceOrderRequest)
@@ -394,11 +406,24 @@ def cpu_line(measurement: Measurement, clients: int) -> str:
 def measure(
     data_dir: Path,
     server_arguments: Sequence[str],
-    works: Callable[[str], list[ClientWork]],
+    works: Callable[[str, int], list[ClientWork]],
+    shards: int,
 ) -> Measurement:
-    with ServerProcess(data_dir, *SERVER_ARGUMENTS, *server_arguments) as server:
-        asyncio.run(prepare(server.address))
-        return run_clients(server.pid, works(server.address))
+    """Start `shards` core processes (each its own market, accounts and WAL, as core shards
+    are), load them at once with `works(address, shard)`'s clients; the sum over shards."""
+    with contextlib.ExitStack() as stack:
+        servers = [
+            stack.enter_context(
+                ServerProcess(data_dir / f"shard-{shard}", *SERVER_ARGUMENTS, *server_arguments)
+            )
+            for shard in range(shards)
+        ]
+        for server in servers:
+            asyncio.run(prepare(server.address))
+        return run_clients(
+            [server.pid for server in servers],
+            [work for shard, server in enumerate(servers) for work in works(server.address, shard)],
+        )
 
 
 def median_of(measurements: list[Measurement]) -> Measurement:
@@ -417,10 +442,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=SEED_DEFAULT)
     parser.add_argument("--server-argument", action="append", default=[], help="passed through")
     parser.add_argument("--no-unary", action="store_true")
+    parser.add_argument(
+        "--shards", type=int, default=1, help="core processes, each its own market and accounts"
+    )
     args = parser.parse_args()
     print(
         f"seed={args.seed} unary={args.unary_commands:,} stream={args.commands:,} "
-        f"batches={args.batch} clients={args.clients} runs={args.runs} "
+        f"batches={args.batch} shards={args.shards} clients={args.clients} per shard "
+        f"runs={args.runs} "
         f"python={sys.version.split()[0]} load={os.getloadavg()[0]:.1f}"
     )
     unary_rate = 0.0
@@ -436,7 +465,9 @@ def main() -> None:
                         count=args.unary_commands,
                         clients=args.clients,
                         concurrency=args.concurrency,
+                        shards=args.shards,
                     ),
+                    args.shards,
                 )
                 for run in range(args.runs)
             ]
@@ -470,13 +501,16 @@ def main() -> None:
                         count=args.commands,
                         batch_size=batch_size,
                         clients=args.clients,
+                        shards=args.shards,
                     ),
+                    args.shards,
                 )
                 for run in range(args.runs)
             ]
             stream = median_of(runs)
             print(
-                f"(b) stream, {MAKERS + TAKERS} streams, batches of {batch_size:,}: "
+                f"(b) stream, {args.shards * (MAKERS + TAKERS)} streams, "
+                f"batches of {batch_size:,}: "
                 f"{stream.rate:,.0f} orders/s ({stream.commands:,} acknowledged: "
                 f"{stream.accepted:,} accepted, {stream.rejected:,} rejected by name; runs: "
                 + ", ".join(f"{run.rate:,.0f}" for run in runs)
