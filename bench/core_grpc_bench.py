@@ -385,7 +385,7 @@ def stream_work(
 def report(name: str, latencies_ns: list[int]) -> str:
     latencies_ns.sort()
     return (
-        f"{name} p50={percentile(latencies_ns, 0.50) / 1e6:.2f}ms "
+        f"{name} ({len(latencies_ns):,}) p50={percentile(latencies_ns, 0.50) / 1e6:.2f}ms "
         f"p99={percentile(latencies_ns, 0.99) / 1e6:.2f}ms "
         f"p99.9={percentile(latencies_ns, 0.999) / 1e6:.2f}ms "
         f"max={latencies_ns[-1] / 1e6:.2f}ms"
@@ -454,23 +454,21 @@ def main() -> None:
     )
     unary_rate = 0.0
     with tempfile.TemporaryDirectory(prefix="core-grpc-bench-") as temp:
-        if not args.no_unary:
-            runs = [
-                measure(
-                    Path(temp) / f"unary-{run}",
-                    args.server_argument,
-                    functools.partial(
-                        unary_work,
-                        seed=args.seed,
-                        count=args.unary_commands,
-                        clients=args.clients,
-                        concurrency=args.concurrency,
-                        shards=args.shards,
-                    ),
-                    args.shards,
-                )
+
+        def measure_runs(name: str, works: Callable[..., list[ClientWork]]) -> list[Measurement]:
+            return [
+                measure(Path(temp) / f"{name}-{run}", args.server_argument, works, args.shards)
                 for run in range(args.runs)
             ]
+
+        common = {"seed": args.seed, "clients": args.clients, "shards": args.shards}
+        if not args.no_unary:
+            runs = measure_runs(
+                "unary",
+                functools.partial(
+                    unary_work, count=args.unary_commands, concurrency=args.concurrency, **common
+                ),
+            )
             unary = median_of(runs)
             unary_rate = unary.rate
             print(
@@ -482,31 +480,15 @@ def main() -> None:
             )
             for kind in ("place", "cancel", "rejected"):
                 if unary.latencies_ns.get(kind):
-                    print(
-                        "    "
-                        + report(
-                            f"{kind:<8} ({len(unary.latencies_ns[kind]):,})",
-                            unary.latencies_ns[kind],
-                        )
-                    )
+                    print("    " + report(f"{kind:<8}", unary.latencies_ns[kind]))
             print(cpu_line(unary, args.clients))
         for batch_size in args.batch:
-            runs = [
-                measure(
-                    Path(temp) / f"stream-{batch_size}-{run}",
-                    args.server_argument,
-                    functools.partial(
-                        stream_work,
-                        seed=args.seed,
-                        count=args.commands,
-                        batch_size=batch_size,
-                        clients=args.clients,
-                        shards=args.shards,
-                    ),
-                    args.shards,
-                )
-                for run in range(args.runs)
-            ]
+            runs = measure_runs(
+                f"stream-{batch_size}",
+                functools.partial(
+                    stream_work, count=args.commands, batch_size=batch_size, **common
+                ),
+            )
             stream = median_of(runs)
             print(
                 f"(b) stream, {args.shards * (MAKERS + TAKERS)} streams, "
@@ -516,13 +498,7 @@ def main() -> None:
                 + ", ".join(f"{run.rate:,.0f}" for run in runs)
                 + ")"
             )
-            print(
-                "    "
-                + report(
-                    f"batch round trip ({len(stream.latencies_ns['batch']):,})",
-                    stream.latencies_ns["batch"],
-                )
-            )
+            print("    " + report("batch round trip", stream.latencies_ns["batch"]))
             print(cpu_line(stream, args.clients))
             if unary_rate:
                 print(f"    stream ({batch_size:,}) / unary: {stream.rate / unary_rate:.1f}x")

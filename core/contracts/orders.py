@@ -419,15 +419,19 @@ def fill_order_message(message: trading_pb2.Order, record: OrderRecord) -> None:
     message.engine_seq = record.engine_seq
 
 
-def fill_order_summary(message: trading_pb2.Order, record: OrderRecord) -> None:
-    """The streaming entry's cheaper form of an order: identity, terms and progress, without
-    the caller's own account id, fee and notional totals or timestamps (GetOrder has them)."""
+def _fill_order_identity(message: trading_pb2.Order, record: OrderRecord) -> None:
     message.order_id = str(record.order_id)
     message.client_order_id = record.client_order_id
     message.symbol = record.symbol
     message.side = _SIDE_TO_PROTO[record.side]  # type: ignore[assignment]
     message.order_type = _ORDER_TYPE_TO_PROTO[record.order_type]  # type: ignore[assignment]
     message.time_in_force = _TIME_IN_FORCE_TO_PROTO[record.time_in_force]  # type: ignore[assignment]
+
+
+def fill_order_summary(message: trading_pb2.Order, record: OrderRecord) -> None:
+    """The streaming entry's cheaper form of an order: identity, terms and progress, without
+    the caller's own account id, fee and notional totals or timestamps (GetOrder has them)."""
+    _fill_order_identity(message, record)
     message.price = record.price
     message.quantity = record.quantity
     message.status = _STATUS_TO_PROTO[record.status]  # type: ignore[assignment]
@@ -463,12 +467,7 @@ def fill_order_summary_with_outcome(
     The same message (tests/unit/core/contracts/test_orders_conversions.py), with every field
     written once and zeros (proto3 defaults) not written at all.
     """
-    message.order_id = str(record.order_id)
-    message.client_order_id = record.client_order_id
-    message.symbol = record.symbol
-    message.side = _SIDE_TO_PROTO[record.side]  # type: ignore[assignment]
-    message.order_type = _ORDER_TYPE_TO_PROTO[record.order_type]  # type: ignore[assignment]
-    message.time_in_force = _TIME_IN_FORCE_TO_PROTO[record.time_in_force]  # type: ignore[assignment]
+    _fill_order_identity(message, record)
     quantity = record.quantity
     if record.price:
         message.price = record.price

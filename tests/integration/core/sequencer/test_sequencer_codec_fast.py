@@ -10,16 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.engine import (
-    AmendOrder,
-    CancelOrder,
-    Command,
-    OrderType,
-    PlaceOrder,
-    SelfTradePrevention,
-    Side,
-    TimeInForce,
-)
+from core.engine import AmendOrder, CancelOrder, Command, PlaceOrder, Side
 from core.sequencer import CommandEncodeError, decode_command, encode_command
 from core.sequencer.codec import (
     CACHE_ENTRIES_MAX,
@@ -29,50 +20,34 @@ from core.sequencer.codec import (
     FastPathUnavailable,
     encode_command_generic,
 )
+from tests.integration.core.sequencer.test_sequencer_codec import (
+    COMMAND_STRATEGIES,
+    ints,
+    texts,
+    timestamps,
+)
 
 INT_MAX = 2 ** (8 * INT_BYTES_MAX - 1) - 1
 INT_MIN = -(2 ** (8 * INT_BYTES_MAX - 1))
-ints = st.one_of(
-    st.integers(min_value=-(2**63), max_value=2**63 - 1),
-    st.integers(min_value=INT_MIN, max_value=INT_MAX),
-    st.sampled_from([0, 1, -1, 127, 128, -128, -129, 255, 256, 2**63 - 1, INT_MIN, INT_MAX]),
-)
-# Short, long (multi-byte varint lengths) and non-ASCII strings, surrogates included.
-texts = st.one_of(st.text(max_size=40), st.text(min_size=100, max_size=400))
-timestamps = st.integers(min_value=0, max_value=2**64)
-
+# The round-trip test's strategies (short texts, ints over the whole range) ...
 FAST_COMMANDS: dict[type[object], st.SearchStrategy[Command]] = {
-    PlaceOrder: st.builds(
-        PlaceOrder,
-        account_id=texts,
-        symbol=texts,
-        side=st.sampled_from(Side),
-        order_type=st.sampled_from(OrderType),
-        quantity=ints,
-        price=ints,
-        quote_quantity=ints,
-        time_in_force=st.sampled_from(TimeInForce),
-        post_only=st.booleans(),
-        self_trade_prevention=st.sampled_from(SelfTradePrevention),
-        client_order_id=texts,
-    ),
-    CancelOrder: st.builds(CancelOrder, account_id=texts, order_id=ints, client_order_id=texts),
-    AmendOrder: st.builds(
-        AmendOrder,
-        account_id=texts,
-        price=ints,
-        quantity=ints,
-        order_id=ints,
-        client_order_id=texts,
-    ),
+    command_type: COMMAND_STRATEGIES[command_type]
+    for command_type in (PlaceOrder, CancelOrder, AmendOrder)
 }
+# ... and strings long enough for multi-byte lengths, non-ASCII and surrogates included.
+long_texts = st.text(min_size=100, max_size=400)
+long_string_commands = st.one_of(
+    st.builds(PlaceOrder, account_id=long_texts, symbol=long_texts, side=st.sampled_from(Side)),
+    st.builds(CancelOrder, account_id=long_texts, client_order_id=long_texts),
+    st.builds(AmendOrder, account_id=texts, price=ints, quantity=ints, client_order_id=long_texts),
+)
 
 
 def test_every_fast_encoder_is_tested() -> None:
     assert set(FAST_COMMANDS) == set(FAST_ENCODERS)
 
 
-@given(command=st.one_of(*FAST_COMMANDS.values()), timestamp_ns=timestamps)
+@given(command=st.one_of(*FAST_COMMANDS.values(), long_string_commands), timestamp_ns=timestamps)
 def test_fast_encoders_give_the_generic_bytes(command: Command, timestamp_ns: int) -> None:
     generic = encode_command_generic(command, timestamp_ns=timestamp_ns)
     # Called directly, so a silent fallback to the generic path cannot hide a difference.
