@@ -11,8 +11,10 @@ converted in one pass, submitted as ONE gateway call (one WAL append, one group 
 answered by one response batch, in order. Up to `STREAM_BATCHES_IN_FLIGHT` batches of one
 stream are in flight at once (the next batch is converted and logged while the previous one
 waits for its fsync); responses keep the request order, and so does the WAL. A result's
-order is the summary form (`orders.fill_order_summary`: identity, terms, status and progress
-as the command left it; no timestamps or fee totals, which GetOrder / ListFills give).
+order is the summary form (`orders.fill_order_summary_with_outcome`: identity, terms, status
+and progress as the command left it; no timestamps or fee totals, which GetOrder / ListFills
+give), written in one pass per result. Unary order entry goes through
+`CommandGateway.submit_one`, which coalesces the calls of one event-loop iteration.
 """
 
 from __future__ import annotations
