@@ -260,9 +260,8 @@ class OrderRecord:
         "updated_ns",
     )
 
-    def __init__(
+    def __init__(  # noqa: PLR0917  (positional on the hot path: order_history._accepted)
         self,
-        *,
         order_id: int,
         account_id: str,
         client_order_id: str,
@@ -270,7 +269,7 @@ class OrderRecord:
         side: Side,
         order_type: OrderType,
         time_in_force: TimeInForce,
-        post_only: bool,
+        post_only: bool,  # noqa: FBT001  (positional on the hot path)
         self_trade_prevention: SelfTradePrevention,
         price: int,
         quantity: int,
@@ -420,15 +419,19 @@ def fill_order_message(message: trading_pb2.Order, record: OrderRecord) -> None:
     message.engine_seq = record.engine_seq
 
 
-def fill_order_summary(message: trading_pb2.Order, record: OrderRecord) -> None:
-    """The streaming entry's cheaper form of an order: identity, terms and progress, without
-    the caller's own account id, fee and notional totals or timestamps (GetOrder has them)."""
+def _fill_order_identity(message: trading_pb2.Order, record: OrderRecord) -> None:
     message.order_id = str(record.order_id)
     message.client_order_id = record.client_order_id
     message.symbol = record.symbol
     message.side = _SIDE_TO_PROTO[record.side]  # type: ignore[assignment]
     message.order_type = _ORDER_TYPE_TO_PROTO[record.order_type]  # type: ignore[assignment]
     message.time_in_force = _TIME_IN_FORCE_TO_PROTO[record.time_in_force]  # type: ignore[assignment]
+
+
+def fill_order_summary(message: trading_pb2.Order, record: OrderRecord) -> None:
+    """The streaming entry's cheaper form of an order: identity, terms and progress, without
+    the caller's own account id, fee and notional totals or timestamps (GetOrder has them)."""
+    _fill_order_identity(message, record)
     message.price = record.price
     message.quantity = record.quantity
     message.status = _STATUS_TO_PROTO[record.status]  # type: ignore[assignment]
@@ -454,6 +457,39 @@ def write_outcome(message: trading_pb2.Order, outcome: Outcome) -> None:
     else:
         message.remaining_quantity = 0
     message.engine_seq = outcome.engine_seq
+
+
+def fill_order_summary_with_outcome(
+    message: trading_pb2.Order, record: OrderRecord, outcome: Outcome
+) -> None:
+    """`fill_order_summary` then `write_outcome`, in one pass: the stream's per-result hot path.
+
+    The same message (tests/unit/core/contracts/test_orders_conversions.py), with every field
+    written once and zeros (proto3 defaults) not written at all.
+    """
+    _fill_order_identity(message, record)
+    quantity = record.quantity
+    if record.price:
+        message.price = record.price
+    if quantity:
+        message.quantity = quantity
+    status = outcome.status
+    if status is None:
+        status = record.status
+        filled_quantity = record.filled_quantity
+        remaining_quantity = record.remaining_quantity
+        engine_seq = record.engine_seq
+    else:
+        filled_quantity = outcome.quantity_filled
+        remaining_quantity = quantity - filled_quantity if status in _OPEN_STATUSES else 0
+        engine_seq = outcome.engine_seq
+    message.status = _STATUS_TO_PROTO[status]  # type: ignore[assignment]
+    if filled_quantity:
+        message.filled_quantity = filled_quantity
+    if remaining_quantity:
+        message.remaining_quantity = remaining_quantity
+    if engine_seq:
+        message.engine_seq = engine_seq
 
 
 def order_message(record: OrderRecord) -> trading_pb2.Order:

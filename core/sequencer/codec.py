@@ -261,7 +261,23 @@ def _encode_fields(
 
 
 def encode_command(command: Command, *, timestamp_ns: int) -> bytes:
-    """Encode `command` and the time the sequencer assigned it into one WAL payload."""
+    """Encode `command` and the time the sequencer assigned it into one WAL payload.
+
+    The hot command types take a specialized encoder (`FAST_ENCODERS`, below); anything it
+    does not handle plainly (a wrong type, an out-of-range value) goes the generic way, which
+    gives the same bytes or the named error.
+    """
+    fast = FAST_ENCODERS.get(type(command))
+    if fast is not None and type(timestamp_ns) is int and timestamp_ns >= 0:
+        try:
+            return fast(command, timestamp_ns)
+        except FastPathUnavailable:
+            pass
+    return encode_command_generic(command, timestamp_ns=timestamp_ns)
+
+
+def encode_command_generic(command: Command, *, timestamp_ns: int) -> bytes:
+    """`encode_command` by a walk of COMMAND_SCHEMAS: the reference the fast encoders match."""
     tag = COMMAND_TAGS.get(type(command))
     if tag is None:
         raise UnknownCommandTypeError(f"not an engine command: {type(command).__name__}")
@@ -271,6 +287,210 @@ def encode_command(command: Command, *, timestamp_ns: int) -> bytes:
     _encode_int(out, timestamp_ns, "timestamp_ns")
     _encode_fields(out, command, COMMAND_SCHEMAS[type(command)])
     return bytes(out)
+
+
+# ---------------------------------------------------------------------- fast encoders
+#
+# Specialized encoders of the hot commands (the streaming order entry's places, cancels and
+# amends): the same bytes as `encode_command_generic`, built from precomputed pieces without
+# the schema walk. They handle only plain values (exact types, ints of at most INT_BYTES_MAX
+# bytes, strings of at most STRING_BYTES_MAX bytes) and raise `FastPathUnavailable` for
+# anything else, so every error keeps coming from the generic path.
+# tests/integration/core/sequencer/test_sequencer_codec_fast.py checks byte equality.
+
+
+class FastPathUnavailable(Exception):  # noqa: N818  (a signal, not an error)
+    """A fast encoder cannot encode this value plainly; use the generic path."""
+
+
+_LENGTH_BYTE: Final = tuple(bytes((length,)) for length in range(128))
+# Bounded caches of encodings of values that repeat (account ids, symbols, prices,
+# quantities); cleared when full.
+CACHE_ENTRIES_MAX: Final = 4_096
+_string_cache: dict[str, bytes] = {}
+_int_cache: dict[int, bytes] = {}
+
+
+def _fast_int(value: int) -> bytes:
+    """The int field encoding of an exact int (the caller checked its type)."""
+    if value == 0:
+        return b"\x00"
+    length = ((value if value > 0 else ~value).bit_length() + 8) >> 3
+    if length > INT_BYTES_MAX:
+        raise FastPathUnavailable
+    return _LENGTH_BYTE[length] + value.to_bytes(length, "little", signed=True)
+
+
+def _fast_cached_int(value: int) -> bytes:
+    """`_fast_int` through the cache (callers try `_int_cache.get` first, inline)."""
+    encoded = _fast_int(value)
+    if len(_int_cache) >= CACHE_ENTRIES_MAX:
+        _int_cache.clear()
+    _int_cache[value] = encoded
+    return encoded
+
+
+def _fast_str(value: str) -> bytes:
+    """The str field encoding of an exact str (the caller checked its type)."""
+    data = value.encode("utf-8", "surrogatepass")
+    length = len(data)
+    if length < 0x80:
+        return _LENGTH_BYTE[length] + data
+    if length > STRING_BYTES_MAX:
+        raise FastPathUnavailable
+    out = bytearray()
+    _encode_varint(out, length)
+    out += data
+    return bytes(out)
+
+
+def _fast_cached_str(value: str) -> bytes:
+    """`_fast_str` through the cache (callers try `_string_cache.get` first, inline)."""
+    encoded = _fast_str(value)
+    if len(_string_cache) >= CACHE_ENTRIES_MAX:
+        _string_cache.clear()
+    _string_cache[value] = encoded
+    return encoded
+
+
+def _code_bytes(enum_cls: type[Enum]) -> dict[Enum, bytes]:
+    return {member: bytes((code,)) for code, member in enumerate(ENUM_CODES[enum_cls])}
+
+
+_SIDE_BYTES: Final = _code_bytes(Side)
+_ORDER_TYPE_BYTES: Final = _code_bytes(OrderType)
+_TIME_IN_FORCE_BYTES: Final = _code_bytes(TimeInForce)
+_STP_BYTES: Final = _code_bytes(SelfTradePrevention)
+_BOOL_BYTES: Final = {False: b"\x00", True: b"\x01"}
+
+
+def _head(command_type: type[Any]) -> bytes:
+    return bytes((FORMAT_VERSION, COMMAND_TAGS[command_type]))
+
+
+_PLACE_ORDER_HEAD: Final = _head(PlaceOrder)
+_CANCEL_ORDER_HEAD: Final = _head(CancelOrder)
+_AMEND_ORDER_HEAD: Final = _head(AmendOrder)
+
+
+def _encode_place_order(command: PlaceOrder, timestamp_ns: int) -> bytes:
+    account_id = command.account_id
+    symbol = command.symbol
+    side = command.side
+    order_type = command.order_type
+    quantity = command.quantity
+    price = command.price
+    quote_quantity = command.quote_quantity
+    time_in_force = command.time_in_force
+    post_only = command.post_only
+    self_trade_prevention = command.self_trade_prevention
+    client_order_id = command.client_order_id
+    # StrEnum members equal their names, so the tables alone would take a plain str: the
+    # exact types are checked first.
+    if not (
+        type(account_id) is str
+        and type(symbol) is str
+        and type(side) is Side
+        and type(order_type) is OrderType
+        and type(quantity) is int
+        and type(price) is int
+        and type(quote_quantity) is int
+        and type(time_in_force) is TimeInForce
+        and type(post_only) is bool
+        and type(self_trade_prevention) is SelfTradePrevention
+        and type(client_order_id) is str
+    ):
+        raise FastPathUnavailable
+    strings = _string_cache
+    ints = _int_cache
+    return b"".join(
+        (
+            _PLACE_ORDER_HEAD,
+            _fast_int(timestamp_ns),
+            strings.get(account_id) or _fast_cached_str(account_id),
+            strings.get(symbol) or _fast_cached_str(symbol),
+            _SIDE_BYTES[side],
+            _ORDER_TYPE_BYTES[order_type],
+            ints.get(quantity) or _fast_cached_int(quantity),
+            ints.get(price) or _fast_cached_int(price),
+            ints.get(quote_quantity) or _fast_cached_int(quote_quantity),
+            _TIME_IN_FORCE_BYTES[time_in_force],
+            _BOOL_BYTES[post_only],
+            _STP_BYTES[self_trade_prevention],
+            _fast_str(client_order_id),
+        )
+    )
+
+
+def _encode_cancel_order(command: CancelOrder, timestamp_ns: int) -> bytes:
+    account_id = command.account_id
+    order_id = command.order_id
+    client_order_id = command.client_order_id
+    if not (type(account_id) is str and type(order_id) is int and type(client_order_id) is str):
+        raise FastPathUnavailable
+    return b"".join(
+        (
+            _CANCEL_ORDER_HEAD,
+            _fast_int(timestamp_ns),
+            _string_cache.get(account_id) or _fast_cached_str(account_id),
+            _fast_int(order_id),
+            _fast_str(client_order_id),
+        )
+    )
+
+
+def _encode_amend_order(command: AmendOrder, timestamp_ns: int) -> bytes:
+    account_id = command.account_id
+    price = command.price
+    quantity = command.quantity
+    order_id = command.order_id
+    client_order_id = command.client_order_id
+    if not (
+        type(account_id) is str
+        and type(price) is int
+        and type(quantity) is int
+        and type(order_id) is int
+        and type(client_order_id) is str
+    ):
+        raise FastPathUnavailable
+    return b"".join(
+        (
+            _AMEND_ORDER_HEAD,
+            _fast_int(timestamp_ns),
+            _string_cache.get(account_id) or _fast_cached_str(account_id),
+            _int_cache.get(price) or _fast_cached_int(price),
+            _int_cache.get(quantity) or _fast_cached_int(quantity),
+            _fast_int(order_id),
+            _fast_str(client_order_id),
+        )
+    )
+
+
+FAST_ENCODERS: Final[dict[type[Any], Callable[[Any, int], bytes]]] = {
+    PlaceOrder: _encode_place_order,
+    CancelOrder: _encode_cancel_order,
+    AmendOrder: _encode_amend_order,
+}
+"""Command type -> specialized encoder (command, timestamp_ns) -> payload; raises
+`FastPathUnavailable` for what only the generic path encodes."""
+
+
+def _check_fast_field_orders() -> None:
+    """The fast encoders hard-code the field order: raise if the schema moved under them."""
+    expected = {
+        PlaceOrder: (
+            "account_id symbol side order_type quantity price quote_quantity time_in_force "
+            "post_only self_trade_prevention client_order_id"
+        ),
+        CancelOrder: "account_id order_id client_order_id",
+        AmendOrder: "account_id price quantity order_id client_order_id",
+    }
+    for cls, names in expected.items():
+        if tuple(name for name, _ in COMMAND_SCHEMAS[cls]) != tuple(names.split()):
+            raise RuntimeError(f"fast encoder of {cls.__name__} does not follow its schema")
+
+
+_check_fast_field_orders()
 
 
 # ---------------------------------------------------------------------- decoding

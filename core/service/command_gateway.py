@@ -12,6 +12,11 @@ the WAL in the order of `Sequencer.submit` calls — each call starts its intern
 and tasks first run in creation order — so the gateway numbers its calls and releases
 deliveries by number. A failed batch releases its number without a delivery. The submission
 runs in its own task: a cancelled caller cannot leave a hole in the delivery order.
+
+`submit_one(command)` is the unary calls' way in: the commands of every call that arrives in
+the same event-loop iteration are coalesced into ONE `submit` (one sequencer task, one WAL
+append) scheduled with `call_soon`, and each caller gets its own result. A failure of the
+coalesced batch (a WAL or sequencer failure, nothing acknowledged) is every caller's failure.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Final
 
 from core.engine import ApplyResult, Command
 from core.sequencer import Sequencer
-from core.service.errors import LOGGER, service_error
+from core.service.errors import LOGGER, ServiceError, service_error
 
 ResultsListener = Callable[[Sequence[Command], Sequence[ApplyResult]], None]
 """Called synchronously, in WAL order, with every logged batch and its results."""
@@ -43,6 +48,7 @@ class CommandGateway:
         self._ticket_next = 0
         self._ticket_delivered = 0
         self._finished: dict[int, _Finished] = {}
+        self._coalesced: list[tuple[Command, asyncio.Future[ApplyResult]]] = []
 
     def add_listener(self, listener: ResultsListener) -> None:
         self._listeners.append(listener)
@@ -65,6 +71,23 @@ class CommandGateway:
             raise
         except Exception as error:
             raise service_error(error) from error
+
+    async def submit_one(self, command: Command) -> ApplyResult:
+        """`submit([command])`, coalesced with the other single commands of this loop
+        iteration into one batch (see the module docstring)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[ApplyResult] = loop.create_future()
+        if not self._coalesced:
+            loop.call_soon(self._submit_coalesced)
+        self._coalesced.append((command, future))
+        return await future
+
+    def _submit_coalesced(self) -> None:
+        waiting, self._coalesced = self._coalesced, []
+        task = asyncio.get_running_loop().create_task(
+            self.submit([command for command, _ in waiting])
+        )
+        task.add_done_callback(lambda done: _answer_each(done, waiting))
 
     def _finish(
         self,
@@ -105,6 +128,28 @@ class CommandGateway:
     def pending_count(self) -> int:
         """Batches submitted and not yet delivered."""
         return self._ticket_next - self._ticket_delivered
+
+
+def _answer_each(
+    task: asyncio.Task[list[ApplyResult]],
+    waiting: list[tuple[Command, asyncio.Future[ApplyResult]]],
+) -> None:
+    """Hand each caller of a coalesced batch its result (or the batch's failure)."""
+    error = None if task.cancelled() else task.exception()
+    results = task.result() if not task.cancelled() and error is None else None
+    for index, (_, future) in enumerate(waiting):
+        if future.done():  # the caller was cancelled; its command was still logged
+            continue
+        if results is not None:
+            future.set_result(results[index])
+        elif error is not None:  # a fresh error per caller: each raise grows a traceback
+            future.set_exception(
+                ServiceError(error.reason, error.message, error.metadata)
+                if isinstance(error, ServiceError)
+                else error
+            )
+        else:
+            future.cancel()
 
 
 def _retrieve(future: asyncio.Future[list[ApplyResult]]) -> None:

@@ -33,7 +33,7 @@ class FundingServicer(funding_pb2_grpc.FundingServiceServicer):
         self, command: funding.FundingCommand, *, reference: str, operator_id: str
     ) -> funding_pb2.Transfer:
         runtime = self._runtime
-        (result,) = await runtime.gateway.submit([command])
+        result = await runtime.gateway.submit_one(command)
         transfer = None
         if result.duplicate:
             transfer = runtime.transfers.get(command.account_id, command.transfer_id)

@@ -22,7 +22,7 @@ the model holds (checked by the integration tests against `Engine.order`).
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
 from core.contracts.orders import FillRecord, OrderRecord
@@ -102,6 +102,7 @@ class OrderHistory:
     ) -> None:
         """Apply one batch's results (a CommandGateway listener; called in WAL order)."""
         handlers = self._handlers
+        by_id = self._by_id
         for result in results:
             if result.duplicate:
                 continue
@@ -110,10 +111,11 @@ class OrderHistory:
                 if handler is not None:
                     handler(event)
             outcome = result.outcome
-            if outcome.status is not None and outcome.order_id:
-                record = self._by_id.get(outcome.order_id)
+            status = outcome.status
+            if status is not None and outcome.order_id:
+                record = by_id.get(outcome.order_id)
                 if record is not None:
-                    record.status = outcome.status
+                    record.status = status
 
     def _add(self, record: OrderRecord) -> None:
         account_id = record.account_id
@@ -134,23 +136,23 @@ class OrderHistory:
 
     def _accepted(self, event: OrderAccepted) -> None:
         self._add(
-            OrderRecord(
-                order_id=event.order_id,
-                account_id=event.account_id,
-                client_order_id=event.client_order_id,
-                symbol=event.symbol,
-                side=event.side,
-                order_type=event.order_type,
-                time_in_force=event.time_in_force,
-                post_only=event.post_only,
-                self_trade_prevention=event.self_trade_prevention,
-                price=event.price,
-                quantity=event.quantity,
-                quote_quantity=event.quote_quantity,
-                status=_NEW,
-                remaining_quantity=event.quantity,
-                created_ns=event.timestamp_ns,
-                engine_seq=event.engine_seq,
+            OrderRecord(  # positional: the order of OrderRecord.__init__
+                event.order_id,
+                event.account_id,
+                event.client_order_id,
+                event.symbol,
+                event.side,
+                event.order_type,
+                event.time_in_force,
+                event.post_only,
+                event.self_trade_prevention,
+                event.price,
+                event.quantity,
+                event.quote_quantity,
+                _NEW,
+                event.quantity,
+                event.timestamp_ns,
+                event.engine_seq,
             )
         )
 
@@ -230,6 +232,11 @@ class OrderHistory:
             record.engine_seq = event.engine_seq
 
     # ------------------------------------------------------------------ queries
+
+    @property
+    def records_by_order_id(self) -> Mapping[int, OrderRecord]:
+        """Every record held, by order id, of any account (callers check the account)."""
+        return self._by_id
 
     def order(self, account_id: str, order_id: int) -> OrderRecord | None:
         """One of the account's orders (never another account's)."""

@@ -11,8 +11,10 @@ converted in one pass, submitted as ONE gateway call (one WAL append, one group 
 answered by one response batch, in order. Up to `STREAM_BATCHES_IN_FLIGHT` batches of one
 stream are in flight at once (the next batch is converted and logged while the previous one
 waits for its fsync); responses keep the request order, and so does the WAL. A result's
-order is the summary form (`orders.fill_order_summary`: identity, terms, status and progress
-as the command left it; no timestamps or fee totals, which GetOrder / ListFills give).
+order is the summary form (`orders.fill_order_summary_with_outcome`: identity, terms, status
+and progress as the command left it; no timestamps or fee totals, which GetOrder / ListFills
+give), written in one pass per result. Unary order entry goes through
+`CommandGateway.submit_one`, which coalesces the calls of one event-loop iteration.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from core.contracts.enums import ORDER_STATUS
 from core.contracts.errors import RequestError, rejection_reason
 from core.contracts.markets import balance_message
 from core.contracts.orders import FillRecord, OrderCommand
-from core.engine import AmendOrder, ApplyResult, OrderAmended
+from core.engine import AmendOrder, ApplyResult, OrderAmended, Outcome
 from core.service.errors import ServiceError
 from core.service.identity import Context, caller_account
 from core.service.paging import fill_page
@@ -59,7 +61,7 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
     # ------------------------------------------------------------------ helpers
 
     async def _submit_one(self, command: OrderCommand, metadata: dict[str, str]) -> ApplyResult:
-        (result,) = await self._gateway.submit([command])
+        result = await self._gateway.submit_one(command)
         error = _rejected(result, metadata)
         if error is not None:
             raise error
@@ -335,47 +337,64 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
     ) -> trading_pb2.StreamOrdersResponse:
         results = await submitted if submitted is not None else []
         response = trading_pb2.StreamOrdersResponse(batch_id=batch_id)
-        engine_seq = self._runtime.sequencer.engine_seq
         history = self._history
-        by_account = history.order
-        fills_of = history.fills_of
-        write_order = orders.fill_order_summary
-        write_outcome = orders.write_outcome
+        by_id = history.records_by_order_id
+        write_summary = orders.fill_order_summary_with_outcome
         add_result = response.results.add
         position = 0
         for slot in slots:
             item = add_result()
             if slot is not None:
-                error = item.error
-                error.reason = slot.reason
-                error.message = slot.message
-                error.metadata.update(slot.metadata)
+                _write_request_error(item.error, slot)
                 continue
             result = results[position]
             position += 1
             outcome = result.outcome
             if outcome.reason is not None:
-                error = item.error
-                error.reason = rejection_reason(outcome.reason)
-                error.message = outcome.reason.name
-                if outcome.order_id:
-                    error.metadata["order_id"] = str(outcome.order_id)
+                _write_rejection(item.error, outcome)
                 continue
             cancelled = outcome.cancelled_order_ids
-            order_id = cancelled[-1] if cancelled else outcome.order_id
-            item.cancelled_count = len(cancelled)
-            record = by_account(account_id, order_id) if order_id else None
-            if record is not None:
-                write_order(item.order, record)
-            elif order_id:
-                self._write_order(item.order, account_id, order_id)
-            write_outcome(item.order, outcome)
+            if cancelled:
+                order_id = cancelled[-1]
+                item.cancelled_count = len(cancelled)
+            else:
+                order_id = outcome.order_id
+            if order_id:
+                record = by_id.get(order_id)
+                if record is None or record.account_id != account_id:
+                    record = history.order(account_id, order_id)  # evicted: the engine's view
+                if record is not None:
+                    write_summary(item.order, record, outcome)
+                else:
+                    self._write_order(item.order, account_id, order_id)
+                    orders.write_outcome(item.order, outcome)
+            else:
+                orders.write_outcome(item.order, outcome)
             if len(result.events) > 2 or result.duplicate:
-                self._add_fills(fills_of(account_id, result), item.fills)
-        if results:
-            engine_seq = max(result.outcome.engine_seq for result in results)
-        response.engine_seq = engine_seq
+                self._add_fills(history.fills_of(account_id, result), item.fills)
+        response.engine_seq = (
+            max(result.outcome.engine_seq for result in results)
+            if results
+            else self._runtime.sequencer.engine_seq
+        )
         return response
+
+
+def _write_request_error(error: errors_pb2.CommandError, refused: RequestError) -> None:
+    error.reason = refused.reason
+    error.message = refused.message
+    if refused.field:
+        error.metadata["field"] = refused.field
+
+
+def _write_rejection(error: errors_pb2.CommandError, outcome: Outcome) -> None:
+    reason = outcome.reason
+    if reason is None:
+        return
+    error.reason = rejection_reason(reason)
+    error.message = reason.name
+    if outcome.order_id:
+        error.metadata["order_id"] = str(outcome.order_id)
 
 
 async def _raise(error: Exception) -> trading_pb2.StreamOrdersResponse:
