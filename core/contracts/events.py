@@ -55,6 +55,7 @@ from core.contracts.enums import (
     SIDE,
     TIME_IN_FORCE,
 )
+from core.contracts.markets import market_spec_message
 from core.engine import (
     AdjustBalance,
     AmendOrder,
@@ -163,26 +164,6 @@ def market_specs_of(engine: Engine) -> MarketSpecLookup:
         return None if view is None else view.spec
 
     return lookup
-
-
-def market_to_proto(spec: MarketSpec, mode: MarketMode) -> types_pb2.Market:
-    return types_pb2.Market(
-        symbol=spec.symbol,
-        base_asset=spec.base_asset,
-        quote_asset=spec.quote_asset,
-        base_scale=spec.base_scale,
-        quote_scale=spec.quote_scale,
-        price_tick=spec.price_tick,
-        lot_step=spec.lot_step,
-        min_quantity=spec.min_quantity,
-        max_quantity=spec.max_quantity,
-        min_notional=spec.min_notional,
-        price_band_bps=spec.price_band_bps,
-        maker_fee_ppm=spec.maker_fee_ppm,
-        taker_fee_ppm=spec.taker_fee_ppm,
-        reference_price=spec.reference_price,
-        mode=_MARKET_MODES[mode],
-    )
 
 
 class _CommandFacts:
@@ -399,7 +380,7 @@ def _market_created(
     event: MarketCreated, _facts: _CommandFacts, _market_spec: MarketSpecLookup | None
 ) -> tuple[str, Message]:
     return "market_created", core_events_pb2.MarketCreated(
-        market=market_to_proto(event.spec, MarketMode.NORMAL)
+        market=market_spec_message(event.spec, MarketMode.NORMAL)
     )
 
 

@@ -76,8 +76,10 @@ def set_market_mode(request: core_admin_pb2.SetMarketModeRequest) -> SetMarketMo
     return SetMarketMode(symbol=validation.symbol(request.symbol), mode=market_mode(request.mode))
 
 
-def market_message(view: MarketView) -> types_pb2.Market:
-    spec = view.spec
+def market_spec_message(
+    spec: MarketSpec, mode: MarketMode, *, reference_price: int | None = None
+) -> types_pb2.Market:
+    """A market's rules as the contract's `Market`; `reference_price` defaults to the spec's."""
     return types_pb2.Market(
         symbol=spec.symbol,
         base_asset=spec.base_asset,
@@ -92,9 +94,13 @@ def market_message(view: MarketView) -> types_pb2.Market:
         price_band_bps=spec.price_band_bps,
         maker_fee_ppm=spec.maker_fee_ppm,
         taker_fee_ppm=spec.taker_fee_ppm,
-        reference_price=view.reference_price,
-        mode=MARKET_MODE.to_proto(view.mode),  # type: ignore[arg-type]
+        reference_price=spec.reference_price if reference_price is None else reference_price,
+        mode=MARKET_MODE.to_proto(mode),  # type: ignore[arg-type]
     )
+
+
+def market_message(view: MarketView) -> types_pb2.Market:
+    return market_spec_message(view.spec, view.mode, reference_price=view.reference_price)
 
 
 def balance_message(view: BalanceView) -> types_pb2.Balance:
