@@ -5,7 +5,6 @@ REST call through Envoy reaches a gRPC server with amounts intact."""
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import subprocess
 import time
@@ -21,23 +20,11 @@ from exchange.common.v1 import types_pb2
 from exchange.marketdata.v1 import marketdata_pb2, marketdata_pb2_grpc
 from google.protobuf import descriptor_pb2
 
-from tests.paths import GEN_ROOT, REPO_ROOT
+from infra.local.envoy import envoy_binary, validate_config
+from infra.local.ports import free_port
+from tests.paths import GEN_ROOT
 
 DESCRIPTOR_PATH = GEN_ROOT / "descriptors" / "exchange.binpb"
-
-
-def _envoy() -> str:
-    found = shutil.which("envoy") or str(REPO_ROOT / ".venv" / "bin" / "envoy")
-    if not Path(found).exists():
-        pytest.fail("envoy is not installed: run infra/bootstrap.sh")
-    return found
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _service_names() -> list[str]:
@@ -111,13 +98,7 @@ def _config(services: list[str], *, listen_port: int, upstream_port: int) -> dic
 def _validate(config: dict[str, Any], tmp_path: Path) -> subprocess.CompletedProcess[str]:
     config_path = tmp_path / "envoy.json"
     config_path.write_text(json.dumps(config))
-    return subprocess.run(
-        [_envoy(), "--mode", "validate", "-c", str(config_path), "--log-level", "error"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    return validate_config(config_path)
 
 
 def test_descriptor_set_holds_every_service() -> None:
@@ -172,7 +153,7 @@ def transcoding_edge(tmp_path: Path) -> Iterator[int]:
     )
     upstream_port = server.add_insecure_port("127.0.0.1:0")
     server.start()
-    listen_port = _free_port()
+    listen_port = free_port()
     config_path = tmp_path / "envoy.json"
     config_path.write_text(
         json.dumps(
@@ -184,7 +165,15 @@ def transcoding_edge(tmp_path: Path) -> Iterator[int]:
         )
     )
     envoy = subprocess.Popen(
-        [_envoy(), "-c", str(config_path), "--log-level", "error", "--base-id", str(listen_port)],
+        [
+            envoy_binary(),
+            "-c",
+            str(config_path),
+            "--log-level",
+            "error",
+            "--base-id",
+            str(listen_port),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
