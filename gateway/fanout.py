@@ -23,12 +23,13 @@ import logging
 import re
 import socket
 from collections import deque
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSMsgType, web
 from exchange.common.v1 import errors_pb2
+from exchange.marketdata.v1 import types_pb2 as marketdata_types_pb2
 from exchange.websocket.v1 import websocket_pb2
 from google.protobuf import json_format
 
@@ -99,6 +100,12 @@ class OutboundQueue:
         self._entries.append(text)
         self.high_water = max(self.high_water, len(self._entries))
         return True
+
+    def push_snapshot(self, key: str, text: str) -> bool:
+        """Appends a book snapshot; later diffs of `key` queue after it (a diff still
+        pending from before stays ahead of it: applying it, then the snapshot, is exact)."""
+        self._pending.pop(key, None)
+        return self.push(text)
 
     def push_latest(self, key: str, text: str) -> None:
         """Replaces a pending message of `key`, or appends one (one per key at most)."""
@@ -268,6 +275,10 @@ class Connection:
                 )
             else:
                 raise EdgeError("FIELD_INVALID", "empty ClientMessage")
+            if kind == "subscribe":
+                self.reply(answer)
+                self._send_book_snapshots(answer.subscribed.channels)
+                return
         except EdgeError as error:
             answer.error.reason = _reason_value(error.reason)
             answer.error.message = str(error)
@@ -279,6 +290,25 @@ class Connection:
             self._end(websocket_pb2.CLOSE_CODE_AUTHENTICATION_FAILED, error.reason)
             return
         self.reply(answer)
+
+    def _send_book_snapshots(self, channels: Iterable[str]) -> None:
+        """A `bookSnapshot` right after the `subscribed` reply, for each book channel whose
+        market the hub knows: diffs published later continue from its seq."""
+        provider = self._hub.book_snapshot
+        if provider is None:
+            return
+        for channel in channels:
+            if not channel.startswith("book:") or self.closed:
+                continue
+            book = provider(channel.removeprefix("book:"))
+            if book is None:
+                continue
+            message = websocket_pb2.ServerMessage(channel=channel)
+            message.book_snapshot.book.CopyFrom(book)
+            if not self.queue.push_snapshot(channel, to_json(message)):
+                self.close_slow()
+                return
+            self._wake.set()
 
     def _subscribe(self, channels: Iterable[str]) -> list[str]:
         names = list(channels)
@@ -341,6 +371,8 @@ class Hub:
 
     limits: FanoutLimits = field(default_factory=FanoutLimits)
     stats: FanoutStats = field(default_factory=FanoutStats)
+    # symbol -> the book a `book:<symbol>` subscription starts from (None: unknown market).
+    book_snapshot: Callable[[str], marketdata_types_pb2.OrderBook | None] | None = None
     _subscribers: dict[str, set[Connection]] = field(default_factory=dict)
     _connections: set[Connection] = field(default_factory=set)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
