@@ -11,7 +11,10 @@ Order of the checks (each failure its own reason, docs/api/authentication.md):
     X-RateLimit-*); every authenticated request counts;
  6. the key has the route's permission (PERMISSION_DENIED / OPERATOR_REQUIRED, 403);
  7. REST only: the body and query fit the RPC's request type (FIELD_INVALID, 400);
- 8. POST/DELETE over REST carry an Idempotency-Key (IDEMPOTENCY_KEY_MISSING, 400), and a
+ 8. POST/DELETE over REST carry an Idempotency-Key (IDEMPOTENCY_KEY_MISSING, 400); a
+    `request_id` in the body or query must equal it (ADR 0006; FIELD_INVALID naming
+    `request_id`, 400: the transcoder cannot copy a header into the message, so the client
+    sends both and the gateway holds them to agree); and a
     key already bound to another request of the account is refused
     (IDEMPOTENCY_KEY_REUSED, 409). The binding lives in Redis for EDGE_IDEMPOTENCY_TTL_SEC,
     so it survives a restart of the gateway.
@@ -103,9 +106,10 @@ class Authorizer:
         )
         self._authorize(key, request.access)
         if not request.grpc:
-            self._validator.validate(
+            validated = self._validator.validate_request(
                 method=request.method, target=request.target, body=request.body
             )
+            _check_request_id_agrees(request, validated.request_id)
         upstream = self._identity(key, request.access)
         idempotency_key = await self._bind_idempotency_key(key, request)
         if idempotency_key:
@@ -266,3 +270,16 @@ def _grpc_message(body: bytes) -> bytes:
     if length != len(body) - _GRPC_FRAME_HEADER_BYTES:
         raise EdgeError("FIELD_INVALID", "a unary gRPC call carries exactly one message")
     return body[_GRPC_FRAME_HEADER_BYTES:]
+
+
+def _check_request_id_agrees(request: CheckRequest, request_id: str) -> None:
+    """ADR 0006: a REST mutation's `request_id` and its Idempotency-Key must be the same."""
+    if request.method not in _IDEMPOTENT_METHODS or not request_id:
+        return
+    header = request.headers.get("idempotency-key", "").strip()
+    if header and header != request_id:
+        raise EdgeError(
+            "FIELD_INVALID",
+            "request_id must equal the Idempotency-Key header",
+            {"field": "request_id"},
+        )

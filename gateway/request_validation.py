@@ -37,6 +37,13 @@ class _Route:
     rpc: Rpc
 
 
+@dataclass(frozen=True)
+class ValidatedRequest:
+    rpc: Rpc
+    # The request's `request_id` (body or query), "" when absent or not a field of it.
+    request_id: str = ""
+
+
 class RestRequestValidator:
     """Finds a REST request's RPC and checks its body and query against the request type."""
 
@@ -58,22 +65,33 @@ class RestRequestValidator:
 
     def validate(self, *, method: str, target: str, body: bytes) -> Rpc:
         """The RPC of `method target` after checking `body` and the query; FIELD_INVALID else."""
+        return self.validate_request(method=method, target=target, body=body).rpc
+
+    def validate_request(self, *, method: str, target: str, body: bytes) -> ValidatedRequest:
+        """`validate`, also returning the request's `request_id` (ADR 0006: it must agree
+        with the Idempotency-Key header)."""
         split = urlsplit(target)
         found = self.find(method, split.path)
         if found is None:
             raise EdgeError("FIELD_INVALID", f"no API has {method} {split.path}")
         rpc, binding = found
         request_type = self._pool.FindMessageTypeByName(rpc.input_type)
-        for name, _value in parse_qsl(split.query, keep_blank_values=True):
+        request_id = ""
+        for name, value in parse_qsl(split.query, keep_blank_values=True):
             if not _has_field_path(request_type, name):
                 raise EdgeError(
                     "FIELD_INVALID", f"unknown query parameter {name!r}", {"field": name}
                 )
+            if name in {"request_id", "requestId"}:
+                request_id = value
         if binding.body == "*":
-            _parse_body(GetMessageClass(request_type)(), body)
+            parsed = GetMessageClass(request_type)()
+            _parse_body(parsed, body)
+            if "request_id" in request_type.fields_by_name:
+                request_id = getattr(parsed, "request_id", "") or request_id
         elif body.strip():
             raise EdgeError("FIELD_INVALID", f"{method} {binding.template} takes no body")
-        return rpc
+        return ValidatedRequest(rpc=rpc, request_id=request_id)
 
 
 def _has_field_path(message_type: descriptor.Descriptor, dotted: str) -> bool:

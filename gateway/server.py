@@ -11,12 +11,14 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import grpc
 from aiohttp import web
 from exchange.apikey.v1 import apikey_pb2_grpc
+from exchange.marketdata.v1 import marketdata_pb2_grpc
+from exchange.marketdata.v1 import types_pb2 as marketdata_types_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from redis.asyncio import Redis
 
@@ -25,6 +27,9 @@ from gateway.api_keys import ApiKeyStore
 from gateway.authorization import Authorizer
 from gateway.fanout import FanoutLimits, Hub
 from gateway.http_app import build_http_app
+from gateway.market_data.consumer import ConsumerOptions, EventLogConsumer
+from gateway.market_data.projection import MarketDataProjection
+from gateway.market_data.service import DEPTH_MAX, MarketDataService
 from gateway.request_validation import RestRequestValidator
 from gateway.settings import GatewaySettings
 
@@ -41,6 +46,24 @@ class RunningGateway:
     grpc_port: int
     # The fan-out; the event consumers publish into it.
     hub: Hub
+    projection: MarketDataProjection
+    # None without a broker (EDGE_BROKER unset).
+    consumer: EventLogConsumer | None
+
+
+def book_snapshots(
+    projection: MarketDataProjection,
+) -> Callable[[str], marketdata_types_pb2.OrderBook]:
+    """What a `book:<SYMBOL>` subscription starts from: the projected book (up to 1,000
+    levels a side), or an empty book at seq 0 for a market not listed (yet)."""
+
+    def snapshot(symbol: str) -> marketdata_types_pb2.OrderBook:
+        book = projection.book(symbol)
+        if book is None:
+            return marketdata_types_pb2.OrderBook(symbol=symbol, seq=0)
+        return book.snapshot(DEPTH_MAX)
+
+    return snapshot
 
 
 @contextlib.asynccontextmanager
@@ -58,24 +81,61 @@ async def running_gateway(
         validator=RestRequestValidator(),
         clock_ms=wall_clock_ms,
     )
-    hub = Hub(limits=fanout_limits or FanoutLimits())
+    projection = MarketDataProjection()
+    hub = Hub(limits=fanout_limits or FanoutLimits(), book_snapshot=book_snapshots(projection))
+    # Tickers are stored as protobuf bytes: a client that does not decode responses.
+    market_redis = Redis.from_url(settings.redis_url, decode_responses=False)
+    market_data = MarketDataService(
+        projection, market_redis, history_address=settings.market_history_address
+    )
+    consumer: EventLogConsumer | None = None
+    consumer_task: asyncio.Task[None] | None = None
+    if settings.broker:
+        consumer = EventLogConsumer(ConsumerOptions(settings.broker), projection, hub)
+        consumer_task = asyncio.create_task(_run_consumer(consumer))
     runner = web.AppRunner(build_http_app(authorizer, hub), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.http_host, settings.http_port)
     await site.start()
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])  # no silent port sharing
     apikey_pb2_grpc.add_ApiKeyServiceServicer_to_server(ApiKeyService(keys), server)
+    marketdata_pb2_grpc.add_MarketDataServiceServicer_to_server(market_data, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     grpc_port = server.add_insecure_port(f"{settings.http_host}:{settings.grpc_port}")
     await server.start()
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     try:
-        yield RunningGateway(http_port=settings.http_port, grpc_port=grpc_port, hub=hub)
+        yield RunningGateway(
+            http_port=settings.http_port,
+            grpc_port=grpc_port,
+            hub=hub,
+            projection=projection,
+            consumer=consumer,
+        )
     finally:
+        if consumer_task is not None:
+            consumer_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await consumer_task
         await server.stop(grace=1)
         await runner.cleanup()
+        await market_data.close()
+        await market_redis.aclose()
         await redis.aclose()
+
+
+async def _run_consumer(consumer: EventLogConsumer) -> None:
+    """Runs the event-log consumer for the gateway's life; a failure is logged and the
+    consumer restarted after a pause (the projection dedupes what is read again)."""
+    while True:
+        try:
+            await consumer.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - any failure: log, pause, read again
+            _LOG.exception("market data consumer failed; restarting in 1 s")
+        await asyncio.sleep(1.0)
 
 
 async def serve(settings: GatewaySettings) -> None:

@@ -40,6 +40,11 @@ class GatewaySettings:
     http_host: str = "127.0.0.1"
     http_port: int = 8081
     grpc_port: int = 50053
+    # Kafka-API bootstrap servers of the event log; empty: no market data is projected.
+    broker: str = ""
+    # The market history service (streaming/: ListCandles, older trades); empty: those
+    # calls answer UNAVAILABLE DEPENDENCY_UNAVAILABLE.
+    market_history_address: str = ""
 
     def __post_init__(self) -> None:
         if self.auth_skew_seconds <= 0 or self.rate_limit_per_minute <= 0:
@@ -70,6 +75,8 @@ class GatewaySettings:
             http_host=env.get("EDGE_HTTP_HOST", defaults.http_host),
             http_port=int(env.get("EDGE_HTTP_PORT", defaults.http_port)),
             grpc_port=int(env.get("EDGE_GRPC_PORT", defaults.grpc_port)),
+            broker=env.get("EDGE_BROKER", ""),
+            market_history_address=env.get("EDGE_MARKET_HISTORY_ADDRESS", ""),
         )
 
 

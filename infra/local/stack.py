@@ -298,6 +298,8 @@ def components(ports: Ports, var: Path) -> list[Component]:
                 "EDGE_HTTP_PORT": str(ports.gateway_http),
                 "EDGE_GRPC_PORT": str(ports.gateway_grpc),
                 "EDGE_API_KEY_MASTER_SECRET": _master_secret(var),
+                # Market data and the WebSocket channels from the core's event log.
+                "EDGE_BROKER": f"127.0.0.1:{ports.broker}",
             },
         ),
         Component(

@@ -62,6 +62,23 @@ def test_signed_rest_order_is_placed_and_cancelled(edge: Edge) -> None:
     assert cancelled.json()["order"]["status"] == "ORDER_STATUS_CANCELLED"
 
 
+def test_a_request_id_must_agree_with_the_idempotency_key(
+    edge: Edge, standin_core: tuple[StandInCore, int]
+) -> None:
+    """ADR 0006: the transcoder cannot copy the header into the message, so a REST
+    mutation's request_id and its Idempotency-Key must be equal; a mismatch stops at the
+    gateway."""
+    before = _calls(standin_core)
+    path = "/v1/orders/12345?request_id=cancel-a"
+    refused = edge.signed("DELETE", path, key=ALICE, idempotency_key="cancel-b")
+    assert (refused.status, refused.reason) == (400, "FIELD_INVALID")
+    assert refused.json()["details"][0]["metadata"] == {"field": "request_id"}
+    assert _calls(standin_core) == before
+    agreed = edge.signed("DELETE", path, key=ALICE, idempotency_key="cancel-a")
+    assert agreed.reason != "FIELD_INVALID", agreed.body
+    assert _calls(standin_core) == before + 1
+
+
 def test_identity_headers_from_the_client_never_reach_the_core(
     edge: Edge, standin_core: tuple[StandInCore, int]
 ) -> None:
@@ -88,8 +105,10 @@ def test_identity_headers_from_the_client_never_reach_the_core(
 
 def test_public_market_data_needs_no_key_and_private_routes_do(edge: Edge) -> None:
     public = edge.request("GET", "/v1/markets/BTC-USDT/orderbook")
-    # Reaches the gateway's gRPC side unauthenticated (MarketDataService is not served yet).
-    assert (public.status, public.json()["code"]) == (501, 12)
+    # Reaches the gateway's MarketDataService unauthenticated; this gateway reads no event
+    # log (no EDGE_BROKER), so it knows no market (see test_market_data_through_envoy.py).
+    assert (public.status, public.reason) == (404, "SYMBOL_UNKNOWN")
+    assert edge.request("GET", "/v1/markets").json() == {}  # no markets (empty list omitted)
     private = edge.request("GET", "/v1/account/balances")
     assert (private.status, private.reason) == (401, "API_KEY_MISSING")
 
