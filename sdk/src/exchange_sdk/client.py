@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from types import TracebackType
@@ -87,11 +88,9 @@ class Client:
         catalog: MarketCatalog | None = None,
         transport: Transport | None = None,
     ) -> None:
-        self.catalog = catalog if catalog is not None else MarketCatalog(markets)
-        for market in markets if catalog is not None else ():
-            self.catalog.add_market(market)
+        self.catalog = protocol.catalog_of(markets, catalog)
         self.timeout_seconds = timeout_seconds
-        credentials = None if api_key is None else ApiCredentials(api_key, api_secret or "")
+        credentials = ApiCredentials.of(api_key, api_secret)
         self._grpc: GrpcTransport | None = None
         if transport is None:
             self._grpc = GrpcTransport(
@@ -393,7 +392,7 @@ class OrderStream:
                 retryable = isinstance(error, UnavailableError)
                 if not retryable or attempt >= self._client.retry.attempts_max:
                     raise error
-                threading.Event().wait(self._client.retry.backoff_seconds(attempt))
+                time.sleep(self._client.retry.backoff_seconds(attempt))
 
     def close(self) -> None:
         with self._lock:

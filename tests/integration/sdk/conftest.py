@@ -20,6 +20,7 @@ from tests.integration.edge.harness import (
     ALICE,
     BOB,
     READER,
+    STATIC_KEYS,
     Edge,
     GatewayProcess,
     edge_parameters,
@@ -29,6 +30,9 @@ from tests.integration.edge.harness import (
 # Whole units: 1,000,000 USDT, 10 BTC, 100 ETH for each trader.
 FUNDS = (("USDT", 1_000_000 * 10**6), ("BTC", 10 * 10**8), ("ETH", 100 * 10**8))
 MARKET_SPECS = tuple(MarketSpec.from_proto(market) for market in MARKETS)
+# A trader who may also withdraw (the harness's static keys trade only).
+CAROL = ("carol", "carol-secret", "acct-carol")
+KEYS = f"{STATIC_KEYS},{CAROL[0]}:{CAROL[1]}:{CAROL[2]}:READ+TRADE+WITHDRAW"
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,7 @@ class SdkEdge:
 
 async def _fund(core_address: str) -> None:
     async with aio.insecure_channel(core_address) as channel:
-        for account in (ALICE[2], BOB[2], READER[2]):
+        for account in (ALICE[2], BOB[2], READER[2], CAROL[2]):
             for asset, amount in FUNDS:
                 await deposit(channel, account, asset, amount)
 
@@ -72,7 +76,9 @@ def sdk_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SdkEdge]:
     ):
         list_reference_data(core.address)
         asyncio.run(_fund(core.address))
-        gateway = GatewayProcess(redis_url=redis.url, log=gateway_log)
+        gateway = GatewayProcess(
+            redis_url=redis.url, log=gateway_log, environment={"EDGE_API_SECRETS": KEYS}
+        )
         gateway.start()
         core_port = int(core.address.rsplit(":", 1)[1])
         parameters = edge_parameters(
