@@ -113,6 +113,19 @@ def _call(
     return response
 
 
+def catalog_of(markets: Iterable[MarketSpec], catalog: MarketCatalog | None) -> MarketCatalog:
+    """The clients' catalog: the one given (with `markets` added), else a new one."""
+    chosen = catalog if catalog is not None else MarketCatalog()
+    for market in markets:
+        chosen.add_market(market)
+    return chosen
+
+
+def _market_data(method: str, request: Message, response_type: type[ResponseT]) -> Step[ResponseT]:
+    """A public MarketDataService call (not signed: market data is open to everyone)."""
+    return (yield from _call(_MARKET_DATA + method, request, response_type, signed=False))
+
+
 class MarketCatalog:
     """The market specs and asset scales conversions need, fetched once and cached.
 
@@ -159,11 +172,10 @@ class MarketCatalog:
         known = self._markets.get(symbol)
         if known is not None:
             return known
-        response = yield from _call(
-            _MARKET_DATA + "GetMarket",
+        response = yield from _market_data(
+            "GetMarket",
             marketdata_pb2.GetMarketRequest(symbol=symbol),
             marketdata_pb2.GetMarketResponse,
-            signed=False,
         )
         return self.add_market(MarketSpec.from_proto(response.market))
 
@@ -177,11 +189,10 @@ class MarketCatalog:
         known = self._scales.get(asset)
         if known is not None:
             return known
-        response = yield from _call(
-            _MARKET_DATA + "ListAssets",
+        response = yield from _market_data(
+            "ListAssets",
             marketdata_pb2.ListAssetsRequest(),
             marketdata_pb2.ListAssetsResponse,
-            signed=False,
         )
         for listed in response.assets:
             self._scales[listed.asset] = listed.scale
@@ -201,11 +212,10 @@ class MarketCatalog:
 
 
 def list_assets(catalog: MarketCatalog) -> Step[tuple[Asset, ...]]:
-    response = yield from _call(
-        _MARKET_DATA + "ListAssets",
+    response = yield from _market_data(
+        "ListAssets",
         marketdata_pb2.ListAssetsRequest(),
         marketdata_pb2.ListAssetsResponse,
-        signed=False,
     )
     assets = tuple(Asset.from_proto(asset) for asset in response.assets)
     for asset in assets:
@@ -214,11 +224,10 @@ def list_assets(catalog: MarketCatalog) -> Step[tuple[Asset, ...]]:
 
 
 def list_markets(catalog: MarketCatalog) -> Step[tuple[MarketSpec, ...]]:
-    response = yield from _call(
-        _MARKET_DATA + "ListMarkets",
+    response = yield from _market_data(
+        "ListMarkets",
         marketdata_pb2.ListMarketsRequest(),
         marketdata_pb2.ListMarketsResponse,
-        signed=False,
     )
     return tuple(catalog.add_market(MarketSpec.from_proto(m)) for m in response.markets)
 
@@ -226,22 +235,20 @@ def list_markets(catalog: MarketCatalog) -> Step[tuple[MarketSpec, ...]]:
 def get_market(catalog: MarketCatalog, symbol: str, *, refresh: bool) -> Step[MarketSpec]:
     if not refresh:
         return (yield from catalog.market(symbol))
-    response = yield from _call(
-        _MARKET_DATA + "GetMarket",
+    response = yield from _market_data(
+        "GetMarket",
         marketdata_pb2.GetMarketRequest(symbol=symbol),
         marketdata_pb2.GetMarketResponse,
-        signed=False,
     )
     return catalog.add_market(MarketSpec.from_proto(response.market))
 
 
 def get_order_book(catalog: MarketCatalog, symbol: str, *, depth: int) -> Step[OrderBook]:
     market = yield from catalog.market(symbol)
-    response = yield from _call(
-        _MARKET_DATA + "GetOrderBook",
+    response = yield from _market_data(
+        "GetOrderBook",
         marketdata_pb2.GetOrderBookRequest(symbol=symbol, depth=depth),
         marketdata_pb2.GetOrderBookResponse,
-        signed=False,
     )
     return OrderBook.from_proto(response.book, market)
 
@@ -250,11 +257,10 @@ def list_trades(
     catalog: MarketCatalog, symbol: str, *, page_size: int, page_token: str
 ) -> Step[Page[PublicTrade]]:
     market = yield from catalog.market(symbol)
-    response = yield from _call(
-        _MARKET_DATA + "ListTrades",
+    response = yield from _market_data(
+        "ListTrades",
         marketdata_pb2.ListTradesRequest(symbol=symbol, page_size=page_size, page_token=page_token),
         marketdata_pb2.ListTradesResponse,
-        signed=False,
     )
     trades = tuple(PublicTrade.from_proto(trade, market) for trade in response.trades)
     return Page(trades, response.next_page_token)
@@ -275,29 +281,25 @@ def list_candles(
         request.start_time.FromDatetime(start_time)
     if end_time is not None:
         request.end_time.FromDatetime(end_time)
-    response = yield from _call(
-        _MARKET_DATA + "ListCandles", request, marketdata_pb2.ListCandlesResponse, signed=False
-    )
+    response = yield from _market_data("ListCandles", request, marketdata_pb2.ListCandlesResponse)
     return tuple(Candle.from_proto(candle, market) for candle in response.candles)
 
 
 def get_ticker(catalog: MarketCatalog, symbol: str) -> Step[Ticker]:
     market = yield from catalog.market(symbol)
-    response = yield from _call(
-        _MARKET_DATA + "GetTicker",
+    response = yield from _market_data(
+        "GetTicker",
         marketdata_pb2.GetTickerRequest(symbol=symbol),
         marketdata_pb2.GetTickerResponse,
-        signed=False,
     )
     return Ticker.from_proto(response.ticker, market)
 
 
 def list_tickers(catalog: MarketCatalog) -> Step[tuple[Ticker, ...]]:
-    response = yield from _call(
-        _MARKET_DATA + "ListTickers",
+    response = yield from _market_data(
+        "ListTickers",
         marketdata_pb2.ListTickersRequest(),
         marketdata_pb2.ListTickersResponse,
-        signed=False,
     )
     markets = yield from catalog.markets_of(ticker.symbol for ticker in response.tickers)
     return tuple(Ticker.from_proto(ticker, markets[ticker.symbol]) for ticker in response.tickers)

@@ -84,11 +84,9 @@ class AsyncClient:
         catalog: MarketCatalog | None = None,
         transport: AsyncTransport | None = None,
     ) -> None:
-        self.catalog = catalog if catalog is not None else MarketCatalog(markets)
-        for market in markets if catalog is not None else ():
-            self.catalog.add_market(market)
+        self.catalog = protocol.catalog_of(markets, catalog)
         self.timeout_seconds = timeout_seconds
-        credentials = None if api_key is None else ApiCredentials(api_key, api_secret or "")
+        credentials = ApiCredentials.of(api_key, api_secret)
         self._grpc: AsyncGrpcTransport | None = None
         if transport is None:
             self._grpc = AsyncGrpcTransport(

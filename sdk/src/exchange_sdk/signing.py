@@ -56,6 +56,11 @@ class ApiCredentials:
     def __repr__(self) -> str:
         return f"ApiCredentials(key_id={self.key_id!r}, secret=***)"
 
+    @classmethod
+    def of(cls, key_id: str | None, secret: str | None) -> ApiCredentials | None:
+        """Credentials when a key id is given (public market data needs none)."""
+        return None if key_id is None else cls(key_id, secret or "")
+
 
 @dataclass(frozen=True)
 class WebSocketAuthentication:
