@@ -1,16 +1,17 @@
 """A minimal signed REST client for the Envoy edge (docs/api/authentication.md): what the
-local exchange's smoke check and its test use to act as a demo trader."""
+local exchange's smoke check and its test use to act as a demo trader. It signs with the
+SDK's signer (exchange_sdk.signing), so the stack's smoke check exercises the same code
+traders use."""
 
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.signing import rest_headers
+from exchange_sdk.signing import ApiCredentials, RequestSigner
 
 
 @dataclass(frozen=True)
@@ -41,17 +42,8 @@ def signed_request(
 ) -> RestAnswer:
     """One REST request signed with `key` (X-API-KEY, X-TS, X-SIGNATURE over the body)."""
     raw = b"" if body is None else json.dumps(body).encode()
-    headers = {
-        "content-type": "application/json",
-        **rest_headers(
-            key_id=key.key_id,
-            secret=key.secret,
-            method=method,
-            path=path,
-            timestamp_ms=time.time_ns() // 1_000_000,
-            body=raw,
-        ),
-    }
+    signer = RequestSigner(ApiCredentials(key.key_id, key.secret))
+    headers = {"content-type": "application/json", **signer.rest_headers(method, path, raw)}
     if idempotency_key is not None:
         headers["Idempotency-Key"] = idempotency_key
     request = urllib.request.Request(  # noqa: S310 - loopback http
