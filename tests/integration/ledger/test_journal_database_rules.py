@@ -162,6 +162,14 @@ def _copy_postings(connection: psycopg.Connection[tuple[object, ...]], rows: str
         copy.write(rows)
 
 
+def _two_legs(entries: list[int], credited: int, debited: int, short_entry: int = 0) -> str:
+    """COPY rows: +5 / -5 per entry (-4 for `short_entry`: unbalanced)."""
+    return "".join(
+        f"{entry}\t0\t{credited}\t5\n{entry}\t1\t{debited}\t{-4 if entry == short_entry else -5}\n"
+        for entry in entries
+    )
+
+
 def test_completeness_is_checked_per_statement_for_every_entry_of_a_batch(
     ledger_database: LedgerDatabase,
 ) -> None:
@@ -170,12 +178,7 @@ def test_completeness_is_checked_per_statement_for_every_entry_of_a_batch(
     with ledger_database.service_connection() as connection:
         usdt_a, usdt_b, _ = _accounts(connection)
         entries = _entries(connection, 50)
-        with connection.cursor().copy(
-            "COPY postings (entry_id, leg, account_id, amount) FROM STDIN"
-        ) as copy:
-            for entry in entries[:-1]:
-                copy.write_row((entry, 0, usdt_a, 5))
-                copy.write_row((entry, 1, usdt_b, -5))
+        _copy_postings(connection, _two_legs(entries[:-1], usdt_a, usdt_b))
         with pytest.raises(psycopg.Error, match=f"entry {entries[-1]} was committed without"):
             connection.commit()
     assert ledger_database.count("journal_entries") == 0
@@ -188,12 +191,7 @@ def test_a_complete_batch_commits_and_leaves_no_pending_check(
     with ledger_database.service_connection() as connection:
         usdt_a, usdt_b, _ = _accounts(connection)
         entries = _entries(connection, 50)
-        with connection.cursor().copy(
-            "COPY postings (entry_id, leg, account_id, amount) FROM STDIN"
-        ) as copy:
-            for entry in entries:
-                copy.write_row((entry, 0, usdt_a, 5))
-                copy.write_row((entry, 1, usdt_b, -5))
+        _copy_postings(connection, _two_legs(entries, usdt_a, usdt_b))
         connection.commit()
     assert ledger_database.count("postings") == 100
     assert ledger_database.count("entry_completeness_checks") == 0
@@ -205,10 +203,7 @@ def test_an_unbalanced_entry_in_a_copied_batch_refuses_the_whole_statement(
     with ledger_database.service_connection() as connection:
         usdt_a, usdt_b, _ = _accounts(connection)
         entries = _entries(connection, 20)
-        rows = "".join(
-            f"{entry}\t0\t{usdt_a}\t5\n{entry}\t1\t{usdt_b}\t{-4 if entry == entries[7] else -5}\n"
-            for entry in entries
-        )
+        rows = _two_legs(entries, usdt_a, usdt_b, short_entry=entries[7])
         with pytest.raises(psycopg.Error, match=f"entry {entries[7]} does not balance in USDT"):
             _copy_postings(connection, rows)
     assert ledger_database.count("postings") == 0
