@@ -12,7 +12,6 @@ the database, which checks them again):
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum
@@ -94,23 +93,24 @@ def balanced_postings(legs: list[tuple[AccountKey, int]]) -> tuple[Posting, ...]
     """Merge legs per account, drop zero legs, and refuse anything that does not balance.
 
     Order is kept (first appearance of each account), so the same legs always give the same
-    postings.
+    postings. (On the settlement hot path: plain dicts and one pass per loop.)
     """
     merged: dict[AccountKey, int] = {}
     for account, amount in legs:
         if type(amount) is not int:
             raise LedgerError(Reason.FIELD_INVALID, f"amount must be an int, got {amount!r}")
         merged[account] = merged.get(account, 0) + amount
-    totals: defaultdict[str, int] = defaultdict(int)
+    totals: dict[str, int] = {}
     postings: list[Posting] = []
     for account, amount in merged.items():
         if not INT64_MIN <= amount <= INT64_MAX:
             raise LedgerError(Reason.AMOUNT_OUT_OF_RANGE, f"{account}: {amount} exceeds int64")
-        totals[account.asset] += amount
+        asset = account[1]
+        totals[asset] = totals.get(asset, 0) + amount
         if amount != 0:
             postings.append(Posting(account, amount))
-    unbalanced = {asset: total for asset, total in totals.items() if total != 0}
-    if unbalanced:
+    if any(totals.values()):
+        unbalanced = {asset: total for asset, total in totals.items() if total != 0}
         raise LedgerError(Reason.ENTRY_UNBALANCED, f"postings do not sum to zero: {unbalanced}")
     if not postings:
         raise LedgerError(Reason.ENTRY_UNBALANCED, "an entry needs at least one non-zero leg")
@@ -149,6 +149,7 @@ class PlannedEntry:
         for account, amount in postings:
             if amount == 0:
                 raise LedgerError(Reason.FIELD_INVALID, "a posting's amount must not be zero")
-            totals[account.asset] = totals.get(account.asset, 0) + amount
+            asset = account[1]
+            totals[asset] = totals.get(asset, 0) + amount
         if any(totals.values()):
             raise LedgerError(Reason.ENTRY_UNBALANCED, f"entry {self.reference} does not balance")

@@ -31,7 +31,7 @@ from exchange.ledger.v1 import ledger_pb2
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.db.connection import DriverConnection, driver_connection
-from ledger.db.journal_writer import EntryKey, JournalWriter
+from ledger.db.journal_writer import EntryKey, JournalWriter, add_to_balances
 from ledger.errors import LedgerError, Reason
 from ledger.journal import AccountKey, EntryKind, PlannedEntry
 from ledger.posting_rules import EventHeader, plan_entry, read_header
@@ -170,8 +170,7 @@ class Settlement:
         """`post` for a batch `prepare` made."""
         async with self._engine.begin() as connection:
             driver = await driver_connection(connection)
-            results, new_accounts = await self._post(driver, batch.headers, batch.plans)
-            await _advance_offsets(driver, offsets)
+            results, new_accounts = await self._post(driver, batch.headers, batch.plans, offsets)
             if self._before_commit is not None:
                 await self._before_commit()
         self._writer.remember_accounts(new_accounts)
@@ -182,11 +181,20 @@ class Settlement:
         connection: DriverConnection,
         headers: Sequence[EventHeader],
         plans: Sequence[PlannedEntry | None],
+        offsets: Sequence[OffsetAdvance],
     ) -> tuple[list[IngestResult], dict[AccountKey, int]]:
+        """Round trips: positions (one pipeline), trade lookup + entry ids (one pipeline),
+        COPY entries, [new accounts], COPY postings, balances + positions + offsets (one
+        pipeline); then the commit."""
         if not headers:
+            async with connection.pipeline():
+                await _advance_offsets(connection, offsets)
             return [], {}
-        shards = await _load_shards(connection, sorted({h.shard_id for h in headers}))
-        streams = await _load_streams(connection, sorted({(h.shard_id, h.symbol) for h in headers}))
+        shards, streams = await _load_positions(
+            connection,
+            sorted({h.shard_id for h in headers}),
+            sorted({(h.shard_id, h.symbol) for h in headers}),
+        )
         batch = _classify(headers, plans, shards, streams)
         written = await self._writer.write_new(
             connection, [entry for _, entry in batch.new_entries]
@@ -204,23 +212,33 @@ class Settlement:
             batch.results[index] = IngestResult(
                 headers[index].event_id, IngestOutcome.DUPLICATE, entry_ids.get(key)
             )
-        await _save_positions(connection, shards, streams, batch)
-        adjusted = [
-            (entry.transfer_id, written.inserted[(entry.kind, entry.reference)])
-            for _, entry in batch.new_entries
-            if entry.kind is EntryKind.ADJUSTMENT
-            and entry.transfer_id
-            and (entry.kind, entry.reference) in written.inserted
-        ]
-        if adjusted:
-            await connection.execute(
-                "UPDATE adjustments SET status = 2, entry_id = a.entry_id "
-                "FROM unnest(%s::text[], %s::bigint[]) AS a (transfer_id, entry_id) "
-                "WHERE adjustments.adjustment_id = a.transfer_id",
-                ([t for t, _ in adjusted], [e for _, e in adjusted]),
-            )
+        async with connection.pipeline():
+            await add_to_balances(connection, written.balance_changes)
+            await _save_positions(connection, shards, streams, batch)
+            await _record_adjustments(connection, batch, written.inserted)
+            await _advance_offsets(connection, offsets)
         results = [result for result in batch.results if result is not None]
         return results, dict(written.new_account_ids)
+
+
+async def _record_adjustments(
+    connection: DriverConnection, batch: _Batch, inserted: dict[EntryKey, int]
+) -> None:
+    """Operator adjustments (matched by transfer id) whose entry this batch posted: POSTED."""
+    adjusted = [
+        (entry.transfer_id, inserted[(entry.kind, entry.reference)])
+        for _, entry in batch.new_entries
+        if entry.kind is EntryKind.ADJUSTMENT
+        and entry.transfer_id
+        and (entry.kind, entry.reference) in inserted
+    ]
+    if adjusted:
+        await connection.execute(
+            "UPDATE adjustments SET status = 2, entry_id = a.entry_id "
+            "FROM unnest(%s::text[], %s::bigint[]) AS a (transfer_id, entry_id) "
+            "WHERE adjustments.adjustment_id = a.transfer_id",
+            ([t for t, _ in adjusted], [e for _, e in adjusted]),
+        )
 
 
 def _classify(
@@ -260,29 +278,29 @@ def _classify(
     return batch
 
 
-async def _load_shards(connection: DriverConnection, shard_ids: list[str]) -> dict[str, ShardState]:
-    await connection.execute(_CREATE_SHARDS, (shard_ids,))
-    cursor = await connection.execute(_SELECT_SHARDS, (shard_ids,))
-    return {
+async def _load_positions(
+    connection: DriverConnection, shard_ids: list[str], stream_keys: list[tuple[str, str]]
+) -> tuple[dict[str, ShardState], dict[tuple[str, str], StreamState]]:
+    """Create missing shard and stream rows and read them locked, with the streams' holes:
+    five statements, one round trip."""
+    columns = ([shard for shard, _ in stream_keys], [symbol for _, symbol in stream_keys])
+    async with connection.pipeline():
+        await connection.execute(_CREATE_SHARDS, (shard_ids,))
+        shards_cursor = await connection.execute(_SELECT_SHARDS, (shard_ids,))
+        await connection.execute(_CREATE_STREAMS, columns)
+        streams_cursor = await connection.execute(_SELECT_STREAMS, columns)
+        holes_cursor = await connection.execute(_SELECT_HOLES, columns)
+        shard_rows = await shards_cursor.fetchall()
+        stream_rows = await streams_cursor.fetchall()
+        hole_rows = await holes_cursor.fetchall()
+    shards = {
         shard_id: ShardState(epoch, engine_seq_last)
-        for shard_id, epoch, engine_seq_last in await cursor.fetchall()
+        for shard_id, epoch, engine_seq_last in shard_rows
     }
-
-
-async def _load_streams(
-    connection: DriverConnection, keys: list[tuple[str, str]]
-) -> dict[tuple[str, str], StreamState]:
-    columns = ([shard for shard, _ in keys], [symbol for _, symbol in keys])
-    await connection.execute(_CREATE_STREAMS, columns)
-    cursor = await connection.execute(_SELECT_STREAMS, columns)
-    streams = {
-        (shard, symbol): StreamState(seq_last)
-        for shard, symbol, seq_last in await cursor.fetchall()
-    }
-    cursor = await connection.execute(_SELECT_HOLES, columns)
-    for shard, symbol, first, last in await cursor.fetchall():
+    streams = {(shard, symbol): StreamState(seq_last) for shard, symbol, seq_last in stream_rows}
+    for shard, symbol, first, last in hole_rows:
         streams[(shard, symbol)].holes.append((first, last))
-    return streams
+    return shards, streams
 
 
 async def _save_positions(

@@ -9,14 +9,15 @@ Used by settlement (batches of events) and by corrections. Within one call:
 3. all postings of all new entries go in ONE `COPY` (the database's statement trigger checks
    each entry is complete and balances per asset);
 4. balances are updated once per account (deltas summed), in account id order so that
-   concurrent writers always lock rows in the same order and cannot deadlock.
+   concurrent writers always lock rows in the same order and cannot deadlock (`write` does
+   it itself; after `write_new` the caller applies `balance_changes` with `add_to_balances`).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from ledger.db.connection import DriverConnection
 from ledger.db.copy_rows import ENTRIES_COPY, POSTINGS_COPY, entries_text, postings_text
@@ -57,11 +58,23 @@ JOIN unnest(%s::text[], %s::text[], %s::smallint[]) AS wanted (owner_id, asset, 
 
 _UPSERT_BALANCES = """
 INSERT INTO balances (account_id, balance, last_engine_seq)
-SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[])
+SELECT * FROM unnest(%s::text::bigint[], %s::text::bigint[], %s::text::bigint[])
 ON CONFLICT (account_id) DO UPDATE
 SET balance = balances.balance + EXCLUDED.balance,
     last_engine_seq = GREATEST(balances.last_engine_seq, EXCLUDED.last_engine_seq)
 """
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceChanges:
+    """What the entries just inserted add to each account, in account id order."""
+
+    account_ids: list[int]
+    deltas: list[int]
+    engine_seqs: list[int]
+
+
+NO_BALANCE_CHANGES: Final = BalanceChanges([], [], [])
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +84,7 @@ class WrittenEntries:
     inserted: dict[EntryKey, int]
     existing: dict[EntryKey, int]
     new_account_ids: dict[AccountKey, int]
+    balance_changes: BalanceChanges = NO_BALANCE_CHANGES
 
 
 class JournalWriter:
@@ -118,28 +132,47 @@ class JournalWriter:
             message = f"entries neither inserted nor found: {set(missing) - set(existing)}"
             raise LedgerInvariantError(message)
         new_entries = [entry for entry in entries if (entry.kind, entry.reference) in inserted]
-        return await self._post_legs(connection, new_entries, inserted, existing)
+        written = await self._post_legs(connection, new_entries, inserted, existing)
+        await add_to_balances(connection, written.balance_changes)
+        return written
 
     async def write_new(
         self, connection: DriverConnection, entries: Sequence[PlannedEntry]
     ) -> WrittenEntries:
         """The settlement fast path: entries whose novelty the caller established by stream
         position. Only a trade can exist already under another event id, so trade references
-        are looked up first; the rest go in with COPY (the unique (kind, reference)
-        constraint still refuses a duplicate, failing the whole transaction)."""
+        are looked up first (in the same round trip as the id allocation); the rest go in with
+        COPY (the unique (kind, reference) constraint still refuses a duplicate, failing the
+        whole transaction). The balances are NOT updated here: the caller applies
+        `balance_changes` with `add_to_balances` (settlement does it in a pipeline with its
+        bookkeeping)."""
         if not entries:
             return WrittenEntries({}, {}, {})
         trades = [
             (entry.kind, entry.reference) for entry in entries if entry.kind is EntryKind.TRADE
         ]
-        existing = await self.existing_entry_ids(connection, trades)
+        async with connection.pipeline():
+            looking_up = None
+            if trades:
+                looking_up = await connection.execute(
+                    _SELECT_ENTRY_IDS,
+                    ([int(kind) for kind, _ in trades], [ref for _, ref in trades]),
+                )
+            # Ids for every candidate: a trade found to exist leaves its id unused (a gap).
+            allocating = await connection.execute(
+                "SELECT ledger_allocate_entry_ids(%s)", (len(entries),)
+            )
+            existing = (
+                {}
+                if looking_up is None
+                else {
+                    (EntryKind(kind), reference): entry_id
+                    for entry_id, kind, reference in await looking_up.fetchall()
+                }
+            )
+            ids = [row[0] for row in await allocating.fetchall()]
         new_entries = [e for e in entries if (e.kind, e.reference) not in existing]
-        cursor = await connection.execute(
-            "SELECT nextval(pg_get_serial_sequence('journal_entries', 'entry_id')) "
-            "FROM generate_series(1, %s)",
-            (len(new_entries),),
-        )
-        ids = [row[0] for row in await cursor.fetchall()]
+        ids = ids[: len(new_entries)]
         inserted = {
             (e.kind, e.reference): entry_id for e, entry_id in zip(new_entries, ids, strict=True)
         }
@@ -157,8 +190,8 @@ class JournalWriter:
         """Postings and balance changes of the entries just inserted."""
         account_ids, new_account_ids = await self._account_ids_for(connection, new_entries)
         await _copy_postings(connection, new_entries, inserted, account_ids)
-        await _add_to_balances(connection, new_entries, account_ids)
-        return WrittenEntries(inserted, existing, new_account_ids)
+        changes = _balance_changes(new_entries, account_ids)
+        return WrittenEntries(inserted, existing, new_account_ids, changes)
 
     async def _account_ids_for(
         self, connection: DriverConnection, entries: Sequence[PlannedEntry]
@@ -221,23 +254,39 @@ async def _copy_postings(
         await copy.write(postings_text(entries, ids, account_ids))
 
 
-async def _add_to_balances(
-    connection: DriverConnection,
-    entries: Sequence[PlannedEntry],
-    account_ids: dict[AccountKey, int],
-) -> None:
-    deltas: defaultdict[int, int] = defaultdict(int)
-    engine_seqs: defaultdict[int, int] = defaultdict(int)
+def _balance_changes(
+    entries: Sequence[PlannedEntry], account_ids: dict[AccountKey, int]
+) -> BalanceChanges:
+    deltas: dict[int, int] = {}
+    engine_seqs: dict[int, int] = {}
     for entry in entries:
         engine_seq = entry.engine_seq
         for account, amount in entry.postings:
             account_id = account_ids[account]
-            deltas[account_id] += amount
-            engine_seqs[account_id] = max(engine_seqs[account_id], engine_seq)
+            deltas[account_id] = deltas.get(account_id, 0) + amount
+            if engine_seqs.get(account_id, 0) < engine_seq:
+                engine_seqs[account_id] = engine_seq
     ordered = sorted(deltas)
-    if ordered:
+    return BalanceChanges(
+        ordered, [deltas[a] for a in ordered], [engine_seqs.get(a, 0) for a in ordered]
+    )
+
+
+def _array_text(values: list[int]) -> str:
+    """An int list as a PostgreSQL array literal: one C-level join instead of psycopg's
+    per-element dumping (thousands of elements per batch)."""
+    return "{" + ",".join(map(str, values)) + "}"
+
+
+async def add_to_balances(connection: DriverConnection, changes: BalanceChanges) -> None:
+    """One upsert for all accounts (deltas summed per account), in account id order so that
+    concurrent writers lock rows in the same order and cannot deadlock."""
+    if changes.account_ids:
         await connection.execute(
             _UPSERT_BALANCES,
-            (ordered, [deltas[a] for a in ordered], [engine_seqs[a] for a in ordered]),
-            binary=True,
+            (
+                _array_text(changes.account_ids),
+                _array_text(changes.deltas),
+                _array_text(changes.engine_seqs),
+            ),
         )

@@ -144,3 +144,106 @@ def test_postings_must_name_an_existing_entry_and_account(ledger_database: Ledge
                 "(%s, 0, %s, 5), (%s, 1, 999999, -5)",
                 (entry, usdt_a, entry),
             )
+
+
+def _entries(connection: psycopg.Connection[tuple[object, ...]], count: int) -> list[int]:
+    rows = connection.execute(
+        "INSERT INTO journal_entries (kind, reference, leg_count) "
+        "SELECT 8, 'batch-' || n, 2 FROM generate_series(1, %s) AS n RETURNING entry_id",
+        (count,),
+    ).fetchall()
+    return [int(str(row[0])) for row in rows]
+
+
+def _copy_postings(connection: psycopg.Connection[tuple[object, ...]], rows: str) -> None:
+    with connection.cursor().copy(
+        "COPY postings (entry_id, leg, account_id, amount) FROM STDIN"
+    ) as copy:
+        copy.write(rows)
+
+
+def _two_legs(entries: list[int], credited: int, debited: int, short_entry: int = 0) -> str:
+    """COPY rows: +5 / -5 per entry (-4 for `short_entry`: unbalanced)."""
+    return "".join(
+        f"{entry}\t0\t{credited}\t5\n{entry}\t1\t{debited}\t{-4 if entry == short_entry else -5}\n"
+        for entry in entries
+    )
+
+
+def test_completeness_is_checked_per_statement_for_every_entry_of_a_batch(
+    ledger_database: LedgerDatabase,
+) -> None:
+    """One INSERT of 50 entries queues ONE deferred check; it still finds the one entry of
+    the 50 whose postings never arrived, and the commit is refused."""
+    with ledger_database.service_connection() as connection:
+        usdt_a, usdt_b, _ = _accounts(connection)
+        entries = _entries(connection, 50)
+        _copy_postings(connection, _two_legs(entries[:-1], usdt_a, usdt_b))
+        with pytest.raises(psycopg.Error, match=f"entry {entries[-1]} was committed without"):
+            connection.commit()
+    assert ledger_database.count("journal_entries") == 0
+    assert ledger_database.count("entry_completeness_checks") == 0
+
+
+def test_a_complete_batch_commits_and_leaves_no_pending_check(
+    ledger_database: LedgerDatabase,
+) -> None:
+    with ledger_database.service_connection() as connection:
+        usdt_a, usdt_b, _ = _accounts(connection)
+        entries = _entries(connection, 50)
+        _copy_postings(connection, _two_legs(entries, usdt_a, usdt_b))
+        connection.commit()
+    assert ledger_database.count("postings") == 100
+    assert ledger_database.count("entry_completeness_checks") == 0
+
+
+def test_an_unbalanced_entry_in_a_copied_batch_refuses_the_whole_statement(
+    ledger_database: LedgerDatabase,
+) -> None:
+    with ledger_database.service_connection() as connection:
+        usdt_a, usdt_b, _ = _accounts(connection)
+        entries = _entries(connection, 20)
+        rows = _two_legs(entries, usdt_a, usdt_b, short_entry=entries[7])
+        with pytest.raises(psycopg.Error, match=f"entry {entries[7]} does not balance in USDT"):
+            _copy_postings(connection, rows)
+    assert ledger_database.count("postings") == 0
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "INSERT INTO entry_completeness_checks (entry_ids) VALUES ('{}')",
+        "DELETE FROM entry_completeness_checks",
+        "SELECT * FROM entry_completeness_checks",
+    ],
+)
+def test_the_service_role_cannot_touch_the_pending_checks(
+    ledger_database: LedgerDatabase, statement: str
+) -> None:
+    """Only the SECURITY DEFINER triggers queue and clear checks: the service cannot remove
+    a queued check to commit an incomplete entry."""
+    with (
+        ledger_database.service_connection() as connection,
+        pytest.raises(errors.InsufficientPrivilege),
+    ):
+        connection.execute(statement)
+
+
+def test_entry_ids_come_in_blocks_that_never_collide_with_default_ids(
+    ledger_database: LedgerDatabase,
+) -> None:
+    with ledger_database.service_connection() as connection:
+        first = [
+            int(str(r[0]))
+            for r in connection.execute("SELECT ledger_allocate_entry_ids(300)").fetchall()
+        ]
+        defaulted = _new_entry(connection, 2)
+        second = [
+            int(str(r[0]))
+            for r in connection.execute("SELECT ledger_allocate_entry_ids(10)").fetchall()
+        ]
+        connection.rollback()
+    assert len(set(first)) == 300
+    assert first == sorted(first)
+    assert first[-1] < defaulted < second[0]
+    assert second == list(range(second[0], second[0] + 10))
