@@ -154,6 +154,10 @@ class MarketCatalog:
     def markets(self) -> dict[str, MarketSpec]:
         return dict(self._markets)
 
+    def known_asset_scale(self, asset: str) -> int | None:
+        """The scale of `asset` if already known (from a market or ListAssets), no lookup."""
+        return self._scales.get(asset)
+
     @classmethod
     def load_json(cls, path: Path) -> MarketCatalog:
         """From a file holding the proto3 JSON of ``ListMarketsResponse`` (what

@@ -97,6 +97,12 @@ class LocalOrderBook:
     def needs_snapshot(self) -> bool:
         return not self.in_sync
 
+    def invalidate(self) -> None:
+        """Out of sync until the next snapshot (e.g. the connection was lost: diffs were
+        missed); the diffs held so far are dropped (a new subscription starts afresh)."""
+        self.in_sync = False
+        self._pending = []
+
     def apply_snapshot(self, snapshot: BookSnapshot) -> None:
         self._bids = {level.price: level for level in snapshot.bids if level.quantity > 0}
         self._asks = {level.price: level for level in snapshot.asks if level.quantity > 0}

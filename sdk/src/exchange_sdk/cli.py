@@ -30,7 +30,7 @@ from exchange_sdk.client import Client
 from exchange_sdk.config import ConnectionSettings, resolve_settings
 from exchange_sdk.errors import ExchangeError
 from exchange_sdk.models import Balance, Order, OrderBook, PublicTrade
-from exchange_sdk.websocket import MarketDataSocket, RawEvent, to_event
+from exchange_sdk.websocket import PRIVATE_CHANNELS, MarketDataSocket, RawEvent, to_event
 
 ClientFactory = Callable[[ConnectionSettings], Client]
 
@@ -173,16 +173,22 @@ async def _watch(
     client_factory: ClientFactory,
 ) -> None:
     channels: list[str] = arguments.channels
-    with client_factory(settings) as client:
-        for channel in channels:  # the specs that make amounts readable
+    private = any(channel in PRIVATE_CHANNELS for channel in channels)
+    with client_factory(settings) as client:  # the specs and scales that make amounts readable
+        for channel in channels:
             parts = channel.split(":")
             if len(parts) > 1:
                 client.get_market(parts[1])
+        if private:  # fills of any market, balances of any asset
+            client.list_markets()
+            client.list_assets()
         catalog = client.catalog
     async with MarketDataSocket(settings.websocket_url, credentials=settings.credentials) as socket:
-        if any(channel in {"orders", "fills", "balances"} for channel in channels):
+        if private:
             await socket.authenticate()
         await socket.subscribe(*channels)
+        sys.stderr.write(f"watching {' '.join(channels)}\n")
+        sys.stderr.flush()
         seen = 0
         loop = asyncio.get_running_loop()
         deadline = loop.time() + arguments.seconds if arguments.seconds else None
