@@ -43,8 +43,12 @@ stamp=.venv/.installed-from
 wanted="$(cat pyproject.toml sdk/pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$wanted" ]]; then
   echo "bootstrap: installing Python dependencies into .venv"
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check \
-    -e ".[dev]" -e ./sdk
+  # The SDK runs from sdk/src through the root's editable install (see pyproject.toml);
+  # an installed exchange-sdk (earlier bootstraps) would shadow gen/ with its own copy.
+  if .venv/bin/python -m pip show --quiet exchange-sdk >/dev/null 2>&1; then
+    .venv/bin/python -m pip uninstall --quiet --yes exchange-sdk
+  fi
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
   echo "$wanted" > "$stamp"
 fi
 
