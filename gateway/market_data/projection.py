@@ -316,6 +316,7 @@ class MarketDataProjection:
             payload = getattr(envelope, kind)
             message = websocket_pb2.ServerMessage()
             message.order.seq = envelope.seq
+            message.order.symbol = envelope.symbol
             getattr(message.order, _ORDER_PAYLOADS[kind]).CopyFrom(payload)
             yield PrivateUpdate("orders", payload.account_id, message)
 

@@ -401,9 +401,11 @@ class FillEvent:
 @dataclass(frozen=True)
 class OrderEvent:
     """A change of one of the account's orders (private ``orders`` channel): ``change`` is
-    ``accepted``, ``rejected``, ``amended``, ``cancelled`` or ``expired``. The frame names
-    no market, so amounts stay in ``message`` (minor units); ``reason`` is the rejection's
-    ErrorInfo reason or the cancel/expiry reason's name."""
+    ``accepted``, ``rejected``, ``amended``, ``cancelled`` or ``expired``; ``reason`` is the
+    rejection's ErrorInfo reason or the cancel/expiry reason's name. Amounts in whole units
+    of ``symbol``'s market (None where the change has no such amount, or the market is not
+    known): ``price``/``quantity`` the order's limit price and quantity after an accept or
+    an amend; ``filled_quantity`` what had filled when it was cancelled or expired."""
 
     channel: str
     seq: int
@@ -413,6 +415,10 @@ class OrderEvent:
     side: Side
     reason: str
     message: websocket_pb2.OrderUpdate = field(repr=False, compare=False)
+    symbol: str = ""
+    price: Decimal | None = None
+    quantity: Decimal | None = None
+    filled_quantity: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -441,7 +447,7 @@ def to_event(message: websocket_pb2.ServerMessage, catalog: MarketCatalog) -> So
     kind = message.WhichOneof("message") or ""
     channel = message.channel
     if kind == "order":
-        return _order_event(channel, message.order)
+        return _order_event(channel, message.order, catalog.markets.get(message.order.symbol))
     if kind == "balance":
         scale = catalog.known_asset_scale(message.balance.balance.asset)
         if scale is None:
@@ -487,9 +493,17 @@ def _fill_event(channel: str, fill: websocket_pb2.FillUpdate, spec: MarketSpec) 
     )
 
 
-def _order_event(channel: str, update: websocket_pb2.OrderUpdate) -> OrderEvent:
+def _order_event(
+    channel: str, update: websocket_pb2.OrderUpdate, spec: MarketSpec | None
+) -> OrderEvent:
     change = update.WhichOneof("change") or ""
     side, reason = Side.UNSPECIFIED, ""
+    price = quantity = filled = None
+    if spec is not None and change in ("accepted", "amended"):
+        order = getattr(update, change)
+        price, quantity = spec.price(order.price), spec.quantity(order.quantity)
+    if spec is not None and change in ("cancelled", "expired"):
+        filled = spec.quantity(getattr(update, change).filled_quantity)
     if change == "accepted":
         side = Side.from_proto(update.accepted.side)
     elif change == "rejected":
@@ -509,6 +523,10 @@ def _order_event(channel: str, update: websocket_pb2.OrderUpdate) -> OrderEvent:
         side=side,
         reason=reason,
         message=update,
+        symbol=update.symbol,
+        price=price,
+        quantity=quantity,
+        filled_quantity=filled,
     )
 
 

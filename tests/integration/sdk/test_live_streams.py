@@ -155,6 +155,12 @@ async def test_private_channels_bring_each_account_its_own_updates_typed(
             assert [(o.change, o.client_order_id, o.side) for o in orders] == [
                 ("accepted", "alice-private-1", Side.BUY)
             ]
+            # The frame names its market, so the amounts come in whole units.
+            assert (orders[0].symbol, orders[0].price, orders[0].quantity) == (
+                SYMBOL,
+                Decimal(3000),
+                Decimal("0.2"),
+            )
             fills = [event for event in events if isinstance(event, FillEvent)]
             assert len(fills) == 1
             fill = fills[0]

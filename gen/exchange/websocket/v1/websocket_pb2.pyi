@@ -563,7 +563,10 @@ class OrderUpdate(_message.Message):
     AMENDED_FIELD_NUMBER: _builtins.int
     CANCELLED_FIELD_NUMBER: _builtins.int
     EXPIRED_FIELD_NUMBER: _builtins.int
+    SYMBOL_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
+    symbol: _builtins.str
+    """The order's market (its prices and quantities are in this market's units)."""
     @_builtins.property
     def accepted(self) -> _core_events_pb2.OrderAccepted: ...
     @_builtins.property
@@ -583,10 +586,11 @@ class OrderUpdate(_message.Message):
         amended: _core_events_pb2.OrderAmended | None = ...,
         cancelled: _core_events_pb2.OrderCancelled | None = ...,
         expired: _core_events_pb2.OrderExpired | None = ...,
+        symbol: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "amended", b"amended", "cancelled", b"cancelled", "change", b"change", "expired", b"expired", "rejected", b"rejected"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "amended", b"amended", "cancelled", b"cancelled", "change", b"change", "expired", b"expired", "rejected", b"rejected", "seq", b"seq"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "amended", b"amended", "cancelled", b"cancelled", "change", b"change", "expired", b"expired", "rejected", b"rejected", "seq", b"seq", "symbol", b"symbol"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_change: _TypeAlias = _typing.Literal["accepted", "rejected", "amended", "cancelled", "expired"]  # noqa: Y015
     _WhichOneofArgType_change: _TypeAlias = _typing.Literal["change", b"change"]  # noqa: Y015
