@@ -12,6 +12,14 @@
   and nobody is subscribed while the backlog replays, so replaying publishes nothing).
 - Topics that do not exist yet (the core has published nothing) are looked up again every
   `metadata_retry_seconds`; partitions that appear later are added from offset 0.
+- While the backlog replays (before the consumer is caught up), trades and private updates
+  (orders, fills, balances) are applied but not pushed to WebSocket clients: they are
+  history, and a client connected to a restarted gateway must not get old fills as new.
+  Book diffs always go out (they keep a subscriber's book exact and chain from its
+  snapshot); candles and tickers are latest-state anyway. Caught up = `core.events.v1` is
+  assigned and a poll came back empty or a batch's newest record is younger than
+  `live_lag_ms` (with a busy log a poll is never empty; Tansu's end offsets cannot be
+  asked).
 - Each fetched batch is applied as a whole (`MarketDataProjection.apply_all`), then every
   resulting update is published into the hub: no await between the projection's change
   and the hub's publish, so a book subscription's snapshot and the diffs after it chain.
@@ -22,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
@@ -46,6 +55,7 @@ class ConsumerOptions:
     topics: tuple[str, ...] = (CORE_EVENTS_TOPIC, CANDLES_TOPIC, TICKERS_TOPIC)
     poll_timeout_ms: int = 100
     metadata_retry_seconds: float = 1.0
+    live_lag_ms: int = 2_000
 
 
 @dataclass
@@ -53,8 +63,11 @@ class ConsumerStats:
     batches: int = 0
     records: int = 0
     undecodable: int = 0
-    # True once a poll came back empty after every topic was assigned: caught up.
+    # True once `core.events.v1` is read and a poll came back empty or brought records
+    # younger than `live_lag_ms`: from then on, updates are pushed to WebSocket clients.
     caught_up: bool = False
+    # Trade and private updates of the replayed backlog, applied but not pushed.
+    withheld: int = 0
     assigned: set[TopicPartition] = field(default_factory=set)
 
 
@@ -123,9 +136,15 @@ class EventLogConsumer:
                 await asyncio.sleep(self._options.metadata_retry_seconds)
                 continue
             polled = await consumer.getmany(timeout_ms=self._options.poll_timeout_ms)
+            # The core's events decide: the md.* topics are latest-state and may not exist.
+            reading_core = any(tp.topic == CORE_EVENTS_TOPIC for tp in self.stats.assigned)
             if not polled:
-                self.stats.caught_up = len({tp.topic for tp in self.stats.assigned}) == wanted
+                self.stats.caught_up = self.stats.caught_up or reading_core
                 continue
+            if not self.stats.caught_up and reading_core:
+                newest_ms = max(records[-1].timestamp for records in polled.values())
+                now_ms = time.time_ns() // 1_000_000
+                self.stats.caught_up = now_ms - newest_ms <= self._options.live_lag_ms
             for topic_partition, records in polled.items():
                 self.stats.batches += 1
                 self.stats.records += len(records)
@@ -144,11 +163,17 @@ class EventLogConsumer:
                     self.publish(market_data_updates(envelopes, self._projection))
 
     def publish(self, updates: list[Update]) -> None:
+        live = self.stats.caught_up
         for update in updates:
             if isinstance(update, PublicUpdate):
-                self._hub.publish(update.channel, update.message)
-            else:
+                if live or not update.channel.startswith("trades:"):
+                    self._hub.publish(update.channel, update.message)
+                else:
+                    self.stats.withheld += 1
+            elif live:
                 self._hub.publish_private(update.kind, update.account_id, update.message)
+            else:
+                self.stats.withheld += 1
             if self._on_update is not None:
                 self._on_update(update)
 
