@@ -12,7 +12,8 @@ PostgreSQL's fast shutdown; SIGKILL after a grace period); `status` prints what 
 
 Start order (each depends only on the ones before it):
 s3 (s3rver, on disk) -> broker (Tansu on s3://) -> postgres -> redis -> core -> ledger
--> gateway -> envoy.
+-> streaming (candles, tickers, history; Quix state and chdb under var/streaming) -> gateway
+-> envoy.
 
 Everything durable lives under var/ and survives `down` + `up`: the broker's topics (in
 s3rver's directory, so the ledger's stored offsets never point past an empty topic), the
@@ -49,6 +50,7 @@ from infra.local.postgres import POSTGRES_OS_USER, PostgresCluster, postgres_bin
 from infra.local.probes import grpc_serving, http_ok, postgres_accepts
 from infra.local.redis import answers_ping, redis_server_arguments
 from infra.local.reference_data import list_reference_data
+from infra.local.streaming import streaming_arguments, streaming_ready
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 S3RVER_BINARY: Final = REPO_ROOT / "infra" / "node" / "node_modules" / ".bin" / "s3rver"
@@ -68,6 +70,7 @@ class Ports:
     redis: int
     core: int
     ledger: int
+    streaming: int
     gateway_http: int
     gateway_grpc: int
     envoy: int
@@ -81,6 +84,7 @@ PORT_VARIABLES: Final = {
     "redis": ("EXCHANGE_REDIS_PORT", 16379),
     "core": ("EXCHANGE_CORE_PORT", 50051),
     "ledger": ("EXCHANGE_LEDGER_PORT", 50052),
+    "streaming": ("EXCHANGE_STREAMING_PORT", 50054),
     "gateway_grpc": ("EXCHANGE_GATEWAY_GRPC_PORT", 50053),
     "gateway_http": ("EXCHANGE_GATEWAY_HTTP_PORT", 8081),
     "envoy": ("EXCHANGE_ENVOY_PORT", 8080),
@@ -286,6 +290,18 @@ def components(ports: Ports, var: Path) -> list[Component]:
             ready=lambda: grpc_serving(f"127.0.0.1:{ports.ledger}", LEDGER_SERVICE),
         ),
         Component(
+            name="streaming",
+            argv=streaming_arguments(
+                broker=f"127.0.0.1:{ports.broker}",
+                redis_url=f"redis://127.0.0.1:{ports.redis}/0",
+                data_directory=var / "streaming",
+                listen=f"127.0.0.1:{ports.streaming}",
+            ),
+            port=ports.streaming,
+            ready=lambda: streaming_ready(f"127.0.0.1:{ports.streaming}"),
+            ready_timeout_seconds=60.0,
+        ),
+        Component(
             name="gateway",
             argv=[python, "-m", "gateway"],
             port=ports.gateway_grpc,
@@ -300,6 +316,8 @@ def components(ports: Ports, var: Path) -> list[Component]:
                 "EDGE_API_KEY_MASTER_SECRET": _master_secret(var),
                 # Market data and the WebSocket channels from the core's event log.
                 "EDGE_BROKER": f"127.0.0.1:{ports.broker}",
+                # Where the gateway forwards ListCandles / ListTrades (the streaming process).
+                "EDGE_MARKET_HISTORY_ADDRESS": f"127.0.0.1:{ports.streaming}",
             },
         ),
         Component(
@@ -498,6 +516,7 @@ def print_endpoints(stack: Stack, keys: Mapping[str, ApiKey]) -> None:
         f"  Envoy admin:                         http://127.0.0.1:{ports.envoy_admin}",
         f"  core gRPC (operators, direct):       127.0.0.1:{ports.core}",
         f"  ledger gRPC (operators, direct):     127.0.0.1:{ports.ledger}",
+        f"  market history gRPC (streaming):     127.0.0.1:{ports.streaming}",
         f"  gateway ApiKeyService (direct):      127.0.0.1:{ports.gateway_grpc}",
         f"  Kafka-API broker:                    127.0.0.1:{ports.broker}",
         f"  PostgreSQL (ledger):                 {postgres.url(LEDGER_DATABASE)}",

@@ -1,5 +1,5 @@
 """The local exchange as a newcomer runs it, every component real (s3rver, Tansu on S3,
-PostgreSQL, Redis, core, ledger, gateway, Envoy), on free ports in a temporary var/:
+PostgreSQL, Redis, core, ledger, streaming, gateway, Envoy), on free ports in a temporary var/:
 
 `up` starts detached processes that are healthy, lists the markets, funds demo accounts
 whose keys sign REST orders through Envoy, and a crossing trade reaches the ledger through
@@ -39,7 +39,7 @@ OPERATOR = (("x-exchange-operator-id", STACK_OPERATOR_ID),)
 PRICE = 50_000 * 10**6  # USDT minor units per whole BTC
 QUANTITY = 10**6  # 0.01 BTC
 EVENTS_TOPIC = "core.events.v1"
-COMPONENTS = 8  # s3, broker, postgres, redis, core, ledger, gateway, envoy
+COMPONENTS = 9  # s3, broker, postgres, redis, core, ledger, streaming, gateway, envoy
 
 
 class _StackCommand:

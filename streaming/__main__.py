@@ -1,0 +1,143 @@
+"""The streaming process: the Quix application and the MarketDataService history reads.
+
+    python -m streaming --broker HOST:PORT --redis-url redis://... \
+        --data-dir var/streaming --listen 127.0.0.1:50054 [--clickhouse-url http://...]
+
+start: open the history store (chdb under <data-dir>/clickhouse, or the server) -> gRPC
+       server (MarketDataService + health) on --listen in a thread of its own -> health
+       SERVING -> the Quix application in the main thread (it owns SIGTERM/SIGINT).
+stop:  SIGTERM/SIGINT -> Quix finishes the current checkpoint and closes -> health
+       NOT_SERVING -> gRPC server stops (grace 2 s) -> the store and Redis are closed.
+Only this process opens the chdb directory (embedded ClickHouse is single-process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final, cast
+
+import grpc
+from exchange.marketdata.v1 import marketdata_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from streaming.app import (
+    CONSUMER_GROUP_DEFAULT,
+    MarketDataSink,
+    ProcessingGuarantee,
+    StreamingOptions,
+    build_application,
+)
+from streaming.history import HistoryStore, open_store
+from streaming.latest_state import LatestState
+from streaming.service import SERVICE_NAME, MarketHistoryService
+
+LOGGER: Final = logging.getLogger("streaming")
+STOP_GRACE_SECONDS: Final = 2.0
+
+
+class HistoryServer:
+    """grpc.aio server with MarketDataService + health, on an event loop in its own thread."""
+
+    def __init__(self, store: HistoryStore, listen: str) -> None:
+        self.store = store
+        self.listen = listen
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="grpc", daemon=True)
+        self._server: grpc.aio.Server | None = None
+        self._health = health.aio.HealthServicer()
+
+    def start(self) -> None:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=30)
+
+    async def _start(self) -> None:
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        marketdata_pb2_grpc.add_MarketDataServiceServicer_to_server(
+            MarketHistoryService(self.store), server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        if server.add_insecure_port(self.listen) == 0:
+            raise SystemExit(f"streaming: cannot listen on {self.listen}")
+        await server.start()
+        self._server = server
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+
+    async def _set_health(
+        self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType
+    ) -> None:
+        for name in ("", SERVICE_NAME):
+            await self._health.set(name, status)
+
+    async def _stop(self) -> None:
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self._server is not None:
+            await self._server.stop(STOP_GRACE_SECONDS)
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(timeout=10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+
+
+def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m streaming", description=__doc__)
+    parser.add_argument("--broker", required=True, help="Kafka-API bootstrap servers")
+    parser.add_argument("--redis-url", required=True, help="latest state for the gateway")
+    parser.add_argument("--listen", required=True, help="HOST:PORT of MarketDataService")
+    parser.add_argument("--data-dir", type=Path, default=Path("var/streaming"))
+    parser.add_argument(
+        "--clickhouse-path", type=Path, help="embedded ClickHouse directory (<data-dir>/clickhouse)"
+    )
+    parser.add_argument("--clickhouse-url", help="a ClickHouse server instead of chdb")
+    parser.add_argument("--consumer-group", default=CONSUMER_GROUP_DEFAULT)
+    parser.add_argument(
+        "--processing-guarantee", choices=["exactly-once", "at-least-once"], default="exactly-once"
+    )
+    parser.add_argument("--commit-interval-seconds", type=float, default=1.0)
+    parser.add_argument("--watermark-lateness-ms", type=int, default=5_000)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    arguments = parse_arguments(argv)
+    data_directory: Path = arguments.data_dir
+    clickhouse_path = arguments.clickhouse_path or data_directory / "clickhouse"
+    store = open_store(clickhouse_path=clickhouse_path, clickhouse_url=arguments.clickhouse_url)
+    latest = LatestState(arguments.redis_url)
+    server = HistoryServer(store, arguments.listen)
+    try:
+        server.start()
+        options = StreamingOptions(
+            broker=arguments.broker,
+            state_directory=data_directory / "state",
+            consumer_group=arguments.consumer_group,
+            processing_guarantee=cast(ProcessingGuarantee, arguments.processing_guarantee),
+            commit_interval_seconds=arguments.commit_interval_seconds,
+            lateness_ns=arguments.watermark_lateness_ms * 1_000_000,
+        )
+        app, _pipeline = build_application(options, sink=MarketDataSink(store, latest))
+        LOGGER.info(
+            "streaming: serving history on %s, consuming %s", arguments.listen, options.broker
+        )
+        app.run()  # returns after SIGTERM / SIGINT, once the checkpoint is committed
+    finally:
+        server.stop()
+        latest.close()
+        store.close()
+        LOGGER.info("streaming: stopped")
+
+
+if __name__ == "__main__":
+    main()
