@@ -43,10 +43,22 @@ OPERATOR_KEY_NAME: Final = "operator"
 
 def fund_demo_accounts(core_address: str, *, timeout_seconds: float = 10.0) -> None:
     """Deposit DEMO_FUNDS into every demo account, once (transfer ids are fixed)."""
+    fund_accounts(core_address, DEMO_ACCOUNTS, timeout_seconds=timeout_seconds)
+
+
+def fund_accounts(
+    core_address: str,
+    account_ids: Sequence[str],
+    funds: Sequence[tuple[str, int]] = DEMO_FUNDS,
+    *,
+    timeout_seconds: float = 10.0,
+) -> None:
+    """Deposit `funds` (asset, minor units) into each account, once: the transfer id is
+    fixed per account and asset (more traders for a local exchange, or for tests)."""
     with grpc.insecure_channel(core_address) as channel:
         funding = funding_pb2_grpc.FundingServiceStub(channel)
-        for account_id in DEMO_ACCOUNTS:
-            for asset, amount in DEMO_FUNDS:
+        for account_id in account_ids:
+            for asset, amount in funds:
                 transfer_id = f"demo-funding-{account_id}-{asset}"
                 if _transfer_known(funding, transfer_id, timeout_seconds):
                     continue  # a repeated deposit would fund once but still be logged
@@ -102,20 +114,45 @@ def demo_keys(
             if known is not None and _still_valid(service, known, timeout_seconds):
                 keys[name] = known
                 continue
-            response = service.CreateApiKey(
-                apikey_pb2.CreateApiKeyRequest(
-                    request_id=f"demo-key-{name}-{time.time_ns()}",
-                    account_id=account_id,
-                    label=f"local demo: {name}",
-                    permissions=permissions,
-                ),
-                metadata=OPERATOR_METADATA,
-                timeout=timeout_seconds,
-                wait_for_ready=True,
-            )
-            keys[name] = ApiKey(response.api_key.key_id, response.secret, account_id)
+            keys[name] = _create_key(service, name, account_id, permissions, timeout_seconds)
     _write_keys(keys_file, keys)
     return keys
+
+
+def trader_keys(
+    gateway_grpc_address: str, account_ids: Sequence[str], *, timeout_seconds: float = 10.0
+) -> dict[str, ApiKey]:
+    """A new trading key (read, trade, withdraw) for each account, by account id; not stored
+    (more traders for a local exchange, or for tests)."""
+    with grpc.insecure_channel(gateway_grpc_address) as channel:
+        service = apikey_pb2_grpc.ApiKeyServiceStub(channel)
+        return {
+            account_id: _create_key(
+                service, account_id, account_id, TRADER_PERMISSIONS, timeout_seconds
+            )
+            for account_id in account_ids
+        }
+
+
+def _create_key(
+    service: apikey_pb2_grpc.ApiKeyServiceStub,
+    name: str,
+    account_id: str,
+    permissions: Sequence[apikey_pb2.Permission.ValueType],
+    timeout_seconds: float,
+) -> ApiKey:
+    response = service.CreateApiKey(
+        apikey_pb2.CreateApiKeyRequest(
+            request_id=f"demo-key-{name}-{time.time_ns()}",
+            account_id=account_id,
+            label=f"local demo: {name}",
+            permissions=permissions,
+        ),
+        metadata=OPERATOR_METADATA,
+        timeout=timeout_seconds,
+        wait_for_ready=True,
+    )
+    return ApiKey(response.api_key.key_id, response.secret, account_id)
 
 
 def _still_valid(

@@ -13,7 +13,13 @@ PostgreSQL's fast shutdown; SIGKILL after a grace period); `status` prints what 
 Start order (each depends only on the ones before it):
 s3 (s3rver, on disk) -> broker (Tansu on s3://) -> postgres -> redis -> core -> ledger
 -> streaming (candles, tickers, history; Quix state and chdb under var/streaming) -> gateway
--> envoy.
+-> envoy; then the set-up; then the demo bots (they sign with the demo keys the
+set-up writes): market-maker (the SDK's `exchange_sdk.demo.market_maker` as demo-alice,
+two post-only levels per side on BTC-USDT and ETH-USDT, one round every 2 s) -> taker
+(`exchange_sdk.demo.taker` as demo-bob, one IOC order every 2 s), both until stopped, so
+the book, trades and WebSocket streams are alive. `up --no-bots` (or EXCHANGE_DEMO_BOTS=0)
+leaves them out - for a quiet market, as the tests that count balances need; bots already
+running are left alone either way. `down` stops the bots first.
 
 Everything durable lives under var/ and survives `down` + `up`: the broker's topics (in
 s3rver's directory, so the ledger's stored offsets never point past an empty topic), the
@@ -35,10 +41,12 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from gateway.envoy_config import EdgeParameters, Endpoint, render, write_edge_descriptor
 from infra.local.demo_accounts import demo_keys, fund_demo_accounts, smoke_order
@@ -60,6 +68,12 @@ LEDGER_DATABASE: Final = "exchange_ledger"
 LEDGER_LOGIN: Final = "ledger_app"
 CORE_SHARD_ID: Final = "core-0"
 LEDGER_SERVICE: Final = "exchange.ledger.v1.LedgerService"
+DEMO_BOTS_VARIABLE: Final = "EXCHANGE_DEMO_BOTS"  # "0": `up` starts no demo bots
+DEMO_SYMBOLS: Final = ("BTC-USDT", "ETH-USDT")
+# Gentle on a small machine: the maker sends 2 markets x (cancel-all + 2 bids + 2 asks)
+# every 2 s, the taker one IOC order every 2 s - about 3 orders/s in all.
+DEMO_BOT_ROUNDS_PER_SECOND: Final = "0.5"
+DEMO_MAKER_LEVELS: Final = "2"
 
 
 @dataclass(frozen=True)
@@ -112,7 +126,7 @@ class Component:
 
     name: str
     argv: list[str]
-    port: int
+    port: int | None  # None: a client (the demo bots), it serves no port
     ready: Callable[[], bool]
     environment: Callable[[], dict[str, str]] = dict
     prepare: Callable[[], None] | None = None
@@ -342,6 +356,90 @@ def components(ports: Ports, var: Path) -> list[Component]:
     ]
 
 
+def _public_json(url: str, timeout_seconds: float) -> dict[str, Any] | None:
+    """A public GET through Envoy as JSON, or None when it does not answer 200."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_seconds) as response:  # noqa: S310 - loopback http
+            document: dict[str, Any] = json.loads(response.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+    return document
+
+
+def book_quoted(edge_url: str, symbol: str, *, timeout_seconds: float = 1.0) -> bool:
+    """The public order book of `symbol` (REST through Envoy) has bids and asks."""
+    document = _public_json(f"{edge_url}/v1/markets/{symbol}/orderbook", timeout_seconds) or {}
+    book = document.get("book", {})
+    return bool(book.get("bids")) and bool(book.get("asks"))
+
+
+def markets_listed(edge_url: str, symbols: Sequence[str], *, timeout_seconds: float = 1.0) -> bool:
+    """The edge's market data lists `symbols` (`GET /v1/markets`). The gateway projects the
+    markets from the event log after it starts, so they may come a moment after it is healthy."""
+    document = _public_json(f"{edge_url}/v1/markets", timeout_seconds) or {}
+    listed = {market.get("symbol") for market in document.get("markets", [])}
+    return listed.issuperset(symbols)
+
+
+def running_for(seconds: float) -> Callable[[], bool]:
+    """A readiness check for a process with nothing to probe: True once `seconds` have passed
+    since its first call (`Stack.start` fails meanwhile if the process exits)."""
+    first_call_at: list[float] = []
+
+    def ready() -> bool:
+        now = time.monotonic()
+        if not first_call_at:
+            first_call_at.append(now)
+        return now - first_call_at[0] >= seconds
+
+    return ready
+
+
+def demo_bot_components(ports: Ports, var: Path) -> list[Component]:
+    """The SDK's demo bots, signing with the keys of var/demo-keys.json, running until stopped
+    (`--duration 0`); started after the exchange's set-up, in this order."""
+    edge_url = f"http://127.0.0.1:{ports.envoy}"
+    common = [
+        "--endpoint",
+        f"127.0.0.1:{ports.envoy}",
+        "--keys-file",
+        str(var / "demo-keys.json"),
+        "--symbols",
+        *DEMO_SYMBOLS,
+        "--duration",
+        "0",
+        "--rate",
+        DEMO_BOT_ROUNDS_PER_SECOND,
+    ]
+    bot_argv = [sys.executable, "-m"]
+    return [
+        Component(
+            name="market-maker",
+            argv=[
+                *bot_argv,
+                "exchange_sdk.demo.market_maker",
+                *common,
+                "--key-name",
+                "demo-alice",
+                "--levels",
+                DEMO_MAKER_LEVELS,
+            ],
+            port=None,
+            ready=lambda: all(book_quoted(edge_url, symbol) for symbol in DEMO_SYMBOLS),
+        ),
+        Component(
+            name="taker",
+            argv=[*bot_argv, "exchange_sdk.demo.taker", *common, "--key-name", "demo-bob"],
+            port=None,
+            ready=running_for(2.0),
+        ),
+    ]
+
+
+def demo_bots_wanted(environ: Mapping[str, str]) -> bool:
+    return environ.get(DEMO_BOTS_VARIABLE, "1").strip().lower() not in {"0", "false", "no", "off"}
+
+
 def process_alive(pid: int) -> bool:
     """The process exists and has not exited. A detached component's parent is init, which
     may reap it late: an exited process that is not reaped yet (a zombie) counts as gone."""
@@ -362,6 +460,7 @@ class Stack:
         self.var = var
         self.ports = ports
         self.components = components(ports, var)
+        self.bots = demo_bot_components(ports, var)
 
     @property
     def keys_file(self) -> Path:
@@ -420,10 +519,8 @@ class Stack:
                 raise SystemExit(message)
             time.sleep(0.05)
         elapsed = time.monotonic() - started_at
-        print(
-            f"{component.name}: started (pid {process.pid}, port {component.port}, "
-            f"ready in {elapsed:.1f}s)"
-        )
+        where = "" if component.port is None else f", port {component.port}"
+        print(f"{component.name}: started (pid {process.pid}{where}, ready in {elapsed:.1f}s)")
         return True
 
     def stop(self, component: Component, *, grace_seconds: float = 20.0) -> None:
@@ -451,18 +548,40 @@ class Stack:
                 component.configure()
         return started
 
+    def start_bots(self, *, markets_timeout_seconds: float = 30.0) -> None:
+        """Start the demo bots that do not run (after `set_up_exchange`: they need its keys,
+        and the markets in the edge's market data, which they look up first)."""
+        if all(self.pid(bot) is not None for bot in self.bots):
+            for bot in self.bots:
+                self.start(bot)  # prints that it runs already
+            return
+        deadline = time.monotonic() + markets_timeout_seconds
+        while not markets_listed(self.edge_url, DEMO_SYMBOLS):
+            if time.monotonic() > deadline:
+                message = (
+                    f"the edge does not list {', '.join(DEMO_SYMBOLS)}; see var/log/gateway.log"
+                )
+                raise SystemExit(message)
+            time.sleep(0.1)
+        for bot in self.bots:
+            self.start(bot)
+
     def down(self) -> None:
-        for component in reversed(self.components):
+        """Stop the bots first (the market maker cancels its quotes), then the services."""
+        for component in reversed([*self.components, *self.bots]):
             self.stop(component)
 
     def status(self) -> bool:
-        """Print each component's state; True when all run."""
+        """Print each component's state; True when all services run (the bots are optional)."""
         all_running = True
-        for component in self.components:
+        bot_names = {bot.name for bot in self.bots}
+        for component in [*self.components, *self.bots]:
             pid = self.pid(component)
-            all_running = all_running and pid is not None
+            if component.name not in bot_names:
+                all_running = all_running and pid is not None
             state = f"running (pid {pid})" if pid is not None else "stopped"
-            print(f"{component.name}: {state}, port {component.port}")
+            where = "" if component.port is None else f", port {component.port}"
+            print(f"{component.name}: {state}{where}")
         return all_running
 
     def set_up_exchange(self) -> dict[str, ApiKey]:
@@ -487,6 +606,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=Path(os.environ.get("EXCHANGE_VAR_DIR", REPO_ROOT / "var")),
         help="where data, logs and pid files live (default: var/ in the repository)",
     )
+    parser.add_argument(
+        "--no-bots",
+        dest="bots",
+        action="store_false",
+        default=demo_bots_wanted(os.environ),
+        help=f"up: do not start the demo bots (also {DEMO_BOTS_VARIABLE}=0)",
+    )
     args = parser.parse_args(argv)
     stack = Stack(args.var.resolve(), ports_from_environment(os.environ))
     if args.action == "up":
@@ -495,6 +621,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         keys = stack.set_up_exchange()
         if started:
             stack.smoke(keys)
+        if args.bots:
+            stack.start_bots()
         print_endpoints(stack, keys)
         print(f"up in {time.monotonic() - started_at:.1f}s")
     elif args.action == "smoke":
@@ -528,6 +656,14 @@ def print_endpoints(stack: Stack, keys: Mapping[str, ApiKey]) -> None:
         f"  {name:<10} account {key.account_id:<12} key {key.key_id}  secret {key.secret}"
         for name, key in keys.items()
     ]
+    running_bots = [bot.name for bot in stack.bots if stack.pid(bot) is not None]
+    if running_bots:
+        lines.append(
+            f"Demo bots running: {', '.join(running_bots)} (market maker as demo-alice, "
+            f"taker as demo-bob, on {', '.join(DEMO_SYMBOLS)}; logs in {stack.var / 'log'})"
+        )
+    else:
+        lines.append(f"Demo bots: off (`up` starts them unless --no-bots/{DEMO_BOTS_VARIABLE}=0)")
     lines += [f"Data and logs: {stack.var}", "Stop it with: bash infra/down.sh"]
     print("\n".join(lines))
 

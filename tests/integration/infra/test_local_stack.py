@@ -11,14 +11,7 @@ keys, and the broker's topic from offset 0 - and the ledger goes on settling new
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
-import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -30,10 +23,10 @@ from exchange.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 
 from infra.local.demo_accounts import read_demo_keys
 from infra.local.edge_client import ApiKey, place_limit_order, signed_request
-from infra.local.ports import free_port, port_open
+from infra.local.ports import port_open
 from infra.local.reference_data import STACK_OPERATOR_ID
-from infra.local.stack import PORT_VARIABLES, Ports, ports_from_environment, process_alive
-from tests.paths import REPO_ROOT
+from infra.local.stack import process_alive
+from tests.support.local_stack import StackCommand, local_stack, wait_until
 
 OPERATOR = (("x-exchange-operator-id", STACK_OPERATOR_ID),)
 PRICE = 50_000 * 10**6  # USDT minor units per whole BTC
@@ -42,43 +35,10 @@ EVENTS_TOPIC = "core.events.v1"
 COMPONENTS = 9  # s3, broker, postgres, redis, core, ledger, streaming, gateway, envoy
 
 
-class _StackCommand:
-    def __init__(self, var: Path) -> None:
-        self.var = var
-        self.environment = {
-            **os.environ,
-            **{variable: str(free_port()) for variable, _default in PORT_VARIABLES.values()},
-        }
-        self.ports: Ports = ports_from_environment(self.environment)
-
-    def __call__(self, action: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "infra.local.stack", action, "--var", str(self.var)],
-            cwd=REPO_ROOT,
-            env=self.environment,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
-
-    @property
-    def edge_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports.envoy}"
-
-
 @pytest.fixture
-def stack() -> Iterator[_StackCommand]:
-    # Not pytest's tmp_path: its parents are private to root, and the PostgreSQL server
-    # runs as the `postgres` OS user, which must reach its directory under var/.
-    directory = Path(tempfile.mkdtemp(prefix="exchange-stack-"))
-    directory.chmod(0o755)
-    command = _StackCommand(directory / "var")
-    try:
+def stack() -> Iterator[StackCommand]:
+    with local_stack() as command:  # the demo bots off: the balances below are exact
         yield command
-    finally:
-        command("down")
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _engine_status(port: int) -> core_admin_pb2.GetEngineStatusResponse:
@@ -102,14 +62,14 @@ def _ledger_balances(port: int, owner_id: str) -> dict[tuple[str, int], tuple[in
     }
 
 
-def _core_available(stack: _StackCommand, key: ApiKey) -> dict[str, int]:
+def _core_available(stack: StackCommand, key: ApiKey) -> dict[str, int]:
     """The account's available balances from the core, signed REST through Envoy."""
     answer = signed_request(stack.edge_url, "GET", "/v1/account/balances", key=key)
     assert answer.status == 200, answer.body
     return {entry["asset"]: int(entry["available"]) for entry in answer.json()["balances"]}
 
 
-def _ledger_available(stack: _StackCommand, account_id: str) -> dict[str, int]:
+def _ledger_available(stack: StackCommand, account_id: str) -> dict[str, int]:
     return {
         asset: balance
         for (asset, kind), (balance, _seq) in _ledger_balances(
@@ -119,16 +79,7 @@ def _ledger_available(stack: _StackCommand, account_id: str) -> dict[str, int]:
     }
 
 
-def _wait_until(
-    condition_name: str, check: Callable[[], bool], *, timeout_seconds: float = 20.0
-) -> None:
-    deadline = time.monotonic() + timeout_seconds
-    while not check():
-        assert time.monotonic() < deadline, f"not within {timeout_seconds}s: {condition_name}"
-        time.sleep(0.2)
-
-
-def _place(stack: _StackCommand, key: ApiKey, client_order_id: str, side: str) -> str:
+def _place(stack: StackCommand, key: ApiKey, client_order_id: str, side: str) -> str:
     answer = place_limit_order(
         stack.edge_url,
         key,
@@ -167,7 +118,7 @@ async def _events_from_offset_zero(bootstrap_servers: str) -> list[envelope_pb2.
         await consumer.stop()
 
 
-def test_up_trade_settles_down_and_everything_survives(stack: _StackCommand) -> None:
+def test_up_trade_settles_down_and_everything_survives(stack: StackCommand) -> None:
     started = stack("up")
     assert started.returncode == 0, started.stdout + started.stderr
     assert "markets: BTC-USDT, ETH-USDT" in started.stdout
@@ -184,7 +135,7 @@ def test_up_trade_settles_down_and_everything_survives(stack: _StackCommand) -> 
     assert _place(stack, bob, "buy-1", "SIDE_BUY") == "ORDER_STATUS_FILLED"
     core_bob, core_alice = _core_available(stack, bob), _core_available(stack, alice)
     assert core_bob["BTC"] > 10 * 10**8  # bob bought (the demo funds are 10 BTC)
-    _wait_until(
+    wait_until(
         "the ledger's available balances equal the core's",
         lambda: (
             _ledger_available(stack, bob.account_id) == core_bob
@@ -193,7 +144,7 @@ def test_up_trade_settles_down_and_everything_survives(stack: _StackCommand) -> 
     )
     status = _engine_status(stack.ports.core)
     seq_before_restart = status.engine_seq
-    _wait_until(
+    wait_until(
         "the outbox published everything",
         lambda: _engine_status(stack.ports.core).published_engine_seq == seq_before_restart,
     )
@@ -231,7 +182,7 @@ def test_up_trade_settles_down_and_everything_survives(stack: _StackCommand) -> 
     # The ledger kept its journal and settles what happened after the restart (the
     # smoke order reserved and released demo-alice's USDT).
     assert _ledger_available(stack, bob.account_id) == core_bob
-    _wait_until(
+    wait_until(
         "the ledger settles events published after the restart",
         lambda: (
             _ledger_balances(stack.ports.ledger, alice.account_id)[

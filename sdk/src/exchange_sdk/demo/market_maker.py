@@ -1,6 +1,8 @@
 """A demo market maker: every round, one StreamOrders batch per market that cancels its
 quotes and places ``--levels`` bids and asks around the reference price (spread and step
 in basis points). Stops after ``--duration`` seconds and cancels everything it left.
+``--duration 0`` runs until stopped (Ctrl-C or SIGTERM, which also cancel its quotes) and
+rides out an exchange that is unavailable for a while (the local exchange runs it so).
 
     python -m exchange_sdk.demo.market_maker --duration 60 --rate 2
 """
@@ -8,6 +10,7 @@ in basis points). Stops after ``--duration`` seconds and cancels everything it l
 from __future__ import annotations
 
 import random
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -15,9 +18,11 @@ from decimal import Decimal
 
 from exchange_sdk.client import Client, OrderStream
 from exchange_sdk.demo._common import connect, markets, on_tick, parser, reference_price
+from exchange_sdk.errors import UnavailableError
 from exchange_sdk.models import CancelAllOrders, MarketSpec, OrderCommand, PlaceOrder, Side
 
 BPS = Decimal("0.0001")
+UNAVAILABLE_PAUSE_SECONDS = 2.0  # forever mode: the pause before quoting again
 
 
 def quote_batch(
@@ -54,7 +59,9 @@ def run(
     lots: int = 10,
     seed: int = 0,
 ) -> int:
-    """Quotes until the duration is over; returns the number of batches sent."""
+    """Quotes until the duration is over (0: forever); returns the number of batches sent.
+    Forever, a round the exchange could not take (unavailable even after the SDK's retries)
+    is reported and the next round comes after a pause; with a duration it ends the run."""
     random_source = random.Random(seed)  # noqa: S311 - simulation, not cryptography
     specs = markets(client, symbols)
     batches = 0
@@ -72,7 +79,17 @@ def run(
                         step_bps=step_bps,
                         lots=lots * random_source.randint(1, 3),
                     )
-                    result = stream.send(batch)
+                    try:
+                        result = stream.send(batch)
+                    except UnavailableError as unavailable:
+                        if deadline is not None:
+                            raise
+                        print(
+                            f"{market.symbol}: {unavailable.reason}: {unavailable.message}",
+                            file=sys.stderr,
+                        )
+                        time.sleep(UNAVAILABLE_PAUSE_SECONDS)
+                        continue
                     batches += 1
                     for error in result.errors:
                         print(f"{market.symbol}: {error.reason}: {error.message}", file=sys.stderr)
@@ -86,23 +103,32 @@ def _cancel_everything(stream: OrderStream, specs: Sequence[MarketSpec]) -> None
     stream.send([CancelAllOrders(market.symbol) for market in specs])
 
 
+def _stop_on_sigterm(_signal_number: int, _frame: object) -> None:
+    raise KeyboardInterrupt  # unwinds through run()'s `finally`, which cancels the quotes
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     command = parser("Demo market maker (StreamOrders).", key_name="demo-alice", rate=2.0)
     command.add_argument("--levels", type=int, default=3)
     command.add_argument("--spread-bps", type=int, default=10)
     arguments = command.parse_args(argv)
     seed = arguments.seed if arguments.seed is not None else random.randrange(2**32)  # noqa: S311
-    print(f"market maker: seed {seed}, symbols {' '.join(arguments.symbols)}")
-    with connect(arguments) as client:
-        batches = run(
-            client,
-            arguments.symbols,
-            duration_seconds=arguments.duration,
-            rate=arguments.rate,
-            levels=arguments.levels,
-            spread_bps=arguments.spread_bps,
-            seed=seed,
-        )
+    print(f"market maker: seed {seed}, symbols {' '.join(arguments.symbols)}", flush=True)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)  # a stop by `kill` cancels the quotes too
+    try:
+        with connect(arguments) as client:
+            batches = run(
+                client,
+                arguments.symbols,
+                duration_seconds=arguments.duration,
+                rate=arguments.rate,
+                levels=arguments.levels,
+                spread_bps=arguments.spread_bps,
+                seed=seed,
+            )
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM, after run() cancelled the quotes
+        print("market maker: stopped, quotes cancelled", flush=True)
+        return 0
     print(f"market maker: {batches} batches sent")
     return 0
 

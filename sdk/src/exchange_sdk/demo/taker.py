@@ -1,5 +1,7 @@
 """A demo taker: random marketable IOC orders (a limit a little through the reference
-price, so they trade against the market maker's quotes and never rest).
+price, so they trade against the market maker's quotes and never rest). ``--duration 0``
+runs until stopped; an order the exchange refuses or cannot take is reported and the next
+one follows, so it rides out an exchange that is unavailable for a while.
 
     python -m exchange_sdk.demo.taker --duration 60 --rate 1
 """
@@ -29,7 +31,8 @@ def run(
     seed: int = 0,
     orders_max: int = 0,
 ) -> tuple[int, int]:
-    """Sends orders until the duration (or `orders_max`) is reached; (orders, fills)."""
+    """Sends orders until the duration (0: forever) or `orders_max` is reached; (orders,
+    fills)."""
     random_source = random.Random(seed)  # noqa: S311 - simulation, not cryptography
     specs = markets(client, symbols)
     orders = fills = 0
@@ -63,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = parser("Demo taker (random marketable orders).", key_name="demo-bob", rate=1.0)
     arguments = command.parse_args(argv)
     seed = arguments.seed if arguments.seed is not None else random.randrange(2**32)  # noqa: S311
-    print(f"taker: seed {seed}, symbols {' '.join(arguments.symbols)}")
+    print(f"taker: seed {seed}, symbols {' '.join(arguments.symbols)}", flush=True)
     with connect(arguments) as client:
         orders, fills = run(
             client,
