@@ -138,15 +138,21 @@ class LedgerEventsPublisher:
                 await self._progress.wait()
 
     async def _run(self) -> None:
-        async with self._engine.connect() as lock_connection:
+        while True:  # the database unreachable at start or the lock's connection lost: retry
             try:
-                locking = await driver_connection(lock_connection)
-                await locking.execute("SELECT pg_advisory_lock(%s)", (PUBLISHER_LOCK_KEY,))
-                await locking.commit()  # the lock is the session's; end the transaction
-                await self._publish_loop()
-            finally:
-                # Never hand a connection that may hold the lock back to the pool.
-                await lock_connection.invalidate()
+                async with self._engine.connect() as lock_connection:
+                    try:
+                        locking = await driver_connection(lock_connection)
+                        await locking.execute("SELECT pg_advisory_lock(%s)", (PUBLISHER_LOCK_KEY,))
+                        await locking.commit()  # the lock is the session's; end the transaction
+                        await self._publish_loop()
+                    finally:
+                        # Never hand a connection that may hold the lock back to the pool.
+                        await lock_connection.invalidate()
+            except Exception as error:  # noqa: BLE001
+                self.last_error = error
+                LOGGER.warning("ledger events: publisher lock failed, retrying: %r", error)
+            await asyncio.sleep(self.options.backoff_seconds_max)
 
     async def _publish_loop(self) -> None:
         backoff_seconds = self.options.backoff_seconds_initial
