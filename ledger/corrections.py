@@ -11,7 +11,9 @@ Rules:
 - apply posts the entries in the same transaction as the status change; applying again
   returns the applied correction and posts nothing (the entries' reference is the
   correction id, unique per kind); an entry can be reversed only once;
-- every step is a row in `correction_steps` (append-only): who, when, comment.
+- every step is a row in `correction_steps` (append-only): who, when, comment; and an event
+  of `ledger.events.v1` (CorrectionRequested/Approved/Rejected/Applied, plus EntryPosted for
+  the applied entry) recorded in the outbox in the same transaction.
 Corrections fix the ledger's own mistakes (docs/adr/0005): they never move a customer's money
 the core does not know about; money that must move goes through the core as an adjustment.
 """
@@ -32,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ledger.db.connection import DriverConnection, driver_connection
 from ledger.db.journal_writer import JournalWriter
 from ledger.errors import LedgerError, Reason
+from ledger.events_outbox import correction_step, record_entry_batch, record_events
 from ledger.journal import (
     AccountKey,
     AccountKind,
@@ -176,7 +179,9 @@ class Corrections:
             row = await cursor.fetchone()
             if row is not None:
                 await _record_step(connection, row[0], "REQUESTED", operator_id, reason)
-                return await _load(connection, row[0])
+                requested = await _load(connection, row[0])
+                await record_events(connection, [correction_step("REQUESTED", requested)])
+                return requested
             cursor = await connection.execute(
                 "SELECT correction_id FROM corrections WHERE requested_by = %s AND request_id = %s",
                 (operator_id, request_id),
@@ -264,6 +269,8 @@ class Corrections:
             )
             await _record_step(connection, correction_id, "APPLIED", operator_id, "")
             applied = await _load(connection, correction_id)
+            await record_entry_batch(connection, [entry_id])
+            await record_events(connection, [correction_step("APPLIED", applied)])
         self._writer.remember_accounts(new_accounts)
         return applied
 
@@ -336,7 +343,9 @@ async def _decide(
         (int(status), operator_id, correction_id),
     )
     await _record_step(connection, correction_id, status.name, operator_id, comment)
-    return await _load(connection, correction_id)
+    decided = await _load(connection, correction_id)
+    await record_events(connection, [correction_step(status.name, decided)])
+    return decided
 
 
 async def _record_step(

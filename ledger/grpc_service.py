@@ -21,7 +21,7 @@ from typing import Any, Final, TypeVar
 import grpc
 from exchange.ledger.types.v1 import types_pb2
 from exchange.ledger.v1 import ledger_pb2, ledger_pb2_grpc
-from google.protobuf import any_pb2, timestamp_pb2
+from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -29,9 +29,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ledger import read_model
 from ledger.adjustments import Adjustment, Adjustments
 from ledger.balance_checks import check_invariants, rebuild_balances
-from ledger.corrections import Correction, Corrections, CorrectionStatus
+from ledger.corrections import Corrections, CorrectionStatus
 from ledger.errors import LedgerError, Reason
-from ledger.journal import AccountKey, AccountKind, EntryKind, Posting, checked_account
+from ledger.journal import AccountKey, AccountKind, EntryKind, checked_account
+from ledger.proto_mapping import (
+    account_message,
+    correction_message,
+    entry_message,
+    reconciliation_message,
+    timestamp,
+)
 from ledger.reconciliation import Reconciliation
 from ledger.settlement import IngestResult, Settlement
 
@@ -104,26 +111,6 @@ def _operator(context: Context) -> str:
     return operator_id
 
 
-def _timestamp(moment: datetime | None) -> timestamp_pb2.Timestamp | None:
-    if moment is None:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(moment.astimezone(UTC))
-    return stamp
-
-
-def _account(account: AccountKey) -> types_pb2.LedgerAccount:
-    return types_pb2.LedgerAccount(
-        owner_id=account.owner_id,
-        asset=account.asset,
-        kind=types_pb2.AccountKind.ValueType(account.kind),
-    )
-
-
-def _posting(posting: Posting) -> types_pb2.Posting:
-    return types_pb2.Posting(account=_account(posting.account), amount=posting.amount)
-
-
 def _account_key(account: types_pb2.LedgerAccount) -> AccountKey:
     try:
         kind = AccountKind(account.kind)
@@ -144,45 +131,6 @@ def _result(result: IngestResult) -> ledger_pb2.IngestResult:
     )
 
 
-def _entry(entry: read_model.Entry) -> types_pb2.JournalEntry:
-    return types_pb2.JournalEntry(
-        entry_id=str(entry.entry_id),
-        kind=int(entry.kind),  # type: ignore[arg-type]
-        reference=entry.reference,
-        source_event_id=entry.source_event_id,
-        symbol=entry.symbol,
-        engine_seq=entry.engine_seq,
-        epoch=entry.epoch,
-        postings=[_posting(p) for p in entry.postings],
-        posted_at=_timestamp(entry.posted_at),
-        reverses_entry_id="" if entry.reverses_entry_id is None else str(entry.reverses_entry_id),
-        correction_id=entry.correction_id,
-        memo=entry.memo,
-    )
-
-
-def _correction(correction: Correction) -> types_pb2.Correction:
-    message = types_pb2.Correction(
-        correction_id=correction.correction_id,
-        status=int(correction.status),  # type: ignore[arg-type]
-        reason=correction.reason,
-        requested_by=correction.requested_by,
-        requested_at=_timestamp(correction.requested_at),
-        approved_by=correction.approved_by,
-        approved_at=_timestamp(correction.approved_at),
-        applied_by=correction.applied_by,
-        applied_at=_timestamp(correction.applied_at),
-        rejected_by=correction.rejected_by,
-        rejected_at=_timestamp(correction.rejected_at),
-        applied_entry_ids=[str(entry_id) for entry_id in correction.applied_entry_ids],
-    )
-    if correction.reverse_entry_id is not None:
-        message.reverse_entry_id = str(correction.reverse_entry_id)
-    else:
-        message.adjustment.postings.extend(_posting(p) for p in correction.postings or ())
-    return message
-
-
 def _adjustment(adjustment: Adjustment) -> types_pb2.Adjustment:
     return types_pb2.Adjustment(
         adjustment_id=adjustment.adjustment_id,
@@ -193,7 +141,7 @@ def _adjustment(adjustment: Adjustment) -> types_pb2.Adjustment:
         status=int(adjustment.status),  # type: ignore[arg-type]
         reject_reason=adjustment.reject_reason,
         requested_by=adjustment.requested_by,
-        requested_at=_timestamp(adjustment.requested_at),
+        requested_at=timestamp(adjustment.requested_at),
         entry_id="" if adjustment.entry_id is None else str(adjustment.entry_id),
     )
 
@@ -301,7 +249,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
         return ledger_pb2.ListBalancesResponse(
             balances=[
                 types_pb2.LedgerBalance(
-                    account=_account(b.account),
+                    account=account_message(b.account),
                     balance=b.balance,
                     last_engine_seq=b.last_engine_seq,
                 )
@@ -326,7 +274,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
             page_token=request.page_token,
         )
         return ledger_pb2.ListEntriesResponse(
-            entries=[_entry(e) for e in entries], next_page_token=token
+            entries=[entry_message(e) for e in entries], next_page_token=token
         )
 
     @_rpc
@@ -335,7 +283,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
     ) -> ledger_pb2.GetEntryResponse:
         _operator(context)
         entry = await read_model.get_entry(self._engine, _entry_id(request.entry_id, "entry_id"))
-        return ledger_pb2.GetEntryResponse(entry=_entry(entry))
+        return ledger_pb2.GetEntryResponse(entry=entry_message(entry))
 
     @_rpc
     async def RebuildBalances(  # noqa: N802
@@ -347,7 +295,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
             accounts_rebuilt=report.accounts_rebuilt,
             differences=[
                 types_pb2.BalanceDifference(
-                    account=_account(d.account), expected=d.expected, actual=d.actual
+                    account=account_message(d.account), expected=d.expected, actual=d.actual
                 )
                 for d in report.differences
             ],
@@ -366,7 +314,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
                     invariant=v.invariant,
                     detail=v.detail,
                     amount=v.amount,
-                    account=None if v.account is None else _account(v.account),
+                    account=None if v.account is None else account_message(v.account),
                 )
                 for v in violations
             ],
@@ -382,29 +330,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
         report = await self._reconciliation.reconcile(
             symbol=request.symbol, at_engine_seq=request.at_engine_seq
         )
-        message = types_pb2.ReconciliationReport(
-            symbol=report.symbol,
-            status=int(report.status),  # type: ignore[arg-type]
-            engine_seq=report.engine_seq,
-            core_engine_seq=report.core_engine_seq,
-            ledger_engine_seq=report.ledger_engine_seq,
-            gaps=[
-                types_pb2.SequenceGap(
-                    symbol=g.symbol,
-                    first_missing_seq=g.first_missing_seq,
-                    last_missing_seq=g.last_missing_seq,
-                    resolved=g.resolved,
-                )
-                for g in report.gaps
-            ],
-            differences=[
-                types_pb2.BalanceDifference(
-                    account=_account(d.account), expected=d.expected, actual=d.actual
-                )
-                for d in report.differences
-            ],
-        )
-        message.generated_at.GetCurrentTime()
+        message = reconciliation_message(report, generated_at=datetime.now(UTC))
         return ledger_pb2.GetReconciliationResponse(report=message)
 
     @_rpc
@@ -445,7 +371,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
             raise LedgerError(
                 Reason.FIELD_INVALID, "a correction needs a proposal", field="proposal"
             )
-        return ledger_pb2.RequestCorrectionResponse(correction=_correction(correction))
+        return ledger_pb2.RequestCorrectionResponse(correction=correction_message(correction))
 
     @_rpc
     async def ApproveCorrection(  # noqa: N802
@@ -456,7 +382,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
             correction_id=request.correction_id,
             comment=request.comment,
         )
-        return ledger_pb2.ApproveCorrectionResponse(correction=_correction(correction))
+        return ledger_pb2.ApproveCorrectionResponse(correction=correction_message(correction))
 
     @_rpc
     async def RejectCorrection(  # noqa: N802
@@ -467,7 +393,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
             correction_id=request.correction_id,
             comment=request.comment,
         )
-        return ledger_pb2.RejectCorrectionResponse(correction=_correction(correction))
+        return ledger_pb2.RejectCorrectionResponse(correction=correction_message(correction))
 
     @_rpc
     async def ApplyCorrection(  # noqa: N802
@@ -476,7 +402,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
         correction = await self._corrections.apply(
             operator_id=_operator(context), correction_id=request.correction_id
         )
-        return ledger_pb2.ApplyCorrectionResponse(correction=_correction(correction))
+        return ledger_pb2.ApplyCorrectionResponse(correction=correction_message(correction))
 
     @_rpc
     async def GetCorrection(  # noqa: N802
@@ -484,7 +410,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
     ) -> ledger_pb2.GetCorrectionResponse:
         _operator(context)
         correction = await self._corrections.get(request.correction_id)
-        return ledger_pb2.GetCorrectionResponse(correction=_correction(correction))
+        return ledger_pb2.GetCorrectionResponse(correction=correction_message(correction))
 
     @_rpc
     async def ListCorrections(  # noqa: N802
@@ -496,5 +422,5 @@ class LedgerService(ledger_pb2_grpc.LedgerServiceServicer):
             status=status, page_size=request.page_size, page_token=request.page_token
         )
         return ledger_pb2.ListCorrectionsResponse(
-            corrections=[_correction(c) for c in corrections], next_page_token=token
+            corrections=[correction_message(c) for c in corrections], next_page_token=token
         )

@@ -41,6 +41,7 @@ class Entry:
     reverses_entry_id: int | None
     correction_id: str
     memo: str
+    shard_id: str = ""
 
 
 async def list_balances(
@@ -68,7 +69,7 @@ async def list_balances(
 
 _ENTRY_COLUMNS = (
     "e.entry_id, e.kind, e.reference, e.source_event_id, e.symbol, e.engine_seq, e.epoch, "
-    "e.posted_at, e.reverses_entry_id, e.correction_id, e.memo"
+    "e.posted_at, e.reverses_entry_id, e.correction_id, e.memo, e.shard_id"
 )
 
 
@@ -97,6 +98,7 @@ async def _with_postings(connection: DriverConnection, rows: Sequence[Any]) -> l
             row[8],
             row[9],
             row[10],
+            row[11],
         )
         for row in rows
     ]
@@ -155,3 +157,18 @@ async def get_entry(engine: AsyncEngine, entry_id: int) -> Entry:
             )
         [entry] = await _with_postings(connection, rows)
     return entry
+
+
+async def entries_by_ids(connection: DriverConnection, entry_ids: Sequence[int]) -> list[Entry]:
+    """The entries with these ids, in the order given (all must exist)."""
+    cursor = await connection.execute(
+        f"SELECT {_ENTRY_COLUMNS} FROM journal_entries AS e "  # noqa: S608
+        "WHERE e.entry_id = ANY(%s::bigint[])",
+        (list(entry_ids),),
+    )
+    rows = await cursor.fetchall()
+    by_id = {entry.entry_id: entry for entry in await _with_postings(connection, rows)}
+    missing = [entry_id for entry_id in entry_ids if entry_id not in by_id]
+    if missing:
+        raise LedgerError(Reason.INTERNAL, f"entries {missing[:10]} are not in the journal")
+    return [by_id[entry_id] for entry_id in entry_ids]

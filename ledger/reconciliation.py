@@ -12,6 +12,9 @@ market's assets. Gaps: every hole the settlement consumer recorded in the stream
 (resolved or not), plus a missing tail when the core reported (ReportEngineSeq) a stream
 further than the ledger has seen although the ledger has posted past the reported engine_seq.
 
+Every reconciliation records a `ReconciliationCompleted` event (ledger/events_outbox.py;
+the same report twice is one event: its id is a digest of the report).
+
 The core is reached through `CoreView` (a gRPC client of CoreAdminService in production,
 `GrpcCoreView`); tests inject their own.
 """
@@ -32,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.db.connection import DriverConnection, driver_connection
 from ledger.errors import LedgerError, Reason
+from ledger.events_outbox import now, reconciliation_completed, record_events
 from ledger.journal import AccountKey, AccountKind, available, external, held
 
 ALL_MARKETS: Final = "-"
@@ -214,7 +218,7 @@ class Reconciliation:
             status = ReconciliationStatus.DIFFERENCES
         else:
             status = ReconciliationStatus.MATCHED
-        return ReconciliationReport(
+        report = ReconciliationReport(
             symbol=market or ALL_MARKETS,
             status=status,
             engine_seq=core_balances.engine_seq,
@@ -223,6 +227,10 @@ class Reconciliation:
             gaps=tuple(gaps),
             differences=tuple(differences),
         )
+        event = reconciliation_completed(report, shard_id=self._shard_id, generated_at=now())
+        async with self._engine.begin() as sa_connection:
+            await record_events(await driver_connection(sa_connection), [event])
+        return report
 
 
 def compare_balances(

@@ -7,7 +7,9 @@
 
 One bootstrap wires the adapters: the SQLAlchemy/psycopg engine, the journal writer shared by
 settlement and corrections, the core's gRPC clients (CoreAdminService for reconciliation,
-FundingService for adjustments) and, with --kafka-bootstrap, the settlement consumer.
+FundingService for adjustments) and, with --kafka-bootstrap, the settlement consumer and
+the publisher of the ledger's own events (`--ledger-events-topic`, default ledger.events.v1;
+`--no-publish-ledger-events` leaves them in the outbox table for another process to publish).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from ledger.adjustments import Adjustments, FundingClient, GrpcFundingClient
 from ledger.consumer import ConsumerOptions, SettlementConsumer
 from ledger.corrections import Corrections
 from ledger.db.connection import create_engine
+from ledger.events_outbox import LEDGER_EVENTS_TOPIC
+from ledger.events_publisher import LedgerEventsOptions, LedgerEventsPublisher
 from ledger.grpc_service import LedgerService
 from ledger.reconciliation import CoreView, GrpcCoreView, Reconciliation
 from ledger.settlement import Settlement
@@ -115,7 +119,18 @@ async def _main(arguments: argparse.Namespace) -> None:
         consumer = SettlementConsumer(ledger.settlement, ledger.engine, options)
         await consumer.start()
         consuming = asyncio.create_task(consumer.run(stop))
+    publisher: LedgerEventsPublisher | None = None
+    if arguments.kafka_bootstrap and arguments.publish_ledger_events:
+        publisher = LedgerEventsPublisher(
+            ledger.engine,
+            LedgerEventsOptions(
+                bootstrap_servers=arguments.kafka_bootstrap, topic=arguments.ledger_events_topic
+            ),
+        )
+        publisher.start()
     await stop.wait()
+    if publisher is not None:
+        await publisher.stop()
     if consuming is not None:
         with contextlib.suppress(asyncio.CancelledError):
             await consuming
@@ -139,6 +154,17 @@ def main() -> None:
     parser.add_argument("--shard-id", default=os.environ.get("LEDGER_SHARD_ID", "shard-1"))
     parser.add_argument("--kafka-bootstrap", default=os.environ.get("LEDGER_KAFKA_BOOTSTRAP", ""))
     parser.add_argument("--partitions", default=os.environ.get("LEDGER_PARTITIONS", "0"))
+    parser.add_argument(
+        "--ledger-events-topic",
+        default=os.environ.get("LEDGER_EVENTS_TOPIC", LEDGER_EVENTS_TOPIC),
+        help="where the ledger publishes its own events (needs --kafka-bootstrap)",
+    )
+    parser.add_argument(
+        "--no-publish-ledger-events",
+        dest="publish_ledger_events",
+        action="store_false",
+        help="do not run the ledger events publisher in this process (the outbox keeps them)",
+    )
     parser.add_argument(
         "--no-tune-garbage-collector",
         dest="tune_garbage_collector",

@@ -2,7 +2,9 @@
 
 The transaction writes, together: the entries and postings, the materialized balances,
 each stream's position and holes, gaps and stale-epoch reports, the shard's epoch and
-engine_seq, and (for the consumer) the Kafka offsets the batch advances to. Either all of
+engine_seq, the ledger's events about them (one outbox row with the batch's entry ids, plus
+gap and stale-epoch events: ledger/events_outbox.py), and (for the consumer) the Kafka
+offsets the batch advances to. Either all of
 it commits or none of it does, so a crash anywhere — before, between the inserts, during
 the commit — leaves the offsets where the last committed batch put them, and the redelivered
 events are recognised (by their stream position, and by the unique (kind, reference) of
@@ -33,6 +35,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ledger.db.connection import DriverConnection, driver_connection
 from ledger.db.journal_writer import EntryKey, JournalWriter, add_to_balances
 from ledger.errors import LedgerError, Reason
+from ledger.events_outbox import (
+    ReadyEvent,
+    now,
+    record_entry_batch,
+    record_events,
+    sequence_gap_detected,
+    stale_epoch_event_ignored,
+)
 from ledger.journal import AccountKey, EntryKind, PlannedEntry
 from ledger.posting_rules import EventHeader, plan_entry, read_header
 from ledger.sequencing import Arrival, Gap, ShardState, StreamState
@@ -111,7 +121,7 @@ class _Batch:
     results: list[IngestResult | None]
     new_entries: list[tuple[int, PlannedEntry]]
     duplicate_entries: list[tuple[int, EntryKey]]
-    gaps: list[tuple[str, str, Gap, str]]
+    gaps: list[tuple[str, str, Gap, str, int]]  # shard, symbol, gap, event id, engine_seq
     stale: list[tuple[EventHeader, int]]
 
 
@@ -216,9 +226,43 @@ class Settlement:
             await add_to_balances(connection, written.balance_changes)
             await _save_positions(connection, shards, streams, batch)
             await _record_adjustments(connection, batch, written.inserted)
+            await record_entry_batch(connection, list(written.inserted.values()))
+            await record_events(connection, _ledger_events(batch))
             await _advance_offsets(connection, offsets)
         results = [result for result in batch.results if result is not None]
         return results, dict(written.new_account_ids)
+
+
+def _ledger_events(batch: _Batch) -> list[ReadyEvent]:
+    """The ledger's events for the batch's gaps and stale-epoch events (rare: built here)."""
+    if not batch.gaps and not batch.stale:
+        return []
+    detected_at = now()
+    events = [
+        sequence_gap_detected(
+            shard_id=shard_id,
+            symbol=symbol,
+            first_missing_seq=gap.first_missing_seq,
+            last_missing_seq=gap.last_missing_seq,
+            detected_by_event_id=event_id,
+            engine_seq=engine_seq,
+            detected_at=detected_at,
+        )
+        for shard_id, symbol, gap, event_id, engine_seq in batch.gaps
+    ]
+    events += [
+        stale_epoch_event_ignored(
+            ignored_event_id=header.event_id,
+            shard_id=header.shard_id,
+            symbol=header.symbol,
+            engine_seq=header.engine_seq,
+            event_epoch=header.epoch,
+            current_epoch=current_epoch,
+            detected_at=detected_at,
+        )
+        for header, current_epoch in batch.stale
+    ]
+    return events
 
 
 async def _record_adjustments(
@@ -258,7 +302,9 @@ def _classify(
             continue
         arrival, gap = streams[(header.shard_id, header.symbol)].observe(header.seq)
         if gap is not None:
-            batch.gaps.append((header.shard_id, header.symbol, gap, header.event_id))
+            batch.gaps.append(
+                (header.shard_id, header.symbol, gap, header.event_id, header.engine_seq)
+            )
         if arrival is Arrival.DUPLICATE:
             if plan is None:
                 batch.results[index] = IngestResult(header.event_id, IngestOutcome.DUPLICATE)

@@ -272,7 +272,7 @@ def _balance_changes(
     )
 
 
-def _array_text(values: list[int]) -> str:
+def array_text(values: list[int]) -> str:
     """An int list as a PostgreSQL array literal: one C-level join instead of psycopg's
     per-element dumping (thousands of elements per batch)."""
     return "{" + ",".join(map(str, values)) + "}"
@@ -285,8 +285,8 @@ async def add_to_balances(connection: DriverConnection, changes: BalanceChanges)
         await connection.execute(
             _UPSERT_BALANCES,
             (
-                _array_text(changes.account_ids),
-                _array_text(changes.deltas),
-                _array_text(changes.engine_seqs),
+                array_text(changes.account_ids),
+                array_text(changes.deltas),
+                array_text(changes.engine_seqs),
             ),
         )
