@@ -8,7 +8,8 @@ Topics (Kafka API; record key in brackets; record value = EventEnvelope bytes):
   core.events.v1        [shard_id]  every core event of a shard in engine order
                                      (one partition per shard): the ledger's input
   core.trade-events.v1  [symbol]    TradeExecuted only: market data, candles, history
-  ledger.events.v1      [symbol]    ledger events
+  ledger.events.v1      ["ledger"]  every ledger event, one stream in the ledger's order
+                                     (one partition; seq gap-free from 1)
   md.candles.v1         [symbol]    CandleUpdated
   md.tickers.v1         [symbol]    TickerUpdated
 Delivery is at least once; consumers dedupe on event_id and store their offsets
