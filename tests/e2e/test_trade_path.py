@@ -2,9 +2,10 @@
 order placed with the SDK through Envoy under an idempotency key (placed again: the same
 order back), a trade with the other demo account, its TradeExecuted on
 `core.trade-events.v1`, the ledger's TRADE entry and balances equal to the core's, and the
-trade on the public WebSocket channel with the buyer's private fill.
-
-Candle updates on the WebSocket come from streaming/, not yet part of the local stack."""
+trade on the public WebSocket channel with the buyer's private fill; then streaming/ turns
+the trade into a 1-minute candle and a 24h ticker: on the WebSocket candle channel, in
+ClickHouse (ListCandles through Envoy, forwarded to the streaming process) and in Redis
+(GetTicker)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from decimal import Decimal
 from exchange.ledger.types.v1 import types_pb2 as ledger_types_pb2
 from exchange.ledger.v1 import ledger_pb2
 from exchange_sdk import ApiCredentials, OrderResult, OrderStatus, Side
-from exchange_sdk.websocket import FillEvent, MarketDataSocket, TradeEvent
+from exchange_sdk.websocket import CandleEvent, FillEvent, MarketDataSocket, TradeEvent
 
 from infra.local.stack import CORE_SHARD_ID
 from tests.e2e.exchange_access import (
@@ -47,7 +48,7 @@ async def test_order_trade_event_ledger_entry_and_websocket(stack: StackCommand)
         ) as socket,
     ):
         assert await socket.authenticate() == bob.account_id
-        await socket.subscribe(f"trades:{SYMBOL}", "fills")
+        await socket.subscribe(f"trades:{SYMBOL}", "fills", f"candles:{SYMBOL}:1m")
 
         def place_offer() -> Awaitable[OrderResult]:
             return seller.place_order(
@@ -90,6 +91,28 @@ async def test_order_trade_event_ledger_entry_and_websocket(stack: StackCommand)
                     seen_fill = True
                 if seen_trade and seen_fill:
                     break
+
+        # streaming/ (Quix, after its consumer group joined) turns the trade into the
+        # minute's candle: the only trade of this quiet market, so open = close = its price.
+        async with asyncio.timeout(60):
+            async for event in socket.events(buyer.catalog):
+                if isinstance(event, CandleEvent) and event.candle.trade_count >= 1:
+                    candle = event.candle
+                    assert (candle.open, candle.close, candle.volume) == (PRICE, PRICE, QUANTITY)
+                    assert candle.quote_volume == PRICE * QUANTITY
+                    break
+
+        # The same candle from ClickHouse (ListCandles through Envoy and the gateway to the
+        # streaming process), and the 24h ticker from Redis.
+        async def history_has_the_candle() -> bool:
+            candles = await buyer.list_candles(SYMBOL)
+            return any(c.close == PRICE and c.volume == QUANTITY for c in candles)
+
+        async with asyncio.timeout(30):
+            while not await history_has_the_candle():
+                await asyncio.sleep(0.2)
+        ticker = await buyer.get_ticker(SYMBOL)
+        assert (ticker.last, ticker.volume, ticker.trade_count) == (PRICE, QUANTITY, 1)
 
     # The event on the trade topic, in minor units.
     envelope = await find_envelope(
