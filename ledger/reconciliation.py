@@ -60,6 +60,9 @@ class EngineBalance:
 class EngineBalances:
     engine_seq: int
     balances: tuple[EngineBalance, ...]
+    # The newest command <= engine_seq with events (0: unknown); the ledger has seen
+    # everything up to engine_seq once it posted this one.
+    last_event_engine_seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +103,7 @@ class GrpcCoreView:
             tuple(
                 EngineBalance(b.account_id, b.asset, b.available, b.held) for b in response.balances
             ),
+            response.last_event_engine_seq,
         )
 
     async def engine_status(self) -> EngineStatus:
@@ -212,7 +216,7 @@ class Reconciliation:
             gaps = await _gaps(connection, self._shard_id, market, ledger_engine_seq)
             await sa_connection.rollback()
         differences = compare_balances(core_balances.balances, ledger, scope=scope)
-        if at > ledger_engine_seq:
+        if (core_balances.last_event_engine_seq or at) > ledger_engine_seq:
             status = ReconciliationStatus.BEHIND
         elif differences or any(not gap.resolved for gap in gaps):
             status = ReconciliationStatus.DIFFERENCES

@@ -18,6 +18,7 @@ into `exchange.trading.v1.Order` / `Fill`. Order ids travel as decimal strings.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
 from exchange.common.v1 import errors_pb2, types_pb2
@@ -457,6 +458,17 @@ def write_outcome(message: trading_pb2.Order, outcome: Outcome) -> None:
     else:
         message.remaining_quantity = 0
     message.engine_seq = outcome.engine_seq
+
+
+def write_placement_progress(message: trading_pb2.Order, fills: Sequence[FillRecord]) -> None:
+    """Fill totals and update time of an order as its placing command left them, from that
+    command's own fills (all stamped with the command's timestamp, = created_at), over a
+    message written from a record that later commands may have moved on: so a retried
+    PlaceOrder answers exactly what the first one did (with `write_outcome`)."""
+    message.filled_quote_quantity = sum(fill.quote_quantity for fill in fills)
+    message.fees_paid = sum(fill.fee for fill in fills)
+    if message.HasField("created_at"):
+        message.updated_at.CopyFrom(message.created_at)
 
 
 def fill_order_summary_with_outcome(

@@ -75,7 +75,12 @@ class EventSink(Protocol):
         """
 
     async def wait_durable(self, engine_seq: int) -> None:
-        """Return once everything received up to `engine_seq` is durable; raise to refuse."""
+        """Return once everything received up to `engine_seq` is durable; raise to refuse.
+
+        Awaited by `snapshot()` right after the engine's capture with no await between:
+        the coroutine's synchronous part runs in the capture's event-loop step, when the
+        sink has received exactly seqs up to `engine_seq` (core/service/history_sink.py
+        copies its state there)."""
 
 
 class SequencerError(Exception):

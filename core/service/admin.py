@@ -141,7 +141,9 @@ class CoreAdminServicer(core_admin_pb2_grpc.CoreAdminServiceServicer):
         self, request: core_admin_pb2.GetStateHashRequest, context: Context
     ) -> core_admin_pb2.GetStateHashResponse:
         caller_operator(context)
-        engine, engine_seq = await engine_at(self._runtime.sequencer, request.at_engine_seq)
+        engine, engine_seq, _ = await engine_at(
+            self._runtime.sequencer, self._runtime.history_sink, request.at_engine_seq
+        )
         return core_admin_pb2.GetStateHashResponse(
             engine_seq=engine_seq, state_hash=engine.state_hash()
         )
@@ -155,10 +157,13 @@ class CoreAdminServicer(core_admin_pb2_grpc.CoreAdminServiceServicer):
             request.account_id, "account_id", validation.ACCOUNT_ID_LENGTH_MAX
         )
         asset = validation.optional_asset(request.asset)
-        engine, engine_seq = await engine_at(self._runtime.sequencer, request.at_engine_seq)
+        engine, engine_seq, last_event_engine_seq = await engine_at(
+            self._runtime.sequencer, self._runtime.history_sink, request.at_engine_seq
+        )
         views = list(engine.balances(account_id).values()) if account_id else engine.all_balances()
         return core_admin_pb2.GetEngineBalancesResponse(
             engine_seq=engine_seq,
+            last_event_engine_seq=last_event_engine_seq,
             balances=[
                 markets.engine_balance_message(view)
                 for view in views

@@ -4,16 +4,18 @@ The engine keeps open orders and, per account, the final status of recently clos
 keeps no fills and no closed order's details. GetOrder / ListOrders / ListFills and every
 response that shows an order read this model instead:
 
-- `record(commands, results)` is a `CommandGateway` listener: it gets every batch's results in
-  WAL order (the gateway guarantees it) and updates the records from the events (accepted,
-  traded, amended, cancelled, expired). Idempotent duplicates carry no events and change
-  nothing.
+- `record(commands, results)` gets every applied batch's results in seq order — from the
+  sequencer's event sink (core/service/history_sink.py), live AND during recovery replay —
+  and updates the records from the events (accepted, traded, amended, cancelled, expired).
+  Idempotent duplicates carry no events and change nothing. The model is a deterministic
+  function of the WAL prefix it was fed.
 - Bounded per account (FIFO by order id): `orders_max_per_account` records and
   `fills_max_per_account` fills. An evicted open order is still answered from the engine.
-- In memory only. At start the model is seeded with every open order from the engine's books
-  (quantities exact, fill totals other than the filled quantity and timestamps unknown);
-  closed orders and fills from before a restart are not here. The durable history of trades
-  is the event log (ledger, market-data history), not this window. See docs/adr/0008.
+- Survives restarts within those bounds: `capture()` copies the model in one event-loop step
+  (at a snapshot's seq), `restore()` loads such a copy at start, and the WAL replay after the
+  snapshot feeds the rest (history_sink.py writes and reads the checkpoint files). Only a
+  snapshot without a checkpoint (written before checkpoints existed) falls back to
+  `seed_from_engine` (open orders only, fill totals and timestamps unknown). See docs/adr/0008.
 
 Invariant: a record's `remaining_quantity` and `status` equal the engine's for every open order
 the model holds (checked by the integration tests against `Engine.order`).
@@ -23,6 +25,8 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, Final
 
 from core.contracts.orders import FillRecord, OrderRecord
@@ -49,6 +53,22 @@ _EXPIRED: Final = OrderStatus.EXPIRED
 _NEW: Final = OrderStatus.NEW
 _OPEN_STATUSES: Final = frozenset((_NEW, _PARTIALLY_FILLED))
 _OPPOSITE: Final = {Side.BUY: Side.SELL, Side.SELL: Side.BUY}
+_ORDER_FIELDS: Final = OrderRecord.__slots__
+_order_fields: Final = attrgetter(*_ORDER_FIELDS)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryCapture:
+    """The whole model at one seq, as plain values (picklable; shares nothing mutable).
+
+    `orders`: per account, each record's fields in `OrderRecord.__slots__` order, oldest
+    first; `client_order_ids`: per account, client order id -> order id; `fills`: per
+    account, oldest first (FillRecords never change once made, so they are shared).
+    """
+
+    orders: dict[str, list[tuple[Any, ...]]]
+    client_order_ids: dict[str, dict[str, int]]
+    fills: dict[str, list[FillRecord]]
 
 
 class OrderHistory:
@@ -94,6 +114,46 @@ class OrderHistory:
         for view in views:
             self._add(OrderRecord.from_view(view, engine_seq=view.order_id))
         return len(views)
+
+    def capture(self) -> HistoryCapture:
+        """A copy of the model as it is now (O(records), on the event loop: one step)."""
+        return HistoryCapture(
+            orders={
+                account_id: [_order_fields(record) for record in orders.values()]
+                for account_id, orders in self._orders.items()
+            },
+            client_order_ids={
+                account_id: dict(client_ids) for account_id, client_ids in self._client_ids.items()
+            },
+            fills={account_id: list(fills) for account_id, fills in self._fills.items()},
+        )
+
+    def restore(self, capture: HistoryCapture) -> None:
+        """Replace the model with `capture` (at start, before the WAL replay); the bounds of
+        this model apply (the oldest beyond them are dropped)."""
+        self._orders.clear()
+        self._by_id.clear()
+        self._client_ids.clear()
+        self._fills.clear()
+        new_record = OrderRecord.__new__
+        for account_id, rows in capture.orders.items():
+            orders: OrderedDict[int, OrderRecord] = OrderedDict()
+            for row in rows[-self._orders_max :]:
+                record = new_record(OrderRecord)
+                for name, value in zip(_ORDER_FIELDS, row, strict=True):
+                    setattr(record, name, value)
+                orders[record.order_id] = record
+                self._by_id[record.order_id] = record
+            self._orders[account_id] = orders
+            self._client_ids[account_id] = {
+                client_order_id: order_id
+                for client_order_id, order_id in capture.client_order_ids.get(
+                    account_id, {}
+                ).items()
+                if order_id in orders
+            }
+        for account_id, fills in capture.fills.items():
+            self._fills[account_id] = deque(fills, maxlen=self._fills_max)
 
     def record(
         self,
@@ -284,12 +344,17 @@ class OrderHistory:
 
     def fills_of(self, account_id: str, result: ApplyResult) -> list[FillRecord]:
         """The account's fills a command produced (an idempotent duplicate: the remembered
-        fills of its order)."""
+        fills the original command produced for its order)."""
         if result.duplicate:
             order_id = result.outcome.order_id
             if not order_id:
                 return []
-            found = list(self.fills(account_id, symbol="", order_id=order_id, below_trade_id=0))
+            engine_seq = result.outcome.engine_seq
+            found = [
+                fill
+                for fill in self.fills(account_id, symbol="", order_id=order_id, below_trade_id=0)
+                if fill.engine_seq == engine_seq
+            ]
             found.reverse()
             return found
         fills: list[FillRecord] = []

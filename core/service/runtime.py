@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from core.sequencer import Sequencer
 from core.service.command_gateway import CommandGateway
+from core.service.history_sink import HistorySink
 from core.service.idempotent_responses import IdempotentResponses
 from core.service.order_history import OrderHistory
 from core.service.transfer_history import TransferHistory
@@ -22,6 +23,7 @@ class CoreRuntime:
     shard_id: str
     sequencer: Sequencer
     gateway: CommandGateway
+    history_sink: HistorySink
     history: OrderHistory
     transfers: TransferHistory = field(default_factory=TransferHistory)
     responses: IdempotentResponses = field(default_factory=IdempotentResponses)
@@ -30,10 +32,15 @@ class CoreRuntime:
     published_engine_seq: Callable[[], int] = _nothing_published
 
     @classmethod
-    def create(cls, sequencer: Sequencer, *, shard_id: str) -> CoreRuntime:
-        """Gateway and order history around `sequencer`; the history is seeded from the
-        engine's books and listens to every batch."""
-        history = OrderHistory(lambda: sequencer.engine)
-        history.seed_from_engine()
-        gateway = CommandGateway(sequencer, [history.record])
-        return cls(shard_id=shard_id, sequencer=sequencer, gateway=gateway, history=history)
+    def create(
+        cls, sequencer: Sequencer, history_sink: HistorySink, *, shard_id: str
+    ) -> CoreRuntime:
+        """The gateway around `sequencer`, opened with `history_sink` as its event sink (which
+        feeds the order history, live and during recovery)."""
+        return cls(
+            shard_id=shard_id,
+            sequencer=sequencer,
+            gateway=CommandGateway(sequencer),
+            history_sink=history_sink,
+            history=history_sink.history,
+        )

@@ -1,8 +1,9 @@
 """The trading core's process: sequencer + servicers + health behind one grpc.aio server.
 
 Lifecycle (`CoreService`):
-  start: open the sequencer on the data dir (epoch fence, recovery: snapshot + WAL tail) ->
-         runtime (gateway, order history seeded from the books) -> extra components started in
+  start: open the sequencer on the data dir (epoch fence, recovery: snapshot + WAL tail; the
+         history sink restores the order history's checkpoint at the snapshot and is fed the
+         replayed tail) -> runtime (gateway, read models) -> extra components started in
          order -> gRPC server with TradingService, FundingService, CoreAdminService and
          grpc.health.v1 bound and started -> health SERVING.
   stop:  health NOT_SERVING -> server.stop(grace) (in-flight calls finish, new ones refused)
@@ -11,9 +12,10 @@ Lifecycle (`CoreService`):
 `run_until_signal` runs it until SIGTERM / SIGINT.
 
 The outbox (core/outbox), when `ServiceConfig.broker` names a Kafka-API broker: the journal
-is the sequencer's event sink (so recovery regenerates what it lacks), the publisher starts
-once the sequencer is open, and at stop: sequencer closed -> journal flushed -> publisher
-drained (bounded) and stopped -> journal closed (core/outbox/README.md, "Wiring").
+is the sequencer's event sink behind the history sink (so recovery regenerates what it
+lacks), the publisher starts once the sequencer is open, and at stop: sequencer closed ->
+journal flushed -> publisher drained (bounded) and stopped -> journal closed
+(core/outbox/README.md, "Wiring").
 
 Adding an async component beside the server (the outbox): give it `start()` / `stop()` and
 append it in `extra_components` below: it starts after recovery, before the port opens, and
@@ -47,6 +49,7 @@ from core.sequencer import Sequencer, SequencerOptions
 from core.service.admin import CoreAdminServicer
 from core.service.errors import LOGGER
 from core.service.funding import FundingServicer
+from core.service.history_sink import HistorySink
 from core.service.runtime import CoreRuntime
 from core.service.trading import TradingServicer
 from core.wal import WalOptions
@@ -119,6 +122,7 @@ class CoreService:
         journal = None
         if config.broker is not None:
             journal = self._journal = OutboxJournal(shard_id=config.shard_id)
+        history_sink = HistorySink(journal)
         sequencer = Sequencer.open(
             config.data_dir,
             clock=time.time_ns,
@@ -129,9 +133,11 @@ class CoreService:
                     open_orders_max_per_account=config.open_orders_max_per_account
                 ),
             ),
-            event_sink=journal,
+            event_sink=history_sink,
         )
-        runtime = self._runtime = CoreRuntime.create(sequencer, shard_id=config.shard_id)
+        runtime = self._runtime = CoreRuntime.create(
+            sequencer, history_sink, shard_id=config.shard_id
+        )
         if journal is not None and config.broker is not None:
             publisher = self._publisher = OutboxPublisher(
                 journal, PublisherOptions(bootstrap_servers=config.broker)
@@ -140,12 +146,14 @@ class CoreService:
             runtime.published_engine_seq = lambda: publisher.published_seq
         recovery = sequencer.recovery
         LOGGER.info(
-            "recovered shard %s: epoch %d, snapshot %d, %d replayed, engine seq %d",
+            "recovered shard %s: epoch %d, snapshot %d, %d replayed, engine seq %d, "
+            "order history from %s",
             config.shard_id,
             recovery.epoch,
             recovery.snapshot_seq,
             recovery.replayed_count,
             recovery.engine_seq,
+            history_sink.restored_from or "the WAL",
         )
         for component in extra_components(runtime, config):
             await component.start()

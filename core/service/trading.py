@@ -122,7 +122,9 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
         response = trading_pb2.PlaceOrderResponse()
         self._write_order(response.order, account_id, result.outcome.order_id)
         orders.write_outcome(response.order, result.outcome)
-        self._add_fills(self._history.fills_of(account_id, result), response.fills)
+        fills = self._history.fills_of(account_id, result)
+        orders.write_placement_progress(response.order, fills)
+        self._add_fills(fills, response.fills)
         return response
 
     @unary

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from decimal import Decimal
 
@@ -25,7 +26,9 @@ from exchange_sdk.errors import from_rpc_error
 
 from infra.local.stack import CORE_SHARD_ID
 from tests.e2e.exchange_access import (
+    MARKER_ACCOUNT,
     client,
+    deposit,
     invariant_violations,
     ledger,
     ledger_balances,
@@ -128,7 +131,8 @@ def test_duplicate_delivery_changes_nothing(traded: StackCommand) -> None:
 
     # Every event of the topic delivered again by the broker, then one new deposit.
     asyncio.run(_publish_again(stack.broker_address, delivered))
-    report = settled_reconciliation(stack)  # its marker deposit comes after the duplicates
+    deposit(stack, MARKER_ACCOUNT, f"e2e-marker-{time.time_ns()}", 1)  # after the duplicates
+    report = settled_reconciliation(stack)
     assert report.status == ledger_types_pb2.RECONCILIATION_STATUS_MATCHED, report
 
     with ledger(stack) as service:

@@ -322,7 +322,14 @@ class GetEngineBalancesResponse(_message.Message):
 
     ENGINE_SEQ_FIELD_NUMBER: _builtins.int
     BALANCES_FIELD_NUMBER: _builtins.int
+    LAST_EVENT_ENGINE_SEQ_FIELD_NUMBER: _builtins.int
     engine_seq: _builtins.int
+    last_event_engine_seq: _builtins.int
+    """The newest command at or before `engine_seq` that produced events (0: unknown). Commands
+    without events (an idempotent retry, a rejection) still take an engine seq; a consumer
+    that has applied the events of `last_event_engine_seq` has seen everything up to
+    `engine_seq`.
+    """
     @_builtins.property
     def balances(self) -> _containers.RepeatedCompositeFieldContainer[Global___EngineBalance]: ...
     def __init__(
@@ -330,10 +337,11 @@ class GetEngineBalancesResponse(_message.Message):
         *,
         engine_seq: _builtins.int = ...,
         balances: _abc.Iterable[Global___EngineBalance] | None = ...,
+        last_event_engine_seq: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["balances", b"balances", "engine_seq", b"engine_seq"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balances", b"balances", "engine_seq", b"engine_seq", "last_event_engine_seq", b"last_event_engine_seq"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
