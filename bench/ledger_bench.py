@@ -1,6 +1,6 @@
 """Ledger settlement throughput beside the raw COPY ceiling, measured in the same run.
 
-    .venv/bin/python bench/ledger_bench.py [--rounds 25000] [--batch-events 2000]
+    .venv/bin/python bench/ledger_bench.py [--rounds 10000] [--batch-events 2000] [--partitions N]
 
 A throwaway, durable PostgreSQL cluster (fsync on, default settings) is started in a temp
 directory. The workload is a core event stream of one shard: per round, a buyer and a seller
@@ -19,15 +19,24 @@ measured under the same momentary load of this shared machine; (a)'s time for a 
 when both its write and the planning of the next batch (in a thread) are done.
 Printed: postings/s of both, the ratio (a)/(b), and trades/s settled (to set beside the
 engine's fill rate, core/engine/README.md).
+
+With --partitions N (N > 1), then also the aggregate of N partitions, as production scales
+(one settlement process per partition, `python -m ledger.service --partitions k`): N OS
+processes, each settling its own shard's stream (shard-1..N, the same 1,000 traders, so the
+balance rows and the fee account are shared) into ONE database, concurrently; then N
+processes COPYing the same rows concurrently into a fresh database (the ceiling). Aggregate
+postings/s = all postings / (last finish - first start). Not alternating (processes), so
+each side sees its own load; printed per repeat, with the ratio.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import psycopg
@@ -54,8 +63,8 @@ class Workload:
     trades: int
 
 
-def workload(rounds: int, batch_events: int) -> Workload:
-    stream = EventStream()
+def workload(rounds: int, batch_events: int, shard_id: str = "shard-1") -> Workload:
+    stream = EventStream(shard_id=shard_id)
     events = []
     for trader in range(TRADERS):
         events.append(stream.deposit(f"trader-{trader}", "USDT", 10**15))
@@ -94,7 +103,7 @@ class CopyCeiling:
     """COPY the same entries and postings into a fresh database, batch by batch, with ids
     assigned here (accounts created up front, untimed)."""
 
-    def __init__(self, conninfo: str, work: Workload) -> None:
+    def __init__(self, conninfo: str, work: Workload, *, entry_id_start: int = 0) -> None:
         self._batches = [_plans(batch) for batch in work.batches]
         self._connection = psycopg.connect(conninfo)
         accounts = sorted(
@@ -102,9 +111,16 @@ class CopyCeiling:
             key=lambda a: (a.owner_id, a.asset, a.kind),
         )
         connection = self._connection
-        with connection.cursor().copy("COPY accounts (owner_id, asset, kind) FROM STDIN") as copy:
-            for account in accounts:
-                copy.write_row((account.owner_id, account.asset, int(account.kind)))
+        connection.execute(  # several ceiling processes may create the same accounts
+            "INSERT INTO accounts (owner_id, asset, kind) "
+            "SELECT * FROM unnest(%s::text[], %s::text[], %s::smallint[]) ON CONFLICT DO NOTHING",
+            (
+                [a.owner_id for a in accounts],
+                [a.asset for a in accounts],
+                [int(a.kind) for a in accounts],
+            ),
+        )
+        connection.commit()
         self._account_ids: dict[AccountKey, int] = {
             AccountKey(owner, asset, kind): account_id
             for account_id, owner, asset, kind in connection.execute(
@@ -112,7 +128,7 @@ class CopyCeiling:
             )
         }
         connection.commit()
-        self._entry_id = 0
+        self._entry_id = entry_id_start
 
     def copy_batch(self, index: int) -> float:
         """COPY batch `index` in one transaction; the seconds it took."""
@@ -131,17 +147,17 @@ class CopyCeiling:
         self._connection.close()
 
 
-async def measure(url: str, ceiling: CopyCeiling, work: Workload) -> tuple[float, float]:
-    """(settlement seconds, ceiling seconds), alternating batch by batch so that both see
-    the same load of this shared machine. Settlement is pipelined like the consumer: batch
-    N+1 is planned in a thread while batch N is written, and the time until BOTH are done
-    is settlement's; the ceiling's batch N then runs alone."""
+async def settle_pipelined(
+    url: str, work: Workload, after_batch: Callable[[int], object] | None = None
+) -> float:
+    """Settle every batch as the consumer does (batch N+1 planned in a thread while batch N
+    is written); the seconds it took, the time of `after_batch(N)` (run once both are done)
+    left out."""
     engine = create_engine(url)
     settlement = Settlement(engine)
     started = time.perf_counter()
     prepared = await asyncio.to_thread(Settlement.prepare, work.batches[0])
     settled_seconds = time.perf_counter() - started
-    ceiling_seconds = 0.0
     for index in range(len(work.batches)):
         started = time.perf_counter()
         preparing = None
@@ -153,9 +169,89 @@ async def measure(url: str, ceiling: CopyCeiling, work: Workload) -> tuple[float
         if preparing is not None:
             prepared = await preparing
         settled_seconds += time.perf_counter() - started
-        ceiling_seconds += ceiling.copy_batch(index)
+        if after_batch is not None:
+            after_batch(index)
     await engine.dispose()
-    return settled_seconds, ceiling_seconds
+    return settled_seconds
+
+
+async def measure(url: str, ceiling: CopyCeiling, work: Workload) -> tuple[float, float]:
+    """(settlement seconds, ceiling seconds), alternating batch by batch so that both see
+    the same load of this shared machine: the time until batch N is written AND batch N+1
+    planned is settlement's; the ceiling's batch N then runs alone."""
+    ceiling_seconds = [0.0]
+
+    def copy_batch(index: int) -> None:
+        ceiling_seconds[0] += ceiling.copy_batch(index)
+
+    settled_seconds = await settle_pipelined(url, work, copy_batch)
+    return settled_seconds, ceiling_seconds[0]
+
+
+def _settle_partition(
+    url: str, shard_id: str, rounds: int, batch_events: int, start: object
+) -> tuple[float, float, int]:
+    """One partition's settlement process: (started, finished, postings)."""
+    tune_garbage_collector()
+    work = workload(rounds, batch_events, shard_id)
+    start.wait()  # type: ignore[attr-defined]
+    started = time.perf_counter()
+    asyncio.run(settle_pipelined(url, work))
+    finished = time.perf_counter()
+    return started, finished, work.postings
+
+
+def _copy_partition(
+    conninfo: str, shard_id: str, number: int, rounds: int, batch_events: int, start: object
+) -> tuple[float, float, int]:
+    """One partition's ceiling process: the same rows COPYed (entry ids of its own range)."""
+    tune_garbage_collector()
+    work = workload(rounds, batch_events, shard_id)
+    ceiling = CopyCeiling(conninfo, work, entry_id_start=number * 10**9)
+    start.wait()  # type: ignore[attr-defined]
+    started = time.perf_counter()
+    for index in range(len(work.batches)):
+        ceiling.copy_batch(index)
+    finished = time.perf_counter()
+    ceiling.close()
+    return started, finished, work.postings
+
+
+def _aggregate(results: list[tuple[float, float, int]]) -> float:
+    started = min(r[0] for r in results)
+    finished = max(r[1] for r in results)
+    return sum(r[2] for r in results) / (finished - started)
+
+
+def measure_partitions(
+    cluster: PostgresCluster, partitions: int, rounds: int, batch_events: int, repeat: int
+) -> tuple[float, float]:
+    """(settlement, ceiling) aggregate postings/s of `partitions` concurrent processes."""
+    for name in (f"partitions_settlement_{repeat}", f"partitions_ceiling_{repeat}"):
+        upgrade(cluster.create_database(name).url())
+    cluster.execute_text(f"GRANT {SERVICE_ROLE} TO {SERVICE_LOGIN}")
+    url = cluster.url(
+        f"partitions_settlement_{repeat}", user=SERVICE_LOGIN, driver="postgresql+psycopg"
+    )
+    conninfo = cluster.conninfo(f"partitions_ceiling_{repeat}")
+    shards = [f"shard-{number + 1}" for number in range(partitions)]
+    context = multiprocessing.get_context("spawn")
+    aggregates = []
+    with context.Manager() as manager, context.Pool(partitions) as pool:
+        for work in ("settle", "copy"):
+            start = manager.Barrier(partitions)  # all start once all built their workload
+            arguments: list[tuple[object, ...]]
+            if work == "settle":
+                arguments = [(url, shard, rounds, batch_events, start) for shard in shards]
+                pending = pool.starmap_async(_settle_partition, arguments)
+            else:
+                arguments = [
+                    (conninfo, shard, number, rounds, batch_events, start)
+                    for number, shard in enumerate(shards)
+                ]
+                pending = pool.starmap_async(_copy_partition, arguments)
+            aggregates.append(_aggregate(pending.get()))
+    return aggregates[0], aggregates[1]
 
 
 def main() -> None:
@@ -163,6 +259,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10_000)
     parser.add_argument("--batch-events", type=int, default=2_000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--partitions", type=int, default=1, help="also measure N concurrent partitions (N > 1)"
+    )
     arguments = parser.parse_args()
     tune_garbage_collector()  # as `python -m ledger.service` does at start, before any work
     work = workload(arguments.rounds, arguments.batch_events)
@@ -204,6 +303,31 @@ def main() -> None:
     )
     print(f"best (b) COPY ceiling: {ceiling_best:>10,.0f} postings/s")
     print(f"median ratio (a)/(b):  {statistics.median(ratios):.2f}x")
+    if arguments.partitions > 1:
+        _print_partitions(arguments, work)
+
+
+def _print_partitions(arguments: argparse.Namespace, work: Workload) -> None:
+    partitions = arguments.partitions
+    print(
+        f"{partitions} partitions: {partitions} processes x {work.postings:,} postings "
+        f"({work.trades:,} trades) each, one database; {arguments.repeats} repeats"
+    )
+    ratios = []
+    with PostgresCluster(durable=True) as cluster:
+        cluster.ensure_login_role(SERVICE_LOGIN)
+        for repeat in range(arguments.repeats):
+            settled, ceiling = measure_partitions(
+                cluster, partitions, arguments.rounds, arguments.batch_events, repeat
+            )
+            ratios.append(settled / ceiling)
+            print(
+                f"  repeat {repeat + 1}: settlement {settled:>9,.0f} postings/s aggregate "
+                f"({settled / work.postings * work.trades:,.0f} trades/s)   "
+                f"COPY ceiling {ceiling:>9,.0f} postings/s aggregate   "
+                f"ratio {settled / ceiling:.2f}x"
+            )
+    print(f"median ratio, {partitions} partitions: {statistics.median(ratios):.2f}x")
 
 
 if __name__ == "__main__":

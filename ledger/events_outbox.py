@@ -2,8 +2,10 @@
 transaction together with the effect they announce (migration 0004, docs/adr/0010).
 
 Two kinds of rows:
-- an **entry batch**: the ids of the entries one transaction posted (settlement: one cheap
-  row per batch; a correction's apply: one row). The publisher expands it into one
+- an **entry batch**: the ids of the entries one transaction posted, as id ranges
+  (`entry_id_ranges`, an `int8multirange`: ids come in blocks, so a settlement batch is a
+  handful of runs — migration 0005; rows from before hold an `entry_ids` array). One cheap
+  row per settlement batch; a correction's apply: one row. The publisher expands it into one
   `EntryPosted` per entry, read back from the journal — deterministic, the journal never
   changes;
 - a **ready-made event**: a serialized `EventEnvelope` (seq 0: the publisher assigns it)
@@ -31,7 +33,6 @@ from exchange.events.v1 import envelope_pb2, ledger_events_pb2
 from exchange.ledger.types.v1 import types_pb2
 
 from ledger.db.connection import DriverConnection
-from ledger.db.journal_writer import array_text
 from ledger.proto_mapping import (
     correction_message,
     entry_message,
@@ -49,7 +50,9 @@ LEDGER_STREAM: Final = "ledger"  # the one seq stream, and the record key
 EVENT_VERSION: Final = 1
 EVENT_ID_PREFIX: Final = "ledger:"
 
-_INSERT_ENTRY_BATCH = "INSERT INTO ledger_outbox (entry_ids) VALUES (%s::text::bigint[])"
+_INSERT_ENTRY_BATCH = (
+    "INSERT INTO ledger_outbox (entry_id_ranges) VALUES (%s::text::int8multirange)"
+)
 _INSERT_READY = (
     "INSERT INTO ledger_outbox (event_id, envelope) "
     "SELECT * FROM unnest(%s::text[], %s::bytea[]) ON CONFLICT (event_id) DO NOTHING"
@@ -228,10 +231,32 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def id_ranges(entry_ids: Sequence[int]) -> list[tuple[int, int]]:
+    """Distinct ids as ascending runs of consecutive ids: (first, last), both included."""
+    ranges: list[tuple[int, int]] = []
+    first = last = None
+    for entry_id in sorted(set(entry_ids)):
+        if last is not None and entry_id == last + 1:
+            last = entry_id
+            continue
+        if first is not None and last is not None:
+            ranges.append((first, last))
+        first = last = entry_id
+    if first is not None and last is not None:
+        ranges.append((first, last))
+    return ranges
+
+
+def multirange_text(ranges: Sequence[tuple[int, int]]) -> str:
+    """(first, last) runs as an int8multirange literal: `{[1,3],[7,7]}`."""
+    return "{" + ",".join(f"[{first},{last}]" for first, last in ranges) + "}"
+
+
 async def record_entry_batch(connection: DriverConnection, entry_ids: Sequence[int]) -> None:
-    """One row for the entries a transaction posted (ascending ids = posting order)."""
+    """One row for the entries a transaction posted, as id ranges (ascending ids = posting
+    order; ids come in blocks, so a batch is a few ranges)."""
     if entry_ids:
-        await connection.execute(_INSERT_ENTRY_BATCH, (array_text(sorted(entry_ids)),))
+        await connection.execute(_INSERT_ENTRY_BATCH, (multirange_text(id_ranges(entry_ids)),))
 
 
 async def record_events(connection: DriverConnection, events: Sequence[ReadyEvent]) -> None:

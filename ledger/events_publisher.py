@@ -42,7 +42,7 @@ PUBLISHER_LOCK_KEY: Final = 0x1ED6E4_0010  # pg_advisory_lock key of the ledger'
 MIB: Final = 1024 * 1024
 
 _CLAIM = """
-SELECT outbox_id, entry_ids, envelope, first_seq, event_count FROM ledger_outbox
+SELECT outbox_id, entry_ids, entry_id_ranges, envelope, first_seq, event_count FROM ledger_outbox
 WHERE published_at IS NULL
 ORDER BY first_seq NULLS LAST, outbox_id
 LIMIT %s
@@ -218,7 +218,7 @@ class LedgerEventsPublisher:
         async with self._engine.begin() as sa_connection:
             connection = await driver_connection(sa_connection)
             cursor = await connection.execute(_CLAIM, (options.round_rows_max,))
-            claimed = await cursor.fetchall()
+            claimed = [_claimed(row) for row in await cursor.fetchall()]
             rows: list[Any] = []
             events = 0
             for row in claimed:
@@ -264,6 +264,19 @@ class LedgerEventsPublisher:
         self.published_seq = last.first_seq + last.event_count - 1
         self.rounds_count += 1
         self._progress.set()
+
+
+def _claimed(row: Any) -> tuple[Any, ...]:
+    """A claimed row as (outbox_id, entry ids or None, envelope, first_seq, event_count):
+    an entry batch's ranges (migration 0005) or id array (rows from before) as its ids."""
+    outbox_id, entry_ids, entry_id_ranges, envelope, first_seq, event_count = row
+    if entry_id_ranges is not None:
+        entry_ids = [
+            entry_id
+            for part in entry_id_ranges
+            for entry_id in range(part.lower, part.upper)  # canonical: [lower, upper)
+        ]
+    return outbox_id, entry_ids, envelope, first_seq, event_count
 
 
 async def _assign_seqs(connection: DriverConnection, claimed: Sequence[Any]) -> list[_Row]:

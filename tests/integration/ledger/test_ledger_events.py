@@ -63,6 +63,17 @@ async def publisher(
     await running.stop()
 
 
+def _runs(entry_ids: list[int]) -> list[tuple[int, int]]:
+    """(first, last) of each run of consecutive ids, naively."""
+    runs: list[tuple[int, int]] = []
+    for entry_id in entry_ids:
+        if runs and runs[-1][1] + 1 == entry_id:
+            runs[-1] = (runs[-1][0], entry_id)
+        else:
+            runs.append((entry_id, entry_id))
+    return runs
+
+
 def _unpublished(ledger_database: LedgerDatabase) -> int:
     with ledger_database.owner_connection() as connection:
         row = connection.execute(
@@ -84,6 +95,15 @@ async def test_settlement_publishes_one_entry_posted_per_entry_in_order(
         results = await settlement.post(events[start : start + 50])
         posted += [r.entry_id for r in results if r.entry_id is not None]
     assert ledger_database.count("ledger_outbox") == 3
+    with ledger_database.owner_connection() as connection:
+        stored = connection.execute(
+            "SELECT entry_ids, entry_id_ranges::text FROM ledger_outbox ORDER BY outbox_id"
+        ).fetchall()
+    # Ids come in blocks: each batch is one run of consecutive ids, stored as a range.
+    assert [ranges for _, ranges in stored] == [
+        f"{{[{first},{last + 1})}}" for first, last in _runs(posted)
+    ]
+    assert {entry_ids for entry_ids, _ in stored} == {None}
     await publisher.wait_published(len(posted), timeout_seconds=30)
     records = await _read_events(kafka_broker.bootstrap_servers, len(posted))
     assert [envelope.event_id for _, envelope in records] == [
@@ -106,6 +126,40 @@ async def test_settlement_publishes_one_entry_posted_per_entry_in_order(
     trade = next(e for _, e in records if e.entry_posted.entry.kind == 3)  # ENTRY_KIND_TRADE
     assert len(trade.entry_posted.entry.postings) == 5
     assert _unpublished(ledger_database) == 0
+
+
+async def test_rows_with_an_id_array_and_with_id_ranges_publish_the_same_way(
+    kafka_broker: TansuBroker,
+    ledger_engine: AsyncEngine,
+    settlement: Settlement,
+    ledger_database: LedgerDatabase,
+) -> None:
+    """A row written before migration 0005 (`entry_ids`) and rows with several ranges (ids
+    with holes) are expanded to one EntryPosted per entry, in id order."""
+    stream = EventStream()
+    results = await settlement.post([stream.deposit(f"owner-{n}", "USDT", 5) for n in range(4)])
+    posted = [r.entry_id for r in results if r.entry_id is not None]
+    with ledger_database.owner_connection() as connection:
+        connection.execute(  # as 0004 wrote them; and ranges with holes: {first, third}
+            "INSERT INTO ledger_outbox (entry_ids) VALUES (%s)", ([posted[1], posted[3]],)
+        )
+        connection.execute(
+            "INSERT INTO ledger_outbox (entry_id_ranges) VALUES (%s::int8multirange)",
+            (f"{{[{posted[0]},{posted[0]}],[{posted[2]},{posted[2]}]}}",),
+        )
+        connection.commit()
+    expected = [*posted, posted[1], posted[3], posted[0], posted[2]]
+    publisher = LedgerEventsPublisher(ledger_engine, _options(kafka_broker))
+    publisher.start()
+    try:
+        await publisher.wait_published(len(expected), timeout_seconds=30)
+    finally:
+        await publisher.stop()
+    records = await _read_events(kafka_broker.bootstrap_servers, len(expected))
+    assert [envelope.event_id for _, envelope in records] == [
+        f"ledger:entry-posted:{entry_id}" for entry_id in expected
+    ]
+    assert [envelope.seq for _, envelope in records] == list(range(1, len(expected) + 1))
 
 
 async def test_correction_steps_and_reconciliation_produce_events(
@@ -253,6 +307,7 @@ async def test_the_outbox_rules_hold_in_the_database(
             "DELETE FROM ledger_outbox",
             "TRUNCATE ledger_outbox",
             "UPDATE ledger_outbox SET entry_ids = '{2,3}'",
+            "UPDATE ledger_outbox SET entry_id_ranges = '{[2,3]}'",
             "DELETE FROM journal_entries",
         ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
@@ -267,8 +322,15 @@ async def test_the_outbox_rules_hold_in_the_database(
         with pytest.raises(psycopg.Error, match="not published yet"):
             connection.execute("DELETE FROM ledger_outbox")
         connection.rollback()
-        with pytest.raises(psycopg.Error, match="is immutable"):
-            connection.execute("UPDATE ledger_outbox SET entry_ids = '{2,3}'")
+        for statement in (
+            "UPDATE ledger_outbox SET entry_ids = '{2,3}'",
+            "UPDATE ledger_outbox SET entry_id_ranges = '{[2,3]}'",
+        ):
+            with pytest.raises(psycopg.Error, match="is immutable"):
+                connection.execute(statement)
+            connection.rollback()
+        with pytest.raises(psycopg.errors.CheckViolation):  # a batch names at least one entry
+            connection.execute("INSERT INTO ledger_outbox (entry_id_ranges) VALUES ('{}')")
         connection.rollback()
         connection.execute("UPDATE ledger_outbox SET published_at = now()")
         with pytest.raises(psycopg.Error, match="published already"):
