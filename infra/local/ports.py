@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import time
 
+# Below Linux's ephemeral range (32768-60999 by default), from which the OS takes the local
+# port of every outgoing connection: a port picked there can be taken by some client's
+# connection between the pick and the server's bind (a core restarted minutes later
+# found its port in use).
+_PICK_RANGE = range(20_000, 32_768)
+_handed_out: set[int] = set()
+
 
 def free_port() -> int:
-    """A port nothing listens on right now (the OS picks it; a race is possible but rare)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
+    """A loopback port nothing listens on right now, outside the ephemeral range and not
+    handed out before by this process (a race with another process binding it first is
+    still possible, but no outgoing connection takes it)."""
+    for _attempt in range(1_000):
+        port = random.choice(_PICK_RANGE)  # noqa: S311 - not a secret
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
         return port
+    message = f"no free port in {_PICK_RANGE.start}-{_PICK_RANGE.stop - 1}"
+    raise RuntimeError(message)
 
 
 def port_open(port: int, *, host: str = "127.0.0.1") -> bool:
