@@ -27,12 +27,14 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.engine import Deposit, Engine, PlaceOrder, Side
 from core.engine.testing import BTC, USDT, EngineDriver
 
+T = TypeVar("T")
 ACCOUNTS_DEFAULT = (1_000, 6_000, 20_000)
 REPEATS_DEFAULT = 5
 TICK_S = 0.000_5
@@ -67,8 +69,9 @@ def build_engine(accounts: int) -> Engine:
     return driver.engine
 
 
-async def longest_stall_ms(take: Callable[[], Awaitable[bytes]]) -> tuple[float, bytes]:
-    """Run `take()` while a ticker measures the longest gap between its wake-ups."""
+async def longest_stall_ms(take: Callable[[], Awaitable[T]]) -> tuple[float, T]:
+    """Run `take()` while a ticker measures the longest gap between its wake-ups (ms), and
+    return that with what `take()` returned (also used by bench/history_checkpoint_bench.py)."""
     longest_ns = 0
     running = True
 
@@ -84,11 +87,11 @@ async def longest_stall_ms(take: Callable[[], Awaitable[bytes]]) -> tuple[float,
     task = asyncio.create_task(ticker())
     await asyncio.sleep(0.01)  # the ticker is in its steady state
     longest_ns = 0
-    state_bytes = await take()
+    taken = await take()
     await asyncio.sleep(0.002)
     running = False
     await task
-    return longest_ns / 1e6, state_bytes
+    return longest_ns / 1e6, taken
 
 
 async def measure(engine: Engine, repeats: int) -> dict[str, list[float]]:

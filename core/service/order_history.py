@@ -11,11 +11,20 @@ response that shows an order read this model instead:
   function of the WAL prefix it was fed.
 - Bounded per account (FIFO by order id): `orders_max_per_account` records and
   `fills_max_per_account` fills. An evicted open order is still answered from the engine.
-- Survives restarts within those bounds: `capture()` copies the model in one event-loop step
-  (at a snapshot's seq), `restore()` loads such a copy at start, and the WAL replay after the
-  snapshot feeds the rest (history_sink.py writes and reads the checkpoint files). Only a
-  snapshot without a checkpoint (written before checkpoints existed) falls back to
-  `seed_from_engine` (open orders only, fill totals and timestamps unknown). See docs/adr/0008.
+- Survives restarts within those bounds: `take_changes()` copies, in one event-loop step (at
+  a snapshot's seq), only what changed since the previous call — the rows of the order
+  records added or changed (each record's fields into a tuple) and the fills appended — and
+  `HistoryCheckpointState.apply` brings a copy of the model at the previous snapshot up to
+  this one, off the event loop (history_sink.py writes and reads the checkpoint files).
+  `capture()` copies the whole model (at start, as the writer's first state, then
+  `drop_changes()`). `restore()` loads a capture at start, and the WAL replay after the
+  snapshot feeds the rest. Only a snapshot
+  without a checkpoint (written before checkpoints existed) falls back to `seed_from_engine`
+  (open orders only, fill totals and timestamps unknown). See docs/adr/0008.
+- Change tracking: every mutation of a record goes through `_add`, `_traded`, `_closed`,
+  `_amended` or `record`'s status update, and each puts the record in `_changed_orders`
+  (a dict store); each appended fill puts its account in `_fill_accounts` (a list append).
+  FillRecords are never changed once made.
 
 Invariant: a record's `remaining_quantity` and `status` equal the engine's for every open order
 the model holds (checked by the integration tests against `Engine.order`).
@@ -23,9 +32,10 @@ the model holds (checked by the integration tests against `Engine.order`).
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from operator import attrgetter
 from typing import Any, Final
 
@@ -55,6 +65,8 @@ _OPEN_STATUSES: Final = frozenset((_NEW, _PARTIALLY_FILLED))
 _OPPOSITE: Final = {Side.BUY: Side.SELL, Side.SELL: Side.BUY}
 _ORDER_FIELDS: Final = OrderRecord.__slots__
 _order_fields: Final = attrgetter(*_ORDER_FIELDS)
+_ORDER_ID_INDEX: Final = _ORDER_FIELDS.index("order_id")
+_CLIENT_ORDER_ID_INDEX: Final = _ORDER_FIELDS.index("client_order_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +81,81 @@ class HistoryCapture:
     orders: dict[str, list[tuple[Any, ...]]]
     client_order_ids: dict[str, dict[str, int]]
     fills: dict[str, list[FillRecord]]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryChanges:
+    """What changed in the model since the previous `take_changes()` (or `capture()`).
+
+    `order_rows`: per account, the rows (as in `HistoryCapture.orders`) of the records added
+    or changed that the model still holds, in the order each was first changed (new orders
+    in order id order); `fills`: per account, the fills appended (at most the bound),
+    oldest first. Evictions are not listed: the model evicts FIFO by order id, so the
+    receiver applies the same bounds (`HistoryCheckpointState.apply`).
+    """
+
+    order_rows: dict[str, list[tuple[Any, ...]]]
+    fills: dict[str, list[FillRecord]]
+
+
+class HistoryCheckpointState:
+    """A copy of the model at one seq, as immutable rows and shared FillRecords, brought
+    forward from snapshot to snapshot by `HistoryChanges` (off the event loop: the history
+    sink's writer owns it, one thread at a time).
+
+    `apply(changes)` does what the model did: a changed row replaces the record's row in
+    place, a new one goes last, then the oldest beyond `orders_max_per_account` are dropped
+    (the model evicts FIFO by order id too); fills are appended to a deque of the same bound.
+    Client order ids are not tracked: the model maps each to the newest held order that has
+    it (it sets the mapping on add and drops it when that order is evicted), so `capture()`
+    derives them from the rows. Invariant (unit and property tested): after applying every
+    change taken up to seq S, `capture()` equals `OrderHistory.capture()` at S.
+    """
+
+    def __init__(
+        self, capture: HistoryCapture, *, orders_max_per_account: int, fills_max_per_account: int
+    ) -> None:
+        self._orders_max = orders_max_per_account
+        self._fills_max = fills_max_per_account
+        self._orders: dict[str, OrderedDict[int, tuple[Any, ...]]] = {
+            account_id: OrderedDict((row[_ORDER_ID_INDEX], row) for row in rows)
+            for account_id, rows in capture.orders.items()
+        }
+        self._fills: dict[str, deque[FillRecord]] = {
+            account_id: deque(fills, maxlen=fills_max_per_account)
+            for account_id, fills in capture.fills.items()
+        }
+
+    def apply(self, changes: HistoryChanges) -> None:
+        for account_id, rows in changes.order_rows.items():
+            orders = self._orders.get(account_id)
+            if orders is None:
+                orders = self._orders[account_id] = OrderedDict()
+            for row in rows:
+                orders[row[_ORDER_ID_INDEX]] = row
+            while len(orders) > self._orders_max:
+                orders.popitem(last=False)
+        for account_id, fills in changes.fills.items():
+            held = self._fills.get(account_id)
+            if held is None:
+                held = self._fills[account_id] = deque(maxlen=self._fills_max)
+            held.extend(fills)
+
+    def capture(self) -> HistoryCapture:
+        """The model at this state's seq (fresh lists; rows and fills shared)."""
+        client_order_ids: dict[str, dict[str, int]] = {}
+        for account_id, orders in self._orders.items():
+            client_ids = client_order_ids[account_id] = {}
+            for row in orders.values():
+                if row[_CLIENT_ORDER_ID_INDEX]:
+                    client_ids[row[_CLIENT_ORDER_ID_INDEX]] = row[_ORDER_ID_INDEX]
+        return HistoryCapture(
+            orders={
+                account_id: list(orders.values()) for account_id, orders in self._orders.items()
+            },
+            client_order_ids=client_order_ids,
+            fills={account_id: list(fills) for account_id, fills in self._fills.items()},
+        )
 
 
 class OrderHistory:
@@ -91,6 +178,10 @@ class OrderHistory:
         self._client_ids: dict[str, dict[str, int]] = {}
         self._fills: dict[str, deque[FillRecord]] = {}
         self._quote_assets: dict[str, str] = {}
+        # Changed since the last take_changes()/capture(): records by order id, in order of
+        # first change; one account per appended fill.
+        self._changed_orders: dict[int, OrderRecord] = {}
+        self._fill_accounts: list[str] = []
         self._handlers: dict[type[Any], Callable[[Any], None]] = {
             OrderAccepted: self._accepted,
             TradeExecuted: self._traded,
@@ -115,8 +206,17 @@ class OrderHistory:
             self._add(OrderRecord.from_view(view, engine_seq=view.order_id))
         return len(views)
 
+    @property
+    def orders_max_per_account(self) -> int:
+        return self._orders_max
+
+    @property
+    def fills_max_per_account(self) -> int:
+        return self._fills_max
+
     def capture(self) -> HistoryCapture:
-        """A copy of the model as it is now (O(records), on the event loop: one step)."""
+        """A copy of the model as it is now (O(records)). The changes tracked are kept:
+        `drop_changes()` when the capture replaces them."""
         return HistoryCapture(
             orders={
                 account_id: [_order_fields(record) for record in orders.values()]
@@ -127,6 +227,31 @@ class OrderHistory:
             },
             fills={account_id: list(fills) for account_id, fills in self._fills.items()},
         )
+
+    def drop_changes(self) -> None:
+        """Start tracking changes from here (after a `capture()` that holds them)."""
+        self._changed_orders = {}
+        self._fill_accounts = []
+
+    def take_changes(self) -> HistoryChanges:
+        """What changed since the previous call or `capture()`, copied (O(changes)); the
+        tracking starts again from here."""
+        by_id = self._by_id
+        order_rows: dict[str, list[tuple[Any, ...]]] = {}
+        for order_id, record in self._changed_orders.items():
+            if by_id.get(order_id) is record:  # else evicted since: the bounds drop it
+                rows = order_rows.get(record.account_id)
+                if rows is None:
+                    rows = order_rows[record.account_id] = []
+                rows.append(_order_fields(record))
+        self._changed_orders = {}
+        fills: dict[str, list[FillRecord]] = {}
+        for account_id, count in Counter(self._fill_accounts).items():
+            newest = list(islice(reversed(self._fills[account_id]), min(count, self._fills_max)))
+            newest.reverse()
+            fills[account_id] = newest
+        self._fill_accounts = []
+        return HistoryChanges(order_rows, fills)
 
     def restore(self, capture: HistoryCapture) -> None:
         """Replace the model with `capture` (at start, before the WAL replay); the bounds of
@@ -154,6 +279,7 @@ class OrderHistory:
             }
         for account_id, fills in capture.fills.items():
             self._fills[account_id] = deque(fills, maxlen=self._fills_max)
+        self.drop_changes()
 
     def record(
         self,
@@ -163,6 +289,7 @@ class OrderHistory:
         """Apply one batch's results (a CommandGateway listener; called in WAL order)."""
         handlers = self._handlers
         by_id = self._by_id
+        changed = self._changed_orders
         for result in results:
             if result.duplicate:
                 continue
@@ -174,8 +301,9 @@ class OrderHistory:
             status = outcome.status
             if status is not None and outcome.order_id:
                 record = by_id.get(outcome.order_id)
-                if record is not None:
+                if record is not None and record.status is not status:
                     record.status = status
+                    changed[outcome.order_id] = record
 
     def _add(self, record: OrderRecord) -> None:
         account_id = record.account_id
@@ -186,6 +314,7 @@ class OrderHistory:
         client_ids = self._client_ids[account_id]
         orders[record.order_id] = record
         self._by_id[record.order_id] = record
+        self._changed_orders[record.order_id] = record
         if record.client_order_id:
             client_ids[record.client_order_id] = record.order_id
         if len(orders) > self._orders_max:
@@ -259,10 +388,12 @@ class OrderHistory:
                 record.status = _FILLED if remaining == 0 else _PARTIALLY_FILLED
                 record.updated_ns = event.timestamp_ns
                 record.engine_seq = event.engine_seq
+                self._changed_orders[order_id] = record
             fills = self._fills.get(account_id)
             if fills is None:
                 fills = self._fills[account_id] = deque(maxlen=self._fills_max)
             fills.append(self._fill(event, is_maker=is_maker, client_order_id=client_order_id))
+            self._fill_accounts.append(account_id)
 
     def _closed(
         self, event: OrderCancelled | OrderExpired, status: OrderStatus
@@ -274,6 +405,7 @@ class OrderHistory:
             record.remaining_quantity = 0
             record.updated_ns = event.timestamp_ns
             record.engine_seq = event.engine_seq
+            self._changed_orders[event.order_id] = record
         return record
 
     def _cancelled(self, event: OrderCancelled) -> None:
@@ -290,6 +422,7 @@ class OrderHistory:
             record.remaining_quantity = event.quantity_remaining
             record.updated_ns = event.timestamp_ns
             record.engine_seq = event.engine_seq
+            self._changed_orders[event.order_id] = record
 
     # ------------------------------------------------------------------ queries
 
