@@ -8,6 +8,13 @@ start: open the history store (chdb under <data-dir>/clickhouse, or the server) 
        SERVING -> the Quix application in the main thread (it owns SIGTERM/SIGINT).
 stop:  SIGTERM/SIGINT -> Quix finishes the current checkpoint and closes -> health
        NOT_SERVING -> gRPC server stops (grace 2 s) -> the store and Redis are closed.
+crash: when the Quix application fails (e.g. the transactional producer reports a fatal
+       error: against Tansu it did, under load, a few seconds into a burst), its open
+       transaction is not committed, so nothing of the failed checkpoint counts; the
+       process logs it and runs a new application after a back-off (1 s doubling to 30 s),
+       which resumes from the last committed offsets and the state's changelog - exactly
+       as a restarted process would, but without losing the history server. A stop signal
+       during the back-off ends the process.
 Only this process opens the chdb directory (embedded ClickHouse is single-process).
 """
 
@@ -16,9 +23,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final, cast
 
@@ -39,6 +47,38 @@ from streaming.service import SERVICE_NAME, MarketHistoryService
 
 LOGGER: Final = logging.getLogger("streaming")
 STOP_GRACE_SECONDS: Final = 2.0
+RESTART_BACKOFF_FIRST_SECONDS: Final = 1.0
+RESTART_BACKOFF_MAX_SECONDS: Final = 30.0
+
+
+def run_until_stopped(
+    run_application: Callable[[], None],
+    stopping: threading.Event,
+    *,
+    backoff_first_seconds: float = RESTART_BACKOFF_FIRST_SECONDS,
+    backoff_max_seconds: float = RESTART_BACKOFF_MAX_SECONDS,
+) -> int:
+    """Runs a fresh application until one returns (a stop signal) or `stopping` is set;
+    an application that raises is logged and replaced after a doubling back-off. Returns
+    how many applications failed."""
+    failures = 0
+    backoff = backoff_first_seconds
+    while not stopping.is_set():
+        try:
+            run_application()
+        except Exception:
+            failures += 1
+            LOGGER.exception(
+                "streaming: the application failed (%d so far); a new one in %.1f s",
+                failures,
+                backoff,
+            )
+            if stopping.wait(backoff):
+                break
+            backoff = min(backoff * 2, backoff_max_seconds)
+            continue
+        break  # returned: stopped by a signal
+    return failures
 
 
 class HistoryServer:
@@ -127,11 +167,31 @@ def main(argv: Sequence[str] | None = None) -> None:
             commit_interval_seconds=arguments.commit_interval_seconds,
             lateness_ns=arguments.watermark_lateness_ms * 1_000_000,
         )
-        app, _pipeline = build_application(options, sink=MarketDataSink(store, latest))
+        sink = MarketDataSink(store, latest)
+        stopping = threading.Event()
+        failed_before: list[bool] = []  # an application ran (and so failed) before this one
+
+        def stop(_signal: int, _frame: object) -> None:
+            stopping.set()
+
+        def run_application() -> None:
+            # Between applications (the back-off) a stop signal is ours; while one runs,
+            # Quix's own handlers stop it at the end of its checkpoint.
+            for stop_signal in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(stop_signal, stop)
+            app, _pipeline = build_application(options, sink=sink)
+            if failed_before:
+                # The failed application's local store may be ahead of what its changelog
+                # topic committed (Quix then refuses it): restore it from the changelog.
+                app.clear_state()  # type: ignore[no-untyped-call]
+            failed_before.append(True)
+            if not stopping.is_set():
+                app.run()  # returns after SIGTERM / SIGINT, once the checkpoint is committed
+
         LOGGER.info(
             "streaming: serving history on %s, consuming %s", arguments.listen, options.broker
         )
-        app.run()  # returns after SIGTERM / SIGINT, once the checkpoint is committed
+        run_until_stopped(run_application, stopping)
     finally:
         server.stop()
         latest.close()
