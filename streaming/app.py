@@ -1,43 +1,58 @@
 """The Quix Streams application: core.trade-events.v1 -> candles and tickers.
 
-    core.trade-events.v1 [symbol] --(stateful apply: PartitionAggregator)--> outputs
-        outputs: candle -> md.candles.v1 [symbol]   (CandleUpdated envelope)
-                 ticker -> md.tickers.v1 [symbol]   (TickerUpdated envelope)
-                 all    -> MarketDataSink: ClickHouse (trades, 1m candles), Redis (latest)
+    core.trade-events.v1 [symbol] --(MarketDataSink.add: PartitionAggregator, per record)
+        checkpoint (MarketDataSink.flush, per partition, before Quix commits):
+            state   -> the partition's Quix store transaction (changed keys only)
+            history -> ClickHouse: the checkpoint's trades, the newest version of each candle
+            latest  -> Redis: the newest candle and ticker per market
+            topics  -> md.candles.v1 [symbol]: every final candle + the newest in-progress one
+                       md.tickers.v1 [symbol]: the newest ticker per market
 
-State: Quix's per-key state (RocksDB, changelog topic), key = the market's symbol; the
-partition watermark lives under a reserved key of the same partition's store (reached
-through the checkpoint's store transaction, as Quix's own stateful wrapper does).
+Per record the app only decodes the trade and runs the pure rules over a write-back cache
+(`WriteBackState`) of the market's Quix state; everything else happens once per checkpoint.
+**Conflation:** the output topics carry latest state, so an in-progress candle and a ticker
+are emitted once per market per checkpoint (the newest version), not once per trade; every
+final candle is emitted (once). Versions and event ids are those of the rules, so an
+emitted record is byte-identical to the one a per-trade emitter would have produced for
+the same version.
 
-Processing guarantee (docs/adr/0012): `exactly-once` by default: Quix's transactional
-producer commits the output records, the changelog and the consumed offsets in one Kafka
-transaction (verified against the local Tansu broker; readers use read_committed). Sinks
-are flushed at every checkpoint before the commit: a crash between the two replays the
-checkpoint, and the sinks are idempotent (ClickHouse ReplacingMergeTree + FINAL, Redis
-version-guarded writes), so their query results are exactly once too.
+State: Quix's per-key state (RocksDB, changelog topic), prefix = the market's symbol; the
+partition watermark lives under a reserved prefix of the same partition's store. The store
+is registered on the dataframe (`register_store`) and reached through the checkpoint's store
+transaction, as Quix's own stateful wrapper does.
+
+Processing guarantee (docs/adr/0012): `exactly-once` by default. Quix commits a checkpoint
+as: flush sinks (this sink writes state, ClickHouse, Redis and produces its output records)
+-> produce the state changelog -> flush the producer -> commit the Kafka transaction with
+the consumed offsets. Outputs, changelog and offsets are therefore one transaction; a crash
+before its commit replays the checkpoint from the last committed state, and ClickHouse
+(ReplacingMergeTree + FINAL) and Redis (version-guarded writes) are idempotent. The sink's
+buffers belong to one checkpoint: a checkpoint that ends without committing (partition
+lost, aborted) has its buffers discarded, never written later.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal, NamedTuple
+from typing import Any, Final, Literal, cast
 
-from quixstreams import Application, State, message_context
+from quixstreams import Application, State
+from quixstreams.checkpointing import Checkpoint
 from quixstreams.dataframe import StreamingDataFrame
 from quixstreams.models import TopicConfig
-from quixstreams.models.serializers import Serializer
-from quixstreams.sinks import BatchingSink, SinkBatch
+from quixstreams.processing import ProcessingContext
+from quixstreams.sinks import BaseSink
+from quixstreams.state.base import PartitionTransaction
 
 from streaming.aggregation import (
     LATENESS_NS_DEFAULT,
     Candle,
-    KeyValueState,
     PartitionAggregator,
     Ticker,
     Trade,
+    WriteBackState,
 )
 from streaming.codec import TradeDecodeError, candle_envelope, ticker_envelope, trade_from_envelope
 from streaming.history import HistoryStore
@@ -53,23 +68,6 @@ RETENTION_MS_DEFAULT: Final = 7 * 24 * 3600 * 1000
 PARTITION_STATE_KEY: Final = b"\x00partition"  # no symbol starts with a NUL byte
 
 ProcessingGuarantee = Literal["exactly-once", "at-least-once"]
-
-
-class Output(NamedTuple):
-    """One result of a trade: `kind` is "trade", "candle" or "ticker"."""
-
-    kind: str
-    symbol: str
-    envelope: bytes  # the CandleUpdated / TickerUpdated envelope (empty for trades)
-    value: Trade | Candle | Ticker
-
-
-class EnvelopeSerializer(Serializer):
-    """An Output's envelope bytes, as the output topics carry them."""
-
-    def __call__(self, value: Output, ctx: object = None) -> bytes:
-        del ctx
-        return value.envelope
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,34 +86,12 @@ class StreamingOptions:
     consumer_extra: dict[str, Any] = field(default_factory=dict)
 
 
-class MarketDataSink(BatchingSink):
-    """ClickHouse history and Redis latest state, written at every checkpoint (idempotent)."""
+@dataclass(frozen=True, slots=True)
+class _Caused:
+    """An output value and the trade that caused it (its envelope's cause fields)."""
 
-    def __init__(self, store: HistoryStore, latest: LatestState) -> None:
-        super().__init__()
-        self.store = store
-        self.latest = latest
-        self.batches_written = 0
-
-    def setup(self) -> None:
-        self.store.ensure_schema()
-        self.latest.ping()
-
-    def write(self, batch: SinkBatch) -> None:
-        trades: list[Trade] = []
-        candles: list[Candle] = []
-        tickers: list[Ticker] = []
-        for item in batch:
-            output: Output = item.value
-            if isinstance(output.value, Trade):
-                trades.append(output.value)
-            elif isinstance(output.value, Candle):
-                candles.append(output.value)
-            else:
-                tickers.append(output.value)
-        self.store.write(trades, candles)  # history first: Redis never runs ahead of it
-        self.latest.write(candles, tickers)
-        self.batches_written += 1
+    value: Candle | Ticker
+    cause: Trade
 
 
 class _QuixState:
@@ -136,52 +112,154 @@ class _QuixState:
         self._state.delete(key)
 
 
-def _outputs(trade: Trade, partition: PartitionAggregator) -> list[Output]:
-    outputs: list[Output] = []
-    for updates in partition.apply(trade):
-        if updates.trade is not None:
-            outputs.append(Output("trade", trade.symbol, b"", updates.trade))
-        outputs.extend(
-            Output("candle", candle.symbol, candle_envelope(candle, cause=trade), candle)
-            for candle in updates.candles
+class _PartitionCheckpoint:
+    """One input partition's work in one checkpoint: the rules over write-back caches of
+    its state, and the outputs so far (newest version per candle and per ticker)."""
+
+    def __init__(self, transaction: PartitionTransaction[Any, Any], lateness_ns: int) -> None:
+        self.transaction = transaction
+        self.markets: dict[str, WriteBackState] = {}
+        self.partition_state = WriteBackState(
+            _QuixState(transaction.as_state(prefix=PARTITION_STATE_KEY))
         )
-        if updates.ticker is not None:
-            ticker = updates.ticker
-            outputs.append(
-                Output("ticker", ticker.symbol, ticker_envelope(ticker, cause=trade), ticker)
+        self.aggregator = PartitionAggregator(
+            market_state=self.market_state,
+            partition_state=self.partition_state,
+            lateness_ns=lateness_ns,
+        )
+        self.trades: list[Trade] = []
+        self.candles: dict[tuple[str, int], _Caused] = {}
+        self.tickers: dict[str, _Caused] = {}
+
+    def market_state(self, symbol: str) -> WriteBackState:
+        state = self.markets.get(symbol)
+        if state is None:
+            backing = _QuixState(self.transaction.as_state(prefix=symbol.encode()))
+            state = self.markets[symbol] = WriteBackState(backing)
+        return state
+
+    def apply(self, trade: Trade) -> None:
+        for updates in self.aggregator.apply(trade):
+            if updates.trade is not None:
+                self.trades.append(updates.trade)
+            for candle in updates.candles:  # versions only grow: the later one is newer
+                self.candles[(candle.symbol, candle.open_time_ns)] = _Caused(candle, trade)
+            if updates.ticker is not None:
+                self.tickers[trade.symbol] = _Caused(updates.ticker, trade)
+
+    def write_state(self) -> None:
+        """Put the changed keys into the checkpoint's store transaction (before Quix
+        prepares it: the changelog and the offsets then commit with them)."""
+        for symbol, state in self.markets.items():
+            state.write_to(_QuixState(self.transaction.as_state(prefix=symbol.encode())))
+        self.partition_state.write_to(
+            _QuixState(self.transaction.as_state(prefix=PARTITION_STATE_KEY))
+        )
+
+
+class MarketDataSink(BaseSink):
+    """The per-record aggregation and the per-checkpoint outputs (see the module header).
+
+    `bind` (build_application) gives it the dataframe's processing context, its stream id
+    and the options (lateness, output topics).
+    """
+
+    def __init__(self, store: HistoryStore, latest: LatestState) -> None:
+        super().__init__()
+        self.store = store
+        self.latest = latest
+        self.lateness_ns = LATENESS_NS_DEFAULT
+        self.candles_topic = CANDLES_TOPIC
+        self.tickers_topic = TICKERS_TOPIC
+        self.checkpoints_written = 0
+        self._context: ProcessingContext | None = None
+        self._stream_id = ""
+        self._checkpoint: object = None
+        self._partitions: dict[int, _PartitionCheckpoint] = {}
+
+    def bind(self, sdf: StreamingDataFrame, options: StreamingOptions) -> None:
+        self._context = sdf.processing_context
+        self._stream_id = sdf.stream_id
+        self.lateness_ns = options.lateness_ns
+        self.candles_topic = options.candles_topic
+        self.tickers_topic = options.tickers_topic
+
+    def setup(self) -> None:
+        self.store.ensure_schema()
+        self.latest.ping()
+
+    def _current(self) -> Checkpoint:
+        if self._context is None:
+            raise RuntimeError("MarketDataSink.bind was not called")
+        checkpoint = self._context.checkpoint
+        if checkpoint is not self._checkpoint:
+            if self._partitions:
+                LOGGER.warning(
+                    "discarding %d partitions of a checkpoint that did not commit",
+                    len(self._partitions),
+                )
+            self._partitions = {}
+            self._checkpoint = checkpoint
+        return checkpoint
+
+    def add(  # noqa: PLR0917 - Quix's BaseSink signature
+        self,
+        value: Any,
+        key: Any,
+        timestamp: int,
+        headers: Any,
+        topic: str,
+        partition: int,
+        offset: int,
+    ) -> None:
+        del key, timestamp, headers
+        checkpoint = self._current()
+        work = self._partitions.get(partition)
+        if work is None:
+            transaction = checkpoint.get_store_transaction(
+                stream_id=self._stream_id, partition=partition
             )
-    return outputs
-
-
-def _aggregate(sdf: StreamingDataFrame, lateness_ns: int) -> Callable[..., list[Output]]:
-    """The stateful step: decode the trade, apply it, return its outputs."""
-
-    def transaction_state(prefix: bytes) -> KeyValueState:
-        transaction = sdf.processing_context.checkpoint.get_store_transaction(
-            stream_id=sdf.stream_id, partition=message_context().partition
-        )
-        return _QuixState(transaction.as_state(prefix=prefix))
-
-    def aggregate(
-        value: bytes, _key: Any, _timestamp: int, _headers: Any, _state: State[str, Any]
-    ) -> Any:
+            work = self._partitions[partition] = _PartitionCheckpoint(transaction, self.lateness_ns)
         try:
             trade = trade_from_envelope(value)
         except TradeDecodeError:
-            LOGGER.exception("skipping an undecodable record at %s", message_context().offset)
-            return []
-        if trade is None:
-            return []
-        # Every market's state by its symbol (the record key is the symbol, so `state`, the
-        # record key's own state, is the same store under the same prefix).
-        partition = PartitionAggregator(
-            market_state=lambda symbol: transaction_state(symbol.encode()),
-            partition_state=transaction_state(PARTITION_STATE_KEY),
-            lateness_ns=lateness_ns,
-        )
-        return _outputs(trade, partition)
+            LOGGER.exception(
+                "skipping an undecodable record at %s[%d]@%d", topic, partition, offset
+            )
+            return
+        if trade is not None:
+            work.apply(trade)
 
-    return aggregate
+    def flush(self) -> None:
+        """At the checkpoint: state, then ClickHouse, Redis and the output records."""
+        if self._context is None:
+            return
+        self._current()
+        partitions, self._partitions = self._partitions, {}
+        if not partitions:
+            return
+        trades: list[Trade] = []
+        candles: list[_Caused] = []
+        tickers: list[_Caused] = []
+        for work in partitions.values():
+            work.write_state()
+            trades += work.trades
+            candles += work.candles.values()
+            tickers += work.tickers.values()
+        candle_values = [cast(Candle, caused.value) for caused in candles]
+        ticker_values = [cast(Ticker, caused.value) for caused in tickers]
+        self.store.write(trades, candle_values)  # history first: Redis never runs ahead of it
+        self.latest.write(candle_values, ticker_values)
+        records = [
+            (self.candles_topic, value.symbol, candle_envelope(value, cause=caused.cause))
+            for caused, value in zip(candles, candle_values, strict=True)
+        ] + [
+            (self.tickers_topic, value.symbol, ticker_envelope(value, cause=caused.cause))
+            for caused, value in zip(tickers, ticker_values, strict=True)
+        ]
+        for topic, symbol, envelope in records:
+            self._context.producer.produce(topic=topic, key=symbol.encode(), value=envelope)
+        self.checkpoints_written += 1
 
 
 def build_application(
@@ -217,25 +295,12 @@ def build_application(
         value_deserializer="bytes",
         config=topic_config(),  # used only if the core has not created it yet
     )
-    candles_topic = app.topic(
-        options.candles_topic,
-        key_serializer="str",
-        value_serializer=EnvelopeSerializer(),
-        config=topic_config(),
-    )
-    tickers_topic = app.topic(
-        options.tickers_topic,
-        key_serializer="str",
-        value_serializer=EnvelopeSerializer(),
-        config=topic_config(),
-    )
+    # The output topics are created with explicit configs at start; MarketDataSink produces
+    # their records (bytes: key = symbol, value = envelope) in the checkpoint's transaction.
+    app.topic(options.candles_topic, config=topic_config())
+    app.topic(options.tickers_topic, config=topic_config())
     sdf = app.dataframe(trades_topic)
-    outputs = sdf.apply(
-        _aggregate(sdf, options.lateness_ns), stateful=True, metadata=True, expand=True
-    )
-    candles = outputs.filter(lambda output: output.kind == "candle")
-    candles.to_topic(candles_topic, key=lambda output: output.symbol)
-    tickers = outputs.filter(lambda output: output.kind == "ticker")
-    tickers.to_topic(tickers_topic, key=lambda output: output.symbol)
-    outputs.sink(sink)
-    return app, outputs
+    sdf.register_store()  # the per-partition RocksDB state + changelog the sink works on
+    sink.bind(sdf, options)
+    sdf.sink(sink)
+    return app, sdf

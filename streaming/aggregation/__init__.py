@@ -20,6 +20,7 @@ from streaming.aggregation.model import (
     change_bps,
 )
 from streaming.aggregation.partition import LATENESS_NS_DEFAULT, PartitionAggregator
+from streaming.aggregation.write_back import WriteBackState
 
 __all__ = [
     "LATENESS_NS_DEFAULT",
@@ -36,5 +37,6 @@ __all__ = [
     "Ticker",
     "Trade",
     "Updates",
+    "WriteBackState",
     "change_bps",
 ]

@@ -31,9 +31,12 @@ input gives the same updates, and the result does not depend on arrival order as
 every trade arrives before its candle is final (property-tested). The state lives in a
 `KeyValueState` (Quix's per-key state in the app, a dict in tests) under these keys:
 `m` (meta: seqs, counters, the open candle, the window's running sums), `i` (minutes of the
-final candles in the window), `b:<minute>` (one final candle), `s:<seq>` (a trade of the
-open candle was applied). The cost per trade is O(1) reads and writes of small values;
-once per minute the index is read and rolled.
+final candles in the window), `b:<minute>` (one final candle), `S:<block>` (which seqs of the
+open candle's applied trades lie in `[block * 4032, (block + 1) * 4032)`: 64 words of 63
+bits, so values stay JSON integers of 64 bits; only seqs above the floor are marked, and a
+seq above the highest applied one cannot be marked, so an in-order trade needs no lookup).
+The cost per trade is O(1) reads and writes of small values; once per minute the index is
+read and rolled.
 """
 
 from __future__ import annotations
@@ -53,6 +56,9 @@ from streaming.aggregation.model import (
 
 META_KEY: Final = "m"
 INDEX_KEY: Final = "i"
+SEEN_WORD_BITS: Final = 63  # bits per int of a seen-marks value (JSON: signed 64-bit)
+SEEN_BLOCK_WORDS: Final = 64
+SEEN_BLOCK_SEQS: Final = SEEN_WORD_BITS * SEEN_BLOCK_WORDS  # seqs per seen-marks key
 
 # A candle in the state: [minute, open, high, low, close, volume, quote_volume, trade_count,
 # first_seq, last_seq]
@@ -112,8 +118,8 @@ class _Meta:
         ]
 
 
-def _seen_key(seq: int) -> str:
-    return f"s:{seq}"
+def _seen_key(block: int) -> str:
+    return f"S:{block}"
 
 
 def _bucket_key(minute: int) -> str:
@@ -183,7 +189,7 @@ class MarketAggregator:
         if trade.symbol != self.symbol:
             raise AggregationInvariantError(f"trade of {trade.symbol!r} given to {self.symbol!r}")
         meta = _Meta.load(self.state.get(META_KEY))
-        if trade.seq <= meta.floor_seq or self.state.get(_seen_key(trade.seq)) is not None:
+        if trade.seq <= meta.floor_seq or (trade.seq <= meta.high_seq and self._seen(trade.seq)):
             return Updates(dropped=True)
         candles: list[Candle] = []
         open_candle = meta.open_candle
@@ -204,7 +210,7 @@ class MarketAggregator:
                 _add_trade(open_candle, trade)
             meta.high_seq = trade.seq
         meta.applied += 1
-        self.state.set(_seen_key(trade.seq), 1)
+        self._mark_seen(trade.seq)
         self.state.set(META_KEY, meta.dump())
         candles.append(
             candle_value(self.symbol, open_candle, final=False, version=2 * meta.applied)
@@ -226,6 +232,24 @@ class MarketAggregator:
         open_candle = _Meta.load(self.state.get(META_KEY)).open_candle
         return None if open_candle is None else (open_candle[_MINUTE] + 1) * MINUTE_NS
 
+    # ------------------------------------------------------------------ seen marks
+
+    def _seen(self, seq: int) -> bool:
+        block, offset = divmod(seq, SEEN_BLOCK_SEQS)
+        words: list[int] | None = self.state.get(_seen_key(block))
+        if words is None:
+            return False
+        word, bit = divmod(offset, SEEN_WORD_BITS)
+        return bool(words[word] >> bit & 1)
+
+    def _mark_seen(self, seq: int) -> None:
+        block, offset = divmod(seq, SEEN_BLOCK_SEQS)
+        key = _seen_key(block)
+        words: list[int] = self.state.get(key) or [0] * SEEN_BLOCK_WORDS
+        word, bit = divmod(offset, SEEN_WORD_BITS)
+        words[word] |= 1 << bit
+        self.state.set(key, words)
+
     # ------------------------------------------------------------------ candles
 
     def _finalize(self, meta: _Meta) -> Candle:
@@ -233,8 +257,11 @@ class MarketAggregator:
         candle = meta.open_candle
         if candle is None:
             raise AggregationInvariantError("no open candle to finalize")
-        for seq in range(max(meta.floor_seq, candle[_FIRST] - 1) + 1, candle[_LAST] + 1):
-            self.state.delete(_seen_key(seq))
+        # Every marked seq is in (floor, last]: forget them all.
+        for block in range(
+            (meta.floor_seq + 1) // SEEN_BLOCK_SEQS, candle[_LAST] // SEEN_BLOCK_SEQS + 1
+        ):
+            self.state.delete(_seen_key(block))
         meta.floor_seq = candle[_LAST]
         meta.last_final_minute = candle[_MINUTE]
         meta.open_candle = None
