@@ -167,7 +167,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             commit_interval_seconds=arguments.commit_interval_seconds,
             lateness_ns=arguments.watermark_lateness_ms * 1_000_000,
         )
-        sink = MarketDataSink(store, latest)
         stopping = threading.Event()
         failed_before: list[bool] = []  # an application ran (and so failed) before this one
 
@@ -179,7 +178,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             # Quix's own handlers stop it at the end of its checkpoint.
             for stop_signal in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(stop_signal, stop)
-            app, _pipeline = build_application(options, sink=sink)
+            # A new sink too: the failed one's cache may hold what its checkpoint never
+            # committed; the new one starts from the committed state.
+            app, _pipeline = build_application(options, sink=MarketDataSink(store, latest))
             if failed_before:
                 # The failed application's local store may be ahead of what its changelog
                 # topic committed (Quix then refuses it): restore it from the changelog.
