@@ -10,8 +10,9 @@ bytes per batch instead of ~12 kB to send, parse, compress and write to WAL.
   envelope with its event id.
 - The guard keeps every promise of migration 0004 and adds `entry_id_ranges` to the
   immutable content (its body is 0004's restated with that one condition more: a migration
-  is frozen history, so it does not import another's text); the service's role keeps its privileges (INSERT covers the new column,
-  UPDATE stays limited to first_seq, event_count, published_at).
+  is frozen history, so it does not import another's text); the service's role keeps its
+  privileges (INSERT covers the new column, UPDATE stays limited to first_seq, event_count,
+  published_at).
 
 Revision ID: 0005
 Revises: 0004
