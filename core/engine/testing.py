@@ -105,6 +105,24 @@ def btc_usdt_spec(**overrides: int | str) -> MarketSpec:
     return MarketSpec(**values)  # type: ignore[arg-type]
 
 
+def coarse_spec(**overrides: int | str) -> MarketSpec:
+    """The property tests' market (BTC-USDT unless overridden): whole-USDT ticks, 0.01 BTC
+    lots, a 5% band around 1,000 USDT, maker 0.1%, taker 0.25% - coarse, so random orders
+    meet often."""
+    values: dict[str, int | str] = {
+        "price_tick": USDT,
+        "lot_step": BTC // 100,
+        "min_quantity": BTC // 100,
+        "min_notional": 5 * USDT,
+        "price_band_bps": 500,
+        "reference_price": 1_000 * USDT,
+        "maker_fee_ppm": 1_000,
+        "taker_fee_ppm": 2_500,
+    }
+    values.update(overrides)
+    return btc_usdt_spec(**values)
+
+
 class EngineDriver:
     """Applies commands with engine_seq = 1, 2, 3 ... and a deterministic fake clock."""
 

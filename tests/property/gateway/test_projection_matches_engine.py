@@ -35,7 +35,7 @@ from core.engine import (
     TimeInForce,
 )
 from core.engine.commands import Command
-from core.engine.testing import BTC, USDT, EngineDriver, btc_usdt_spec
+from core.engine.testing import BTC, USDT, EngineDriver, coarse_spec
 from gateway.market_data import projection as projection_module
 from gateway.market_data.projection import MarketDataProjection, PublicUpdate
 
@@ -44,18 +44,7 @@ TICK = USDT
 LOT = BTC // 100
 ACCOUNTS = ("alice", "bob", "carol")
 SPECS = {
-    symbol: btc_usdt_spec(
-        symbol=symbol,
-        base_asset=base,
-        price_tick=TICK,
-        lot_step=LOT,
-        min_quantity=LOT,
-        min_notional=5 * USDT,
-        price_band_bps=500,
-        reference_price=1_000 * TICK,
-        maker_fee_ppm=1_000,
-        taker_fee_ppm=2_500,
-    )
+    symbol: coarse_spec(symbol=symbol, base_asset=base)
     for symbol, base in (("BTC-USDT", "BTC"), ("ETH-USDT", "ETH"))
 }
 

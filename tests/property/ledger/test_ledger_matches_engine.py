@@ -31,7 +31,7 @@ from core.engine import (
     Withdraw,
 )
 from core.engine.commands import Command
-from core.engine.testing import BTC, USDT, EngineDriver, btc_usdt_spec
+from core.engine.testing import BTC, USDT, EngineDriver, coarse_spec
 from infra.local.postgres import PostgresCluster
 from ledger.balance_checks import check_invariants
 from ledger.db.connection import create_engine
@@ -49,16 +49,7 @@ SHARD = "shard-7"
 TICK = USDT
 LOT = BTC // 100
 ACCOUNTS = ("alice", "bob", "carol")
-SPEC = btc_usdt_spec(
-    price_tick=TICK,
-    lot_step=LOT,
-    min_quantity=LOT,
-    min_notional=5 * USDT,
-    price_band_bps=500,
-    reference_price=1_000 * TICK,
-    maker_fee_ppm=1_000,
-    taker_fee_ppm=2_500,
-)
+SPEC = coarse_spec()
 
 accounts = st.sampled_from(ACCOUNTS)
 prices = st.integers(min_value=990, max_value=1_010).map(lambda ticks: ticks * TICK)
