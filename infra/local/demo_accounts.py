@@ -120,15 +120,25 @@ def demo_keys(
 
 
 def trader_keys(
-    gateway_grpc_address: str, account_ids: Sequence[str], *, timeout_seconds: float = 10.0
+    gateway_grpc_address: str,
+    account_ids: Sequence[str],
+    *,
+    rate_limit_per_minute: int = 0,
+    timeout_seconds: float = 10.0,
 ) -> dict[str, ApiKey]:
     """A new trading key (read, trade, withdraw) for each account, by account id; not stored
-    (more traders for a local exchange, or for tests)."""
+    (more traders for a local exchange, or for tests). `rate_limit_per_minute` 0 leaves the
+    gateway's default (EDGE_RATE_LIMIT_PER_MINUTE)."""
     with grpc.insecure_channel(gateway_grpc_address) as channel:
         service = apikey_pb2_grpc.ApiKeyServiceStub(channel)
         return {
             account_id: _create_key(
-                service, account_id, account_id, TRADER_PERMISSIONS, timeout_seconds
+                service,
+                account_id,
+                account_id,
+                TRADER_PERMISSIONS,
+                timeout_seconds,
+                rate_limit_per_minute=rate_limit_per_minute,
             )
             for account_id in account_ids
         }
@@ -140,6 +150,8 @@ def _create_key(
     account_id: str,
     permissions: Sequence[apikey_pb2.Permission.ValueType],
     timeout_seconds: float,
+    *,
+    rate_limit_per_minute: int = 0,
 ) -> ApiKey:
     response = service.CreateApiKey(
         apikey_pb2.CreateApiKeyRequest(
@@ -147,6 +159,7 @@ def _create_key(
             account_id=account_id,
             label=f"local demo: {name}",
             permissions=permissions,
+            rate_limit_per_minute=rate_limit_per_minute,
         ),
         metadata=OPERATOR_METADATA,
         timeout=timeout_seconds,

@@ -50,13 +50,18 @@ TRADERS = tuple(f"e2e-trader-{number}" for number in range(1, 5))
 RANDOM_SECONDS = 10.0
 BURST_BEFORE_KILL_SECONDS = 3.0
 BURST_AFTER_KILL_SECONDS = 2.0
+TRADER_RATE_LIMIT_PER_MINUTE = 1_000_000
 SEED = int(os.environ.get("E2E_SEED", str(random.randrange(2**32))))
 
 
 @pytest.fixture(scope="module")
 def traders(stack: StackCommand) -> dict[str, ApiKey]:
     fund_accounts(stack.core_address, TRADERS)
-    return trader_keys(stack.gateway_grpc_address, TRADERS)
+    # The traders are load generators: on a fast machine one key places well over the
+    # gateway's default 1,000 requests a minute (rate limits are tested in tests/integration/edge).
+    return trader_keys(
+        stack.gateway_grpc_address, TRADERS, rate_limit_per_minute=TRADER_RATE_LIMIT_PER_MINUTE
+    )
 
 
 def _random_price(market: MarketSpec, random_source: random.Random) -> Decimal:
