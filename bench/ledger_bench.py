@@ -7,10 +7,15 @@ directory. The workload is a core event stream of one shard: per round, a buyer 
 reserve, they trade (one 5-leg entry with fees), the buyer gets a price-improvement release
 (4 events, 11 postings), over 1,000 traders, after their deposits.
 
-(a) settlement: `Settlement.post` in batches of --batch-events events, one transaction each:
-    validation, posting rules, stream positions and gap tracking, entries (ON CONFLICT
-    dedupe), postings (COPY), materialized balances, positions — everything production does
-    (the Kafka read is not included).
+(a) settlement as the consumer does it: the serialized events of batch N+1 are parsed and
+    planned in the planner's process (ledger/batch_planner.py: posting rules, entry and
+    account ids, ready COPY text) while batch N is posted (`Settlement.post_ready`, one
+    transaction: stream positions and epochs checked, trades deduped, entries and postings
+    by COPY, materialized balances, positions, outbox) — everything production does except
+    the Kafka read.
+(a') the same with planning in a thread of the same process (`Settlement.prepare` +
+    `post_prepared`, the consumer before the planner process, and the path the IngestEvents
+    RPC takes), measured in the same repeat: the line prints (a)/(a').
 (b) ceiling: the same entry and posting rows COPYed into the same tables (same indexes,
     constraints and triggers) of a fresh database, one transaction per batch of the same
     size, nothing else.
@@ -18,7 +23,7 @@ reserve, they trade (one 5-leg entry with fees), the buyer gets a price-improvem
 measured under the same momentary load of this shared machine; (a)'s time for a batch ends
 when both its write and the planning of the next batch (in a thread) are done.
 Printed: postings/s of both, the ratio (a)/(b), and trades/s settled (to set beside the
-engine's fill rate, core/engine/README.md).
+core's fill rate, docs/benchmarks.md).
 
 With --partitions N (N > 1), then also the aggregate of N partitions, as production scales
 (one settlement process per partition, `python -m ledger.service --partitions k`): N OS
@@ -36,13 +41,14 @@ import asyncio
 import multiprocessing
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import psycopg
 from exchange.events.v1.envelope_pb2 import EventEnvelope
 
 from infra.local.postgres import PostgresCluster
+from ledger.batch_planner import BatchPlanner, parse_records
 from ledger.db.connection import create_engine
 from ledger.db.copy_rows import ENTRIES_COPY, POSTINGS_COPY, entries_text, postings_text
 from ledger.db.migrate import SERVICE_ROLE, upgrade
@@ -61,6 +67,11 @@ class Workload:
     batches: list[list[EventEnvelope]]
     postings: int
     trades: int
+
+    @property
+    def records(self) -> list[list[bytes]]:
+        """The batches as the consumer reads them from the log."""
+        return [[envelope.SerializeToString() for envelope in batch] for batch in self.batches]
 
 
 def workload(rounds: int, batch_events: int, shard_id: str = "shard-1") -> Workload:
@@ -147,35 +158,61 @@ class CopyCeiling:
         self._connection.close()
 
 
+PLANNER_PROCESS, PLANNER_THREAD = "process", "thread"
+
+
 async def settle_pipelined(
-    url: str, work: Workload, after_batch: Callable[[int], object] | None = None
+    url: str,
+    work: Workload,
+    after_batch: Callable[[int], object] | None = None,
+    *,
+    planner: str = PLANNER_PROCESS,
 ) -> float:
-    """Settle every batch as the consumer does (batch N+1 planned in a thread while batch N
-    is written); the seconds it took, the time of `after_batch(N)` (run once both are done)
-    left out."""
+    """Settle every batch as the consumer does (batch N+1 parsed and planned while batch N is
+    written; `planner`: in the planner process, or in a thread); the seconds it took, the
+    time of `after_batch(N)` (run once both are done) left out."""
     engine = create_engine(url)
     settlement = Settlement(engine)
+    records = work.records
+    if planner == PLANNER_PROCESS:
+        batch_planner = BatchPlanner(url)
+        await batch_planner.plan([])  # the process starts (spawn, imports) before the clock
+
+        async def post(batch: object) -> None:
+            await settlement.post_ready(batch)  # type: ignore[arg-type]
+
+        plan: Callable[[list[bytes]], Awaitable[object]] = batch_planner.plan
+    else:
+
+        async def post(batch: object) -> None:
+            await settlement.post_prepared(batch)  # type: ignore[arg-type]
+
+        def plan(values: list[bytes]) -> Awaitable[object]:
+            return asyncio.to_thread(lambda: Settlement.prepare(parse_records(values)))
+
     started = time.perf_counter()
-    prepared = await asyncio.to_thread(Settlement.prepare, work.batches[0])
+    ready = await plan(records[0])
     settled_seconds = time.perf_counter() - started
-    for index in range(len(work.batches)):
+    for index in range(len(records)):
         started = time.perf_counter()
-        preparing = None
-        if index + 1 < len(work.batches):
-            preparing = asyncio.create_task(
-                asyncio.to_thread(Settlement.prepare, work.batches[index + 1])
-            )
-        await settlement.post_prepared(prepared)
-        if preparing is not None:
-            prepared = await preparing
+        planning = None
+        if index + 1 < len(records):
+            planning = asyncio.ensure_future(plan(records[index + 1]))
+        await post(ready)
+        if planning is not None:
+            ready = await planning
         settled_seconds += time.perf_counter() - started
         if after_batch is not None:
             after_batch(index)
+    if planner == PLANNER_PROCESS:
+        batch_planner.close()
     await engine.dispose()
     return settled_seconds
 
 
-async def measure(url: str, ceiling: CopyCeiling, work: Workload) -> tuple[float, float]:
+async def measure(
+    url: str, ceiling: CopyCeiling, work: Workload, planner: str
+) -> tuple[float, float]:
     """(settlement seconds, ceiling seconds), alternating batch by batch so that both see
     the same load of this shared machine: the time until batch N is written AND batch N+1
     planned is settlement's; the ceiling's batch N then runs alone."""
@@ -184,7 +221,7 @@ async def measure(url: str, ceiling: CopyCeiling, work: Workload) -> tuple[float
     def copy_batch(index: int) -> None:
         ceiling_seconds[0] += ceiling.copy_batch(index)
 
-    settled_seconds = await settle_pipelined(url, work, copy_batch)
+    settled_seconds = await settle_pipelined(url, work, copy_batch, planner=planner)
     return settled_seconds, ceiling_seconds[0]
 
 
@@ -271,40 +308,55 @@ def main() -> None:
         f"batches of {arguments.batch_events:,} events; {arguments.repeats} alternating repeats "
         "on fresh databases, (a) and (b) alternating per batch (the median ratio is the figure)"
     )
-    ratios = []
+    ratios: dict[str, list[float]] = {PLANNER_PROCESS: [], PLANNER_THREAD: []}
+    gains = []
     settled_best = ceiling_best = 0.0
     with PostgresCluster(durable=True) as cluster:
         cluster.ensure_login_role(SERVICE_LOGIN)
         for repeat in range(arguments.repeats):
-            for name in (f"settlement_{repeat}", f"ceiling_{repeat}"):
-                upgrade(cluster.create_database(name).url())
-            cluster.execute_text(f"GRANT {SERVICE_ROLE} TO {SERVICE_LOGIN}")
-            url = cluster.url(
-                f"settlement_{repeat}", user=SERVICE_LOGIN, driver="postgresql+psycopg"
-            )
-            ceiling_copy = CopyCeiling(cluster.conninfo(f"ceiling_{repeat}"), work)
-            try:
-                settled_seconds, ceiling_seconds = asyncio.run(measure(url, ceiling_copy, work))
-            finally:
-                ceiling_copy.close()
-            settled = work.postings / settled_seconds
-            ceiling = work.postings / ceiling_seconds
-            ratios.append(settled / ceiling)
-            settled_best, ceiling_best = max(settled_best, settled), max(ceiling_best, ceiling)
-            print(
-                f"  repeat {repeat + 1}: (a) settlement {settled:>9,.0f} postings/s "
-                f"({settled / work.postings * events:,.0f} events/s, "
-                f"{settled / work.postings * work.trades:,.0f} trades/s)   "
-                f"(b) COPY ceiling {ceiling:>9,.0f} postings/s   ratio {settled / ceiling:.2f}x"
-            )
+            settled_by_planner = {}
+            for planner in (PLANNER_PROCESS, PLANNER_THREAD):
+                settled, ceiling = _measure_repeat(cluster, work, f"{planner}_{repeat}", planner)
+                settled_by_planner[planner] = settled
+                ratios[planner].append(settled / ceiling)
+                if planner == PLANNER_PROCESS:
+                    settled_best = max(settled_best, settled)
+                    ceiling_best = max(ceiling_best, ceiling)
+                label = "(a) " if planner == PLANNER_PROCESS else "(a')"
+                print(
+                    f"  repeat {repeat + 1}: {label} settlement, planner {planner:>7} "
+                    f"{settled:>9,.0f} postings/s ({settled / work.postings * events:,.0f} "
+                    f"events/s, {settled / work.postings * work.trades:,.0f} trades/s)   "
+                    f"(b) COPY ceiling {ceiling:>9,.0f} postings/s   ratio {settled / ceiling:.2f}x"
+                )
+            gains.append(settled_by_planner[PLANNER_PROCESS] / settled_by_planner[PLANNER_THREAD])
+            print(f"  repeat {repeat + 1}: (a)/(a') {gains[-1]:.2f}x")
     print(
         f"best (a) settlement:   {settled_best:>10,.0f} postings/s "
         f"({settled_best / work.postings * work.trades:,.0f} trades/s)"
     )
     print(f"best (b) COPY ceiling: {ceiling_best:>10,.0f} postings/s")
-    print(f"median ratio (a)/(b):  {statistics.median(ratios):.2f}x")
+    print(f"median ratio (a)/(b):  {statistics.median(ratios[PLANNER_PROCESS]):.2f}x")
+    print(f"median ratio (a')/(b): {statistics.median(ratios[PLANNER_THREAD]):.2f}x")
+    print(f"median (a)/(a'):       {statistics.median(gains):.2f}x")
     if arguments.partitions > 1:
         _print_partitions(arguments, work)
+
+
+def _measure_repeat(
+    cluster: PostgresCluster, work: Workload, name: str, planner: str
+) -> tuple[float, float]:
+    """(settlement, ceiling) postings/s on two fresh databases, alternating per batch."""
+    for database in (f"settlement_{name}", f"ceiling_{name}"):
+        upgrade(cluster.create_database(database).url())
+    cluster.execute_text(f"GRANT {SERVICE_ROLE} TO {SERVICE_LOGIN}")
+    url = cluster.url(f"settlement_{name}", user=SERVICE_LOGIN, driver="postgresql+psycopg")
+    ceiling_copy = CopyCeiling(cluster.conninfo(f"ceiling_{name}"), work)
+    try:
+        settled_seconds, ceiling_seconds = asyncio.run(measure(url, ceiling_copy, work, planner))
+    finally:
+        ceiling_copy.close()
+    return work.postings / settled_seconds, work.postings / ceiling_seconds
 
 
 def _print_partitions(arguments: argparse.Namespace, work: Workload) -> None:

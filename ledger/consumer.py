@@ -5,8 +5,9 @@
   Tansu) and several consumers can split the partitions between them.
 - On start, and after any conflict, each partition is read from the offset PostgreSQL holds
   (`consumer_offsets`), never from the broker's committed offsets or "latest".
-- Pipelined: while one poll is written, the next is fetched, parsed and planned in a worker
-  thread (the database wait releases the GIL); posting stays strictly in order.
+- Pipelined: while one poll is written, the next is fetched, parsed and planned in the
+  planner's process (ledger/batch_planner.py: ready COPY text, on another core); posting
+  stays strictly in order.
 - Each poll's records of one partition are posted in ONE transaction together with the offset
   they advance to (`Settlement.post(..., offsets=...)`). A crash before the commit loses the
   transaction, the offset included, and the records are read again; a redelivered record is a
@@ -23,16 +24,10 @@ from dataclasses import dataclass
 from typing import Final
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from exchange.events.v1 import envelope_pb2
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ledger.settlement import (
-    OffsetAdvance,
-    OffsetConflictError,
-    PreparedBatch,
-    Settlement,
-    stored_offsets,
-)
+from ledger.batch_planner import BatchPlanner, ReadyBatch
+from ledger.settlement import OffsetAdvance, OffsetConflictError, Settlement, stored_offsets
 
 CORE_EVENTS_TOPIC: Final = "core.events.v1"
 CONSUMER_GROUP: Final = "ledger-settlement"
@@ -52,16 +47,7 @@ class ConsumerOptions:
 class _PartitionBatch:
     partition: int
     next_offset: int
-    prepared: PreparedBatch
-
-
-def _parse_and_prepare(values: list[bytes]) -> PreparedBatch:
-    envelopes = []
-    for value in values:
-        envelope = envelope_pb2.EventEnvelope()
-        envelope.ParseFromString(value)
-        envelopes.append(envelope)
-    return Settlement.prepare(envelopes)
+    ready: ReadyBatch
 
 
 class SettlementConsumer:
@@ -80,8 +66,10 @@ class SettlementConsumer:
         self._options = options
         self._on_batch = on_batch
         self._consumer: AIOKafkaConsumer | None = None
+        self._planner: BatchPlanner | None = None
         self._positions: dict[int, int] = {}
         self.events_posted = 0
+        self.batches_by_plan = 0  # posted by the planner's COPY plan (the rest: general path)
 
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -90,6 +78,7 @@ class SettlementConsumer:
             auto_offset_reset="earliest",
             max_poll_records=self._options.batch_records_max,
         )
+        self._planner = BatchPlanner(self._engine.url.render_as_string(hide_password=False))
         await consumer.start()
         consumer.assign(
             [
@@ -104,6 +93,9 @@ class SettlementConsumer:
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
+        if self._planner is not None:
+            await asyncio.to_thread(self._planner.close)
+            self._planner = None
 
     async def _seek_to_stored(self) -> None:
         if self._consumer is None:
@@ -118,8 +110,8 @@ class SettlementConsumer:
             )
 
     async def _fetch(self) -> list[_PartitionBatch]:
-        """One poll, parsed and planned (in a worker thread), per partition in order."""
-        if self._consumer is None:
+        """One poll, parsed and planned (in the planner process), per partition in order."""
+        if self._consumer is None or self._planner is None:
             raise RuntimeError("start() the consumer first")
         polled = await self._consumer.getmany(
             timeout_ms=self._options.poll_timeout_ms,
@@ -129,9 +121,9 @@ class SettlementConsumer:
         for topic_partition, records in sorted(polled.items(), key=lambda item: item[0].partition):
             if records:
                 values = [record.value or b"" for record in records]
-                prepared = await asyncio.to_thread(_parse_and_prepare, values)
+                ready = await self._planner.plan(values)
                 batches.append(
-                    _PartitionBatch(topic_partition.partition, records[-1].offset + 1, prepared)
+                    _PartitionBatch(topic_partition.partition, records[-1].offset + 1, ready)
                 )
         return batches
 
@@ -147,12 +139,13 @@ class SettlementConsumer:
                 batch.next_offset,
             )
             try:
-                await self._settlement.post_prepared(batch.prepared, offsets=[advance])
+                posted = await self._settlement.post_ready(batch.ready, offsets=[advance])
             except OffsetConflictError:
                 await self._seek_to_stored()
                 return False
             self._positions[batch.partition] = advance.to_offset
-            self.events_posted += len(batch.prepared.headers)
+            self.events_posted += posted.events
+            self.batches_by_plan += posted.by_plan
             if self._on_batch is not None:
                 await self._on_batch(batch.partition, advance.to_offset)
         return True
@@ -162,7 +155,7 @@ class SettlementConsumer:
         batches = await self._fetch()
         if not await self._post(batches):
             return 0
-        return sum(len(batch.prepared.headers) for batch in batches)
+        return sum(len(batch.ready.values) for batch in batches)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll and post until `stop` is set. Pipelined: the next poll is fetched, parsed and

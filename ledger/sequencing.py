@@ -69,6 +69,16 @@ class StreamState:
         self.changed = self.holes_changed = True
         return Arrival.FILLS_HOLE, None
 
+    def extend(self, first: int, last: int) -> bool:
+        """A run of consecutive seqs `first`..`last`: taken (True) only when every one of
+        them is NEXT, i.e. the run starts right after `seq_last`; otherwise nothing changes
+        and each seq must be `observe`d."""
+        if first != self.seq_last + 1 or last < first:
+            return False
+        self.seq_last = last
+        self.changed = True
+        return True
+
 
 @dataclass(slots=True)
 class ShardState:

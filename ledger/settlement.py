@@ -32,8 +32,15 @@ from exchange.events.v1 import envelope_pb2
 from exchange.ledger.v1 import ledger_pb2
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ledger.batch_planner import CopyPlan, ReadyBatch, parse_records
 from ledger.db.connection import DriverConnection, driver_connection
-from ledger.db.journal_writer import EntryKey, JournalWriter, add_to_balances
+from ledger.db.copy_rows import ENTRIES_COPY, POSTINGS_COPY
+from ledger.db.journal_writer import (
+    EntryKey,
+    JournalWriter,
+    add_balance_arrays,
+    add_to_balances,
+)
 from ledger.errors import LedgerError, Reason
 from ledger.events_outbox import (
     ReadyEvent,
@@ -75,6 +82,15 @@ class OffsetAdvance:
     to_offset: int
 
 
+@dataclass(frozen=True, slots=True)
+class ReadyPosted:
+    """A ready batch posted: its events, and whether its COPY plan held (False: the general
+    path posted it — a gap, a redelivery, an epoch change, a trade settled before...)."""
+
+    events: int
+    by_plan: bool
+
+
 class OffsetConflictError(Exception):
     """The stored offset is not where this batch started: another consumer moved it."""
 
@@ -97,6 +113,9 @@ SELECT p.shard_id, p.symbol, p.seq_last FROM stream_positions AS p
 JOIN unnest(%s::text[], %s::text[]) AS s (shard_id, symbol)
     ON p.shard_id = s.shard_id AND p.symbol = s.symbol
 ORDER BY p.shard_id, p.symbol FOR UPDATE OF p
+"""
+_TRADE_SETTLED = """
+SELECT EXISTS (SELECT 1 FROM journal_entries WHERE kind = %s AND reference = ANY(%s::text[]))
 """
 _SELECT_HOLES = """
 SELECT h.shard_id, h.symbol, h.first_missing_seq, h.last_missing_seq FROM sequence_holes AS h
@@ -186,6 +205,29 @@ class Settlement:
         self._writer.remember_accounts(new_accounts)
         return results
 
+    async def post_ready(
+        self, batch: ReadyBatch, *, offsets: Sequence[OffsetAdvance] = ()
+    ) -> ReadyPosted:
+        """`post` for a batch the planner (ledger/batch_planner.py) made: its COPY plan when
+        that still holds against the stored positions, else the general path over its raw
+        records, in the same transaction.
+
+        Raises as `post` does.
+        """
+        async with self._engine.begin() as connection:
+            driver = await driver_connection(connection)
+            new_accounts: dict[AccountKey, int] = {}
+            by_plan = batch.plan is not None and await _post_plan(driver, batch.plan, offsets)
+            if not by_plan:
+                prepared = self.prepare(parse_records(batch.values))
+                _, new_accounts = await self._post(
+                    driver, prepared.headers, prepared.plans, offsets
+                )
+            if self._before_commit is not None:
+                await self._before_commit()
+        self._writer.remember_accounts(new_accounts)
+        return ReadyPosted(len(batch.values), by_plan=by_plan)
+
     async def _post(
         self,
         connection: DriverConnection,
@@ -200,7 +242,7 @@ class Settlement:
             async with connection.pipeline():
                 await _advance_offsets(connection, offsets)
             return [], {}
-        shards, streams = await _load_positions(
+        shards, streams, _ = await _load_positions(
             connection,
             sorted({h.shard_id for h in headers}),
             sorted({(h.shard_id, h.symbol) for h in headers}),
@@ -231,6 +273,41 @@ class Settlement:
             await _advance_offsets(connection, offsets)
         results = [result for result in batch.results if result is not None]
         return results, dict(written.new_account_ids)
+
+
+async def _post_plan(
+    connection: DriverConnection, plan: CopyPlan, offsets: Sequence[OffsetAdvance]
+) -> bool:
+    """Write `plan` if every stream continues right after its stored seq, no epoch is older
+    than its shard's and no trade is settled yet; False (nothing written) otherwise.
+    Round trips: positions + trade check (one pipeline), the two COPYs, balances +
+    positions + outbox + offsets (one pipeline)."""
+    trade_check = None
+    if plan.trade_references:
+        trade_check = (_TRADE_SETTLED, (int(EntryKind.TRADE), plan.trade_references))
+    shards, streams, trade_rows = await _load_positions(
+        connection, sorted(plan.shards), sorted(plan.streams), also=trade_check
+    )
+    if trade_rows and trade_rows[0][0]:
+        return False
+    for shard_id, (epoch, engine_seq) in plan.shards.items():
+        if not shards[shard_id].admits(epoch):
+            return False
+        shards[shard_id].advance(engine_seq)
+    for key, (first, last) in plan.streams.items():
+        if not streams[key].extend(first, last):
+            return False
+    async with connection.cursor().copy(ENTRIES_COPY) as copy:
+        await copy.write(plan.entries_copy)
+    async with connection.cursor().copy(POSTINGS_COPY) as copy:
+        await copy.write(plan.postings_copy)
+    async with connection.pipeline():
+        await add_balance_arrays(connection, plan.balances)
+        await _save_positions(connection, shards, streams, _Batch([], [], [], [], []))
+        await _mark_adjustments_posted(connection, plan.adjustments)
+        await record_entry_batch(connection, plan.entry_ids)
+        await _advance_offsets(connection, offsets)
+    return True
 
 
 def _ledger_events(batch: _Batch) -> list[ReadyEvent]:
@@ -276,6 +353,13 @@ async def _record_adjustments(
         and entry.transfer_id
         and (entry.kind, entry.reference) in inserted
     ]
+    await _mark_adjustments_posted(connection, adjusted)
+
+
+async def _mark_adjustments_posted(
+    connection: DriverConnection, adjusted: Sequence[tuple[str, int]]
+) -> None:
+    """(transfer id, entry id) of operator adjustments just posted."""
     if adjusted:
         await connection.execute(
             "UPDATE adjustments SET status = 2, entry_id = a.entry_id "
@@ -325,20 +409,28 @@ def _classify(
 
 
 async def _load_positions(
-    connection: DriverConnection, shard_ids: list[str], stream_keys: list[tuple[str, str]]
-) -> tuple[dict[str, ShardState], dict[tuple[str, str], StreamState]]:
-    """Create missing shard and stream rows and read them locked, with the streams' holes:
-    five statements, one round trip."""
+    connection: DriverConnection,
+    shard_ids: list[str],
+    stream_keys: list[tuple[str, str]],
+    *,
+    also: tuple[str, tuple[object, ...]] | None = None,
+) -> tuple[dict[str, ShardState], dict[tuple[str, str], StreamState], list[tuple[object, ...]]]:
+    """Create missing shard and stream rows and read them locked, with the streams' holes,
+    and the rows of the query `also` (statement, parameters) if given: one round trip."""
     columns = ([shard for shard, _ in stream_keys], [symbol for _, symbol in stream_keys])
+    also_rows: list[tuple[object, ...]] = []
     async with connection.pipeline():
         await connection.execute(_CREATE_SHARDS, (shard_ids,))
         shards_cursor = await connection.execute(_SELECT_SHARDS, (shard_ids,))
         await connection.execute(_CREATE_STREAMS, columns)
         streams_cursor = await connection.execute(_SELECT_STREAMS, columns)
         holes_cursor = await connection.execute(_SELECT_HOLES, columns)
+        also_cursor = None if also is None else await connection.execute(*also)
         shard_rows = await shards_cursor.fetchall()
         stream_rows = await streams_cursor.fetchall()
         hole_rows = await holes_cursor.fetchall()
+        if also_cursor is not None:
+            also_rows = await also_cursor.fetchall()
     shards = {
         shard_id: ShardState(epoch, engine_seq_last)
         for shard_id, epoch, engine_seq_last in shard_rows
@@ -346,7 +438,7 @@ async def _load_positions(
     streams = {(shard, symbol): StreamState(seq_last) for shard, symbol, seq_last in stream_rows}
     for shard, symbol, first, last in hole_rows:
         streams[(shard, symbol)].holes.append((first, last))
-    return shards, streams
+    return shards, streams, also_rows
 
 
 async def _save_positions(

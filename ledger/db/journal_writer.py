@@ -43,13 +43,13 @@ JOIN unnest(%s::smallint[], %s::text[]) AS wanted (kind, reference)
     ON e.kind = wanted.kind AND e.reference = wanted.reference
 """
 
-_INSERT_ACCOUNTS = """
+INSERT_ACCOUNTS = """
 INSERT INTO accounts (owner_id, asset, kind)
 SELECT * FROM unnest(%s::text[], %s::text[], %s::smallint[])
 ON CONFLICT (owner_id, asset, kind) DO NOTHING
 """
 
-_SELECT_ACCOUNTS = """
+SELECT_ACCOUNTS = """
 SELECT a.account_id, a.owner_id, a.asset, a.kind
 FROM accounts AS a
 JOIN unnest(%s::text[], %s::text[], %s::smallint[]) AS wanted (owner_id, asset, kind)
@@ -190,36 +190,52 @@ class JournalWriter:
         """Postings and balance changes of the entries just inserted."""
         account_ids, new_account_ids = await self._account_ids_for(connection, new_entries)
         await _copy_postings(connection, new_entries, inserted, account_ids)
-        changes = _balance_changes(new_entries, account_ids)
+        changes = balance_changes(new_entries, account_ids)
         return WrittenEntries(inserted, existing, new_account_ids, changes)
 
     async def _account_ids_for(
         self, connection: DriverConnection, entries: Sequence[PlannedEntry]
     ) -> tuple[dict[AccountKey, int], dict[AccountKey, int]]:
-        wanted = {posting.account for entry in entries for posting in entry.postings}
-        known = {
-            account: self._account_ids[account]
-            for account in wanted
-            if account in self._account_ids
-        }
-        unknown = sorted(wanted - known.keys(), key=lambda a: (a.owner_id, a.asset, a.kind))
+        unknown = unknown_accounts(entries, self._account_ids)
+        known = self._account_ids
         if not unknown:
             return known, {}
-        columns = (
-            [account.owner_id for account in unknown],
-            [account.asset for account in unknown],
-            [int(account.kind) for account in unknown],
-        )
-        await connection.execute(_INSERT_ACCOUNTS, columns)
-        cursor = await connection.execute(_SELECT_ACCOUNTS, columns)
-        found = {
-            AccountKey(owner_id, asset, AccountKind(kind)): account_id
-            for account_id, owner_id, asset, kind in await cursor.fetchall()
-        }
-        if len(found) != len(unknown):
-            message = f"accounts not created: {set(unknown) - found.keys()}"
-            raise LedgerInvariantError(message)
+        columns = account_columns(unknown)
+        await connection.execute(INSERT_ACCOUNTS, columns)
+        cursor = await connection.execute(SELECT_ACCOUNTS, columns)
+        found = found_accounts(unknown, await cursor.fetchall())
         return {**known, **found}, found
+
+
+def unknown_accounts(
+    entries: Iterable[PlannedEntry], known: dict[AccountKey, int]
+) -> list[AccountKey]:
+    """The accounts `entries` post to that `known` lacks, in a fixed order."""
+    wanted = {posting.account for entry in entries for posting in entry.postings}
+    return sorted(wanted - known.keys(), key=lambda a: (a.owner_id, a.asset, a.kind))
+
+
+def account_columns(accounts: Sequence[AccountKey]) -> tuple[list[str], list[str], list[int]]:
+    """The parameters of INSERT_ACCOUNTS and SELECT_ACCOUNTS."""
+    return (
+        [account.owner_id for account in accounts],
+        [account.asset for account in accounts],
+        [int(account.kind) for account in accounts],
+    )
+
+
+def found_accounts(
+    wanted: Sequence[AccountKey], rows: Iterable[tuple[int, str, str, int]]
+) -> dict[AccountKey, int]:
+    """SELECT_ACCOUNTS' rows by account; every wanted account must be among them."""
+    found = {
+        AccountKey(owner_id, asset, AccountKind(kind)): account_id
+        for account_id, owner_id, asset, kind in rows
+    }
+    if len(found) != len(wanted):
+        message = f"accounts not created: {set(wanted) - found.keys()}"
+        raise LedgerInvariantError(message)
+    return found
 
 
 def _entry_columns(entries: Sequence[PlannedEntry]) -> tuple[list[object], ...]:
@@ -254,7 +270,7 @@ async def _copy_postings(
         await copy.write(postings_text(entries, ids, account_ids))
 
 
-def _balance_changes(
+def balance_changes(
     entries: Sequence[PlannedEntry], account_ids: dict[AccountKey, int]
 ) -> BalanceChanges:
     deltas: dict[int, int] = {}
@@ -278,15 +294,27 @@ def array_text(values: list[int]) -> str:
     return "{" + ",".join(map(str, values)) + "}"
 
 
+BalanceArrays = tuple[str, str, str]  # account ids, deltas, engine seqs: array literals
+
+
+def balance_arrays(changes: BalanceChanges) -> BalanceArrays | None:
+    """`changes` as the upsert's parameters (None: no account changes)."""
+    if not changes.account_ids:
+        return None
+    return (
+        array_text(changes.account_ids),
+        array_text(changes.deltas),
+        array_text(changes.engine_seqs),
+    )
+
+
 async def add_to_balances(connection: DriverConnection, changes: BalanceChanges) -> None:
     """One upsert for all accounts (deltas summed per account), in account id order so that
     concurrent writers lock rows in the same order and cannot deadlock."""
-    if changes.account_ids:
-        await connection.execute(
-            _UPSERT_BALANCES,
-            (
-                array_text(changes.account_ids),
-                array_text(changes.deltas),
-                array_text(changes.engine_seqs),
-            ),
-        )
+    await add_balance_arrays(connection, balance_arrays(changes))
+
+
+async def add_balance_arrays(connection: DriverConnection, arrays: BalanceArrays | None) -> None:
+    """`add_to_balances` for changes already turned into `balance_arrays`."""
+    if arrays is not None:
+        await connection.execute(_UPSERT_BALANCES, arrays)

@@ -1,7 +1,10 @@
 """Property: the real engine's random command streams, turned into envelopes by the core's own
 mapping (core/contracts/events.py) and settled in random batches with redeliveries, leave a
 ledger whose invariants hold and whose balances equal the engine's, at the end and at a
-random engine_seq in between (reconciliation reports MATCHED)."""
+random engine_seq in between (reconciliation reports MATCHED). Settled either as the
+IngestEvents RPC does (`Settlement.post`) or as the consumer does (the planner's ready
+batches, `Settlement.post_ready`: by plan in the steady state, by the general path after a
+redelivery)."""
 
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ from core.engine.commands import Command
 from core.engine.testing import BTC, USDT, EngineDriver, coarse_spec
 from infra.local.postgres import PostgresCluster
 from ledger.balance_checks import check_invariants
+from ledger.batch_planner import RecordPlanner, psycopg_conninfo
 from ledger.db.connection import create_engine
 from ledger.journal import AccountKey, AccountKind, available, held
 from ledger.reconciliation import (
@@ -204,6 +208,7 @@ _databases = itertools.count(1)
     cuts=st.lists(st.integers(min_value=1, max_value=400), max_size=8),
     redeliveries=st.lists(st.tuples(st.integers(0, 400), st.integers(1, 40)), max_size=3),
     reconcile_fraction=st.floats(min_value=0, max_value=1),
+    as_consumer=st.booleans(),
 )
 def test_settled_engine_events_equal_the_engine_balances(
     postgres_cluster: PostgresCluster,
@@ -212,6 +217,7 @@ def test_settled_engine_events_equal_the_engine_balances(
     cuts: list[int],
     redeliveries: list[tuple[int, int]],
     reconcile_fraction: float,
+    as_consumer: bool,
 ) -> None:
     engine, envelopes, history = _run_engine(steps)
     batches = [envelopes[a:b] for a, b in itertools.pairwise([0, *sorted(cuts), len(envelopes)])]
@@ -222,7 +228,14 @@ def test_settled_engine_events_equal_the_engine_balances(
     )
     try:
         asyncio.run(
-            _check(database.url(user="ledger_app"), batches, engine, history, reconcile_fraction)
+            _check(
+                database.url(user="ledger_app"),
+                batches,
+                engine,
+                history,
+                reconcile_fraction,
+                as_consumer=as_consumer,
+            )
         )
     finally:
         postgres_cluster.drop_database(database.name)
@@ -234,13 +247,21 @@ async def _check(
     engine: Engine,
     history: dict[int, list[EngineBalance]],
     reconcile_fraction: float,
+    *,
+    as_consumer: bool,
 ) -> None:
     sql_engine = create_engine(url)
+    planner = RecordPlanner(psycopg_conninfo(url)) if as_consumer else None
     try:
         settlement = Settlement(sql_engine)
         for batch in batches:
-            if batch:
+            if not batch:
+                continue
+            if planner is None:
                 await settlement.post(batch)
+            else:
+                values = [envelope.SerializeToString() for envelope in batch]
+                await settlement.post_ready(planner.plan(values))
         assert await check_invariants(sql_engine) == []
         ledger = await _customer_balances(url)
         expected: dict[AccountKey, int] = {}
@@ -259,6 +280,8 @@ async def _check(
                 (),
             )
     finally:
+        if planner is not None:
+            planner.close()
         await sql_engine.dispose()
 
 

@@ -41,3 +41,27 @@ def test_older_epochs_are_fenced_off() -> None:
     assert not shard.admits(2)
     assert shard.admits(3)
     assert shard.epoch == 3
+
+
+@given(
+    seen=st.lists(st.integers(min_value=1, max_value=30), max_size=20),
+    first=st.integers(min_value=1, max_value=35),
+    length=st.integers(min_value=0, max_value=5),
+)
+def test_a_run_is_taken_whole_exactly_when_observing_it_finds_every_seq_next(
+    seen: list[int], first: int, length: int
+) -> None:
+    extended, observed = StreamState(), StreamState()
+    for seq in seen:
+        extended.observe(seq)
+        observed.observe(seq)
+    holes_before = list(extended.holes)
+    arrivals = [observed.observe(seq)[0] for seq in range(first, first + length)]
+    taken = extended.extend(first, first + length - 1)
+    assert taken == (length > 0 and all(arrival is Arrival.NEXT for arrival in arrivals))
+    if taken:
+        assert (extended.seq_last, extended.holes, extended.changed) == (
+            observed.seq_last,
+            holes_before,
+            True,
+        )
