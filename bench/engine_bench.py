@@ -24,6 +24,7 @@ import heapq
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,8 +118,10 @@ class Stream:
     fills_expected: int
 
 
-def funded_engine() -> EngineDriver:
-    driver = EngineDriver(Engine(EngineConfig(open_orders_max_per_account=1_000_000)))
+def funded_engine(driver_for: Callable[[Engine], EngineDriver] = EngineDriver) -> EngineDriver:
+    """The market and the funded makers and takers (`driver_for`: e.g. a driver that also
+    records the events, bench/ledger_bench.py --mix core)."""
+    driver = driver_for(Engine(EngineConfig(open_orders_max_per_account=1_000_000)))
     driver.bootstrap_btc_usdt(btc_usdt_spec())
     for index in range(MAKERS):
         driver.fund(f"maker-{index}", "BTC", 100_000 * BTC)

@@ -1,11 +1,19 @@
 """Ledger settlement throughput beside the raw COPY ceiling, measured in the same run.
 
     .venv/bin/python bench/ledger_bench.py [--rounds 10000] [--batch-events 2000] [--partitions N]
+        [--mix trades|core] [--commands 40000]
 
 A throwaway, durable PostgreSQL cluster (fsync on, default settings) is started in a temp
-directory. The workload is a core event stream of one shard: per round, a buyer and a seller
-reserve, they trade (one 5-leg entry with fees), the buyer gets a price-improvement release
-(4 events, 11 postings), over 1,000 traders, after their deposits.
+directory. The workload is a core event stream of one shard:
+- `--mix trades` (default): per round, a buyer and a seller reserve, they trade (one 5-leg
+  entry with fees), the buyer gets a price-improvement release (4 events, 11 postings),
+  over 1,000 traders, after their deposits;
+- `--mix core`: the real engine's events (serialized by the core's own envelope encoder) for
+  `--commands` commands of bench/engine_bench.py's mix (70 % resting limits, 20 % cancels,
+  10 % crossing IOCs; 60 accounts), every event the core emits, order events included. The
+  engine alone runs the same commands in the same run: its fills/s is what one core shard
+  can produce at most (end to end through gRPC and the WAL the core does less), printed
+  beside the fills/s settlement keeps up with.
 
 (a) settlement as the consumer does it: the serialized events of batch N+1 are parsed and
     planned in the planner's process (ledger/batch_planner.py: posting rules, entry and
@@ -47,6 +55,11 @@ from dataclasses import dataclass
 import psycopg
 from exchange.events.v1.envelope_pb2 import EventEnvelope
 
+from bench import engine_bench
+from core.contracts.events import EnvelopeSerializer
+from core.engine import ApplyResult, Engine
+from core.engine.commands import Command
+from core.engine.testing import EngineDriver, btc_usdt_spec
 from infra.local.postgres import PostgresCluster
 from ledger.batch_planner import BatchPlanner, parse_records
 from ledger.db.connection import create_engine
@@ -72,6 +85,44 @@ class Workload:
     def records(self) -> list[list[bytes]]:
         """The batches as the consumer reads them from the log."""
         return [[envelope.SerializeToString() for envelope in batch] for batch in self.batches]
+
+
+class _RecordingDriver(EngineDriver):
+    """Applies commands and keeps every event as the core's outbox serializes it."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.serialize = EnvelopeSerializer(
+            shard_id="shard-1", epoch=1, market_spec=lambda _symbol: btc_usdt_spec()
+        )
+        self.records: list[bytes] = []
+
+    def apply(self, command: Command) -> ApplyResult:
+        result = super().apply(command)
+        self.records += self.serialize(result.events, command=command)
+        return result
+
+
+def core_workload(commands: int, batch_events: int) -> tuple[Workload, float]:
+    """The engine's events for `commands` commands of engine_bench's mix, and the fills/s of
+    the engine alone on the same commands (its own run, timed here)."""
+    recorder = engine_bench.funded_engine(_RecordingDriver)
+    assert isinstance(recorder, _RecordingDriver)
+    stream = engine_bench.generate(
+        engine_bench.SEED_DEFAULT, commands, recorder.engine_seq_last + 1
+    )
+    for command in stream.commands:
+        recorder.apply(command)
+    timed = engine_bench.funded_engine()
+    commands_per_second = engine_bench.run_engine(timed, stream)
+    fills = timed.engine.trade_id_last
+    if fills != recorder.engine.trade_id_last:
+        message = "the two engine runs disagree on the number of trades"
+        raise SystemExit(message)
+    events = parse_records(recorder.records)
+    postings = sum(len(plan.postings) for plan in _plans(events))
+    batches = [events[i : i + batch_events] for i in range(0, len(events), batch_events)]
+    return Workload(batches, postings, fills), fills * commands_per_second / len(stream.commands)
 
 
 def workload(rounds: int, batch_events: int, shard_id: str = "shard-1") -> Workload:
@@ -299,9 +350,15 @@ def main() -> None:
     parser.add_argument(
         "--partitions", type=int, default=1, help="also measure N concurrent partitions (N > 1)"
     )
+    parser.add_argument("--mix", choices=("trades", "core"), default="trades")
+    parser.add_argument("--commands", type=int, default=40_000, help="engine commands (core mix)")
     arguments = parser.parse_args()
+    engine_fills_per_second = None
+    if arguments.mix == "core":
+        work, engine_fills_per_second = core_workload(arguments.commands, arguments.batch_events)
+    else:
+        work = workload(arguments.rounds, arguments.batch_events)
     tune_garbage_collector()  # as `python -m ledger.service` does at start, before any work
-    work = workload(arguments.rounds, arguments.batch_events)
     events = sum(len(batch) for batch in work.batches)
     print(
         f"workload: {events:,} events, {work.postings:,} postings, {work.trades:,} trades, "
@@ -310,6 +367,7 @@ def main() -> None:
     )
     ratios: dict[str, list[float]] = {PLANNER_PROCESS: [], PLANNER_THREAD: []}
     gains = []
+    settled_fills_per_second: list[float] = []
     settled_best = ceiling_best = 0.0
     with PostgresCluster(durable=True) as cluster:
         cluster.ensure_login_role(SERVICE_LOGIN)
@@ -330,6 +388,9 @@ def main() -> None:
                     f"(b) COPY ceiling {ceiling:>9,.0f} postings/s   ratio {settled / ceiling:.2f}x"
                 )
             gains.append(settled_by_planner[PLANNER_PROCESS] / settled_by_planner[PLANNER_THREAD])
+            settled_fills_per_second.append(
+                settled_by_planner[PLANNER_PROCESS] / work.postings * work.trades
+            )
             print(f"  repeat {repeat + 1}: (a)/(a') {gains[-1]:.2f}x")
     print(
         f"best (a) settlement:   {settled_best:>10,.0f} postings/s "
@@ -339,6 +400,13 @@ def main() -> None:
     print(f"median ratio (a)/(b):  {statistics.median(ratios[PLANNER_PROCESS]):.2f}x")
     print(f"median ratio (a')/(b): {statistics.median(ratios[PLANNER_THREAD]):.2f}x")
     print(f"median (a)/(a'):       {statistics.median(gains):.2f}x")
+    if engine_fills_per_second is not None:
+        settled_fills = statistics.median(settled_fills_per_second)
+        print(
+            f"fills: the engine alone produces {engine_fills_per_second:,.0f}/s on these commands; "
+            f"settlement (a) keeps up with {settled_fills:,.0f}/s (median), "
+            f"{settled_fills / engine_fills_per_second:.2f}x of it"
+        )
     if arguments.partitions > 1:
         _print_partitions(arguments, work)
 
