@@ -65,9 +65,9 @@ from ledger.batch_planner import BatchPlanner, parse_records
 from ledger.db.connection import create_engine
 from ledger.db.copy_rows import ENTRIES_COPY, POSTINGS_COPY, entries_text, postings_text
 from ledger.db.migrate import SERVICE_ROLE, upgrade
+from ledger.gc_tuning import tune_garbage_collector
 from ledger.journal import AccountKey, PlannedEntry
 from ledger.posting_rules import plan_entry, read_header
-from ledger.service import tune_garbage_collector
 from ledger.settlement import Settlement
 from ledger.testing import EventStream
 

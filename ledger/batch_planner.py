@@ -56,6 +56,7 @@ from ledger.db.journal_writer import (
     unknown_accounts,
 )
 from ledger.errors import LedgerError
+from ledger.gc_tuning import tune_garbage_collector
 from ledger.journal import AccountKey, EntryKind, PlannedEntry
 from ledger.posting_rules import plan_entry, read_header
 
@@ -102,6 +103,7 @@ class RecordPlanner:
     account-id cache. Synchronous; `BatchPlanner` runs one in a process."""
 
     def __init__(self, conninfo: str) -> None:
+        self._conninfo = conninfo
         self._connection = psycopg.connect(conninfo, autocommit=True)
         self._account_ids: dict[AccountKey, int] = {}
 
@@ -133,7 +135,13 @@ class RecordPlanner:
         entries = [plan for plan in plans if plan is not None]
         if len({(entry.kind, entry.reference) for entry in entries}) != len(entries):
             return ReadyBatch(values, None)  # e.g. one trade under two event ids
-        return ReadyBatch(values, self._copy_plan(shards, streams, entries))
+        try:
+            return ReadyBatch(values, self._copy_plan(shards, streams, entries))
+        except psycopg.Error:
+            # The database is away or restarted: the general path meets (and reports) the
+            # same trouble in the settlement transaction; the next plan reconnects.
+            self._connection.close()
+            return ReadyBatch(values, None)
 
     def _copy_plan(
         self,
@@ -162,6 +170,8 @@ class RecordPlanner:
     def _allocate_entry_ids(self, count: int) -> list[int]:
         if count == 0:
             return []
+        if self._connection.closed:
+            self._connection = psycopg.connect(self._conninfo, autocommit=True)
         rows = self._connection.execute("SELECT ledger_allocate_entry_ids(%s)", (count,))
         return [row[0] for row in rows.fetchall()]
 
@@ -186,8 +196,6 @@ _planner: RecordPlanner | None = None
 
 def _start_planner(conninfo: str) -> None:
     global _planner  # noqa: PLW0603 (the planner process's one planner)
-    from ledger.service import tune_garbage_collector  # noqa: PLC0415 (worker start-up only)
-
     _planner = RecordPlanner(conninfo)
     tune_garbage_collector()
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import signal
@@ -34,23 +33,12 @@ from ledger.corrections import Corrections
 from ledger.db.connection import create_engine
 from ledger.events_outbox import LEDGER_EVENTS_TOPIC
 from ledger.events_publisher import LedgerEventsOptions, LedgerEventsPublisher
+from ledger.gc_tuning import tune_garbage_collector
 from ledger.grpc_service import LedgerService
 from ledger.reconciliation import CoreView, GrpcCoreView, Reconciliation
 from ledger.settlement import Settlement
 
 SERVICE_NAME = "exchange.ledger.v1.LedgerService"
-# Young collections every 2,000 allocations, full ones practically never (as the core does,
-# core/service/server.py): settlement allocates ~10 objects per event, and with the default
-# thresholds the collector traversing a batch's live objects cost as much as the posting
-# rules themselves (docs/adr/0010).
-GC_THRESHOLDS = (2_000, 5, 1_000_000)
-
-
-def tune_garbage_collector() -> None:
-    """Freeze what start-up allocated and raise the collection thresholds."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 @dataclass

@@ -254,3 +254,25 @@ async def test_the_planner_process_plans_and_is_replaced_when_it_dies(
             "GROUP BY asset HAVING sum(amount) <> 0) AS unbalanced"
         ).fetchone()
     assert problems == (0,)
+
+
+async def test_a_planner_whose_connection_is_lost_hands_over_to_the_general_path_then_reconnects(
+    planner: RecordPlanner, settlement: Settlement, ledger_database: LedgerDatabase
+) -> None:
+    first, second, third = _workload()
+    assert (await settlement.post_ready(planner.plan(_records(first)))).by_plan
+    with ledger_database.owner_connection() as connection:  # as a database restart would
+        connection.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE usename = 'ledger_app' AND pid <> pg_backend_pid()"
+        )
+    unplanned = planner.plan(_records(second))
+    assert unplanned.plan is None
+    assert not (await settlement.post_ready(unplanned)).by_plan
+    assert (await settlement.post_ready(planner.plan(_records(third)))).by_plan
+    assert ledger_database.count("journal_entries") == sum(
+        1
+        for batch in (first, second, third)
+        for event in batch
+        if event.WhichOneof("payload") not in {"order_accepted"}
+    )
