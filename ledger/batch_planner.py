@@ -34,6 +34,8 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -192,10 +194,23 @@ def psycopg_conninfo(database_url: str) -> str:
 
 
 _planner: RecordPlanner | None = None
+PARENT_CHECK_SECONDS = 0.2
 
 
-def _start_planner(conninfo: str) -> None:
+def _exit_with_parent(parent_pid: int) -> None:
+    """A pool worker does not notice its parent's death (it waits on a pipe it holds both
+    ends of): once the parent is gone — a SIGKILL, a crash — the planner exits too, and
+    its database connection with it."""
+    while os.getppid() == parent_pid:
+        time.sleep(PARENT_CHECK_SECONDS)
+    os._exit(0)
+
+
+def _start_planner(conninfo: str, parent_pid: int) -> None:
     global _planner  # noqa: PLW0603 (the planner process's one planner)
+    threading.Thread(
+        target=_exit_with_parent, args=(parent_pid,), name="parent-watch", daemon=True
+    ).start()
     _planner = RecordPlanner(conninfo)
     tune_garbage_collector()
 
@@ -219,7 +234,7 @@ class BatchPlanner:
             max_workers=1,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_planner,
-            initargs=(self._conninfo,),
+            initargs=(self._conninfo, os.getpid()),
         )
 
     async def plan(self, values: list[bytes]) -> ReadyBatch:

@@ -9,7 +9,10 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -24,6 +27,8 @@ from ledger.journal import AccountKind
 from ledger.settlement import IngestOutcome, OffsetAdvance, OffsetConflictError, Settlement
 from ledger.testing import EventStream
 from tests.integration.ledger.ledger_support import LedgerDatabase
+from tests.paths import REPO_ROOT
+from tests.support.local_stack import wait_until
 
 AVAILABLE, HELD, FEES, EXTERNAL = (int(kind) for kind in AccountKind)
 JOURNAL_TABLES = ("journal_entries", "postings", "ledger_outbox", "consumer_offsets")
@@ -276,3 +281,43 @@ async def test_a_planner_whose_connection_is_lost_hands_over_to_the_general_path
         for event in batch
         if event.WhichOneof("payload") not in {"order_accepted"}
     )
+
+
+_PLANNER_OWNER = """
+import asyncio, sys
+from ledger.batch_planner import BatchPlanner
+
+async def main() -> None:
+    planner = BatchPlanner(sys.argv[1])
+    print(await planner.process_id(), flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+def test_the_planner_process_exits_when_its_parent_is_killed(
+    ledger_database: LedgerDatabase,
+) -> None:
+    owner = subprocess.Popen(  # a ledger service, as far as the planner can tell
+        [sys.executable, "-c", _PLANNER_OWNER, ledger_database.service_url],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert owner.stdout is not None
+        planner_pid = int(owner.stdout.readline())
+        assert _alive(planner_pid)
+    finally:
+        owner.kill()
+        owner.wait()
+    wait_until("the orphaned planner exits", lambda: not _alive(planner_pid), timeout_seconds=10)
