@@ -215,11 +215,12 @@ def _start_planner(conninfo: str, parent_pid: int) -> None:
     tune_garbage_collector()
 
 
-def _plan(values: list[bytes]) -> ReadyBatch:
+def _plan(values: list[bytes]) -> CopyPlan | None:
+    """In the planner process: only the plan travels back (the caller has the records)."""
     if _planner is None:
         message = "the planner process did not start"
         raise RuntimeError(message)
-    return _planner.plan(values)
+    return _planner.plan(values).plan
 
 
 class BatchPlanner:
@@ -241,11 +242,12 @@ class BatchPlanner:
         """Plan `values`; a planner process that died is replaced once."""
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._pool, _plan, values)
+            plan = await loop.run_in_executor(self._pool, _plan, values)
         except BrokenProcessPool:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = self._new_pool()
-            return await loop.run_in_executor(self._pool, _plan, values)
+            plan = await loop.run_in_executor(self._pool, _plan, values)
+        return ReadyBatch(values, plan)
 
     async def process_id(self) -> int:
         """The planner process's pid (starting it if needed)."""
