@@ -60,7 +60,7 @@ from ledger.db.journal_writer import (
 from ledger.errors import LedgerError
 from ledger.gc_tuning import tune_garbage_collector
 from ledger.journal import AccountKey, EntryKind, PlannedEntry
-from ledger.posting_rules import plan_entry, read_header
+from ledger.posting_rules import plan_events
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,12 +114,7 @@ class RecordPlanner:
 
     def plan(self, values: list[bytes]) -> ReadyBatch:
         try:
-            envelopes = parse_records(values)
-            headers = [read_header(envelope) for envelope in envelopes]
-            plans = [
-                plan_entry(envelope, header)
-                for envelope, header in zip(envelopes, headers, strict=True)
-            ]
+            headers, plans = plan_events(parse_records(values))
         except (DecodeError, LedgerError):
             return ReadyBatch(values, None)  # the general path names the error
         shards: dict[str, tuple[int, int]] = {}

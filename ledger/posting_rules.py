@@ -28,6 +28,7 @@ malformed is refused with a named error (`LedgerError`), never posted partly.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Final, NamedTuple
 
@@ -246,3 +247,15 @@ def plan_entry(envelope: envelope_pb2.EventEnvelope, header: EventHeader) -> Pla
         occurred_at=header.occurred_at,
         memo=memo,
     )
+
+
+def plan_events(
+    envelopes: Sequence[envelope_pb2.EventEnvelope],
+) -> tuple[list[EventHeader], list[PlannedEntry | None]]:
+    """Each event's validated header and its entry (None: moves no money), in order.
+    Raises `LedgerError` for the first malformed event."""
+    headers = [read_header(envelope) for envelope in envelopes]
+    plans = [
+        plan_entry(envelope, header) for envelope, header in zip(envelopes, headers, strict=True)
+    ]
+    return headers, plans

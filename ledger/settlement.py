@@ -51,7 +51,7 @@ from ledger.events_outbox import (
     stale_epoch_event_ignored,
 )
 from ledger.journal import AccountKey, EntryKind, PlannedEntry
-from ledger.posting_rules import EventHeader, plan_entry, read_header
+from ledger.posting_rules import EventHeader, plan_events
 from ledger.sequencing import Arrival, Gap, ShardState, StreamState
 
 MAX_BATCH_EVENTS: Final = 10_000
@@ -173,12 +173,7 @@ class Settlement:
             raise LedgerError(
                 Reason.BATCH_TOO_LARGE, f"at most {MAX_BATCH_EVENTS} events per batch"
             )
-        headers = [read_header(envelope) for envelope in envelopes]
-        plans = [
-            plan_entry(envelope, header)
-            for envelope, header in zip(envelopes, headers, strict=True)
-        ]
-        return PreparedBatch(headers, plans)
+        return PreparedBatch(*plan_events(envelopes))
 
     async def post(
         self,
@@ -266,7 +261,7 @@ class Settlement:
             )
         async with connection.pipeline():
             await add_to_balances(connection, written.balance_changes)
-            await _save_positions(connection, shards, streams, batch)
+            await _save_positions(connection, shards, streams, gaps=batch.gaps, stale=batch.stale)
             await _record_adjustments(connection, batch, written.inserted)
             await record_entry_batch(connection, list(written.inserted.values()))
             await record_events(connection, _ledger_events(batch))
@@ -303,7 +298,7 @@ async def _post_plan(
         await copy.write(plan.postings_copy)
     async with connection.pipeline():
         await add_balance_arrays(connection, plan.balances)
-        await _save_positions(connection, shards, streams, _Batch([], [], [], [], []))
+        await _save_positions(connection, shards, streams)
         await _mark_adjustments_posted(connection, plan.adjustments)
         await record_entry_batch(connection, plan.entry_ids)
         await _advance_offsets(connection, offsets)
@@ -445,7 +440,9 @@ async def _save_positions(
     connection: DriverConnection,
     shards: dict[str, ShardState],
     streams: dict[tuple[str, str], StreamState],
-    batch: _Batch,
+    *,
+    gaps: Sequence[tuple[str, str, Gap, str, int]] = (),
+    stale: Sequence[tuple[EventHeader, int]] = (),
 ) -> None:
     changed_shards = sorted(key for key, state in shards.items() if state.changed)
     if changed_shards:
@@ -488,31 +485,31 @@ async def _save_positions(
                     [hole[1] for _, hole in holes],
                 ),
             )
-    if batch.gaps:
+    if gaps:
         await connection.execute(
             "INSERT INTO sequence_gaps (shard_id, symbol, first_missing_seq, last_missing_seq, "
             "detected_by_event_id) SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], "
             "%s::bigint[], %s::text[])",
             (
-                [g[0] for g in batch.gaps],
-                [g[1] for g in batch.gaps],
-                [g[2].first_missing_seq for g in batch.gaps],
-                [g[2].last_missing_seq for g in batch.gaps],
-                [g[3] for g in batch.gaps],
+                [g[0] for g in gaps],
+                [g[1] for g in gaps],
+                [g[2].first_missing_seq for g in gaps],
+                [g[2].last_missing_seq for g in gaps],
+                [g[3] for g in gaps],
             ),
         )
-    if batch.stale:
+    if stale:
         await connection.execute(
             "INSERT INTO stale_epoch_events (event_id, shard_id, symbol, engine_seq, event_epoch, "
             "current_epoch) SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], "
             "%s::bigint[], %s::bigint[], %s::bigint[]) ON CONFLICT (event_id) DO NOTHING",
             (
-                [h.event_id for h, _ in batch.stale],
-                [h.shard_id for h, _ in batch.stale],
-                [h.symbol for h, _ in batch.stale],
-                [h.engine_seq for h, _ in batch.stale],
-                [h.epoch for h, _ in batch.stale],
-                [current for _, current in batch.stale],
+                [h.event_id for h, _ in stale],
+                [h.shard_id for h, _ in stale],
+                [h.symbol for h, _ in stale],
+                [h.engine_seq for h, _ in stale],
+                [h.epoch for h, _ in stale],
+                [current for _, current in stale],
             ),
         )
 

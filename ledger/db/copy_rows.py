@@ -7,7 +7,7 @@ differ only in what settlement does beyond copying.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 
 from ledger.journal import AccountKey, PlannedEntry
@@ -51,7 +51,7 @@ def entries_text(entries: Sequence[PlannedEntry], entry_ids: Sequence[int]) -> s
 
 
 def postings_text(
-    entries: Iterable[PlannedEntry], entry_ids: Iterable[int], account_ids: dict[AccountKey, int]
+    entries: Iterable[PlannedEntry], entry_ids: Iterable[int], account_ids: Mapping[AccountKey, int]
 ) -> str:
     lines = []
     for entry, entry_id in zip(entries, entry_ids, strict=True):

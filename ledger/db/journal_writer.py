@@ -15,7 +15,8 @@ Used by settlement (batches of events) and by corrections. Within one call:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections import ChainMap
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -195,16 +196,17 @@ class JournalWriter:
 
     async def _account_ids_for(
         self, connection: DriverConnection, entries: Sequence[PlannedEntry]
-    ) -> tuple[dict[AccountKey, int], dict[AccountKey, int]]:
+    ) -> tuple[Mapping[AccountKey, int], dict[AccountKey, int]]:
+        """Every account of `entries` by id (the cache, then what this transaction created),
+        and the created ones (remembered only after the commit)."""
         unknown = unknown_accounts(entries, self._account_ids)
-        known = self._account_ids
         if not unknown:
-            return known, {}
+            return self._account_ids, {}
         columns = account_columns(unknown)
         await connection.execute(INSERT_ACCOUNTS, columns)
         cursor = await connection.execute(SELECT_ACCOUNTS, columns)
         found = found_accounts(unknown, await cursor.fetchall())
-        return {**known, **found}, found
+        return ChainMap(found, self._account_ids), found
 
 
 def unknown_accounts(
@@ -261,7 +263,7 @@ async def _copy_postings(
     connection: DriverConnection,
     entries: Sequence[PlannedEntry],
     entry_ids: dict[EntryKey, int],
-    account_ids: dict[AccountKey, int],
+    account_ids: Mapping[AccountKey, int],
 ) -> None:
     if not entries:
         return
@@ -271,7 +273,7 @@ async def _copy_postings(
 
 
 def balance_changes(
-    entries: Sequence[PlannedEntry], account_ids: dict[AccountKey, int]
+    entries: Sequence[PlannedEntry], account_ids: Mapping[AccountKey, int]
 ) -> BalanceChanges:
     deltas: dict[int, int] = {}
     engine_seqs: dict[int, int] = {}
