@@ -146,11 +146,13 @@ def test_postings_must_name_an_existing_entry_and_account(ledger_database: Ledge
             )
 
 
-def _entries(connection: psycopg.Connection[tuple[object, ...]], count: int) -> list[int]:
+def _entries(
+    connection: psycopg.Connection[tuple[object, ...]], count: int, prefix: str = "batch"
+) -> list[int]:
     rows = connection.execute(
         "INSERT INTO journal_entries (kind, reference, leg_count) "
-        "SELECT 8, 'batch-' || n, 2 FROM generate_series(1, %s) AS n RETURNING entry_id",
-        (count,),
+        "SELECT 8, %s || '-' || n, 2 FROM generate_series(1, %s) AS n RETURNING entry_id",
+        (prefix, count),
     ).fetchall()
     return [int(str(row[0])) for row in rows]
 
@@ -207,6 +209,56 @@ def test_an_unbalanced_entry_in_a_copied_batch_refuses_the_whole_statement(
         with pytest.raises(psycopg.Error, match=f"entry {entries[7]} does not balance in USDT"):
             _copy_postings(connection, rows)
     assert ledger_database.count("postings") == 0
+
+
+def test_entries_and_postings_in_several_statements_commit_and_leave_no_rows(
+    ledger_database: LedgerDatabase,
+) -> None:
+    """Two INSERTs of entries and three COPYs of their postings, in another order: every
+    entry was named by some postings statement, so the commit passes; the transaction's
+    pending and covered rows are all gone after it."""
+    with ledger_database.service_connection() as connection:
+        usdt_a, usdt_b, _ = _accounts(connection)
+        first = _entries(connection, 30)
+        second = _entries(connection, 30, "second")
+        _copy_postings(connection, _two_legs(second[:10] + first[20:], usdt_a, usdt_b))
+        _copy_postings(connection, _two_legs(first[:20], usdt_a, usdt_b))
+        _copy_postings(connection, _two_legs(second[10:], usdt_a, usdt_b))
+        connection.commit()
+    assert ledger_database.count("postings") == 120
+    assert ledger_database.count("entry_completeness_checks") == 0
+
+
+def test_postings_rolled_back_to_a_savepoint_no_longer_cover_their_entries(
+    ledger_database: LedgerDatabase,
+) -> None:
+    """What a postings statement proved is undone with it: the entries it covered are
+    incomplete again, and the commit is refused."""
+    with ledger_database.service_connection() as connection:
+        usdt_a, usdt_b, _ = _accounts(connection)
+        entries = _entries(connection, 10)
+        _copy_postings(connection, _two_legs(entries[:5], usdt_a, usdt_b))
+        connection.execute("SAVEPOINT later_postings")
+        _copy_postings(connection, _two_legs(entries[5:], usdt_a, usdt_b))
+        connection.execute("ROLLBACK TO SAVEPOINT later_postings")
+        with pytest.raises(psycopg.Error, match=f"entry {entries[5]} was committed without"):
+            connection.commit()
+    assert ledger_database.count("journal_entries") == 0
+    assert ledger_database.count("entry_completeness_checks") == 0
+
+
+def test_a_refused_postings_statement_covers_nothing(ledger_database: LedgerDatabase) -> None:
+    """A batch refused for one unbalanced entry leaves none of its entries covered."""
+    with ledger_database.service_connection() as connection:
+        usdt_a, usdt_b, _ = _accounts(connection)
+        entries = _entries(connection, 10)
+        connection.execute("SAVEPOINT postings")
+        with pytest.raises(psycopg.Error, match=f"entry {entries[3]} does not balance"):
+            _copy_postings(connection, _two_legs(entries, usdt_a, usdt_b, short_entry=entries[3]))
+        connection.execute("ROLLBACK TO SAVEPOINT postings")
+        with pytest.raises(psycopg.Error, match=f"entry {entries[0]} was committed without"):
+            connection.commit()
+    assert ledger_database.count("journal_entries") == 0
 
 
 @pytest.mark.parametrize(
