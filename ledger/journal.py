@@ -89,12 +89,32 @@ def external(asset: str) -> AccountKey:
     return AccountKey(EXTERNAL_OWNER_ID, asset, AccountKind.EXTERNAL)
 
 
-def balanced_postings(legs: list[tuple[AccountKey, int]]) -> tuple[Posting, ...]:
+class BalancedPostings(tuple[Posting, ...]):
+    """Postings as `balanced_postings` returns them: at least two, each account once, none
+    zero, every asset summing to zero, every amount an int64. Only that function makes one,
+    so an entry given one need not check it again (the settlement hot path)."""
+
+    __slots__ = ()
+
+
+def balanced_postings(legs: list[tuple[AccountKey, int]]) -> BalancedPostings:
     """Merge legs per account, drop zero legs, and refuse anything that does not balance.
 
     Order is kept (first appearance of each account), so the same legs always give the same
-    postings. (On the settlement hot path: plain dicts and one pass per loop.)
+    postings. (On the settlement hot path: plain dicts and one pass per loop; two opposite
+    legs of one asset, a reservation's or a release's, are taken as they are.)
     """
+    if len(legs) == 2:
+        (first, amount), (second, opposite) = legs
+        if (
+            type(amount) is int
+            and type(opposite) is int
+            and amount == -opposite
+            and 0 < abs(amount) <= INT64_MAX
+            and first != second
+            and first[1] == second[1]
+        ):
+            return BalancedPostings((Posting(first, amount), Posting(second, opposite)))
     merged: dict[AccountKey, int] = {}
     for account, amount in legs:
         if type(amount) is not int:
@@ -114,7 +134,7 @@ def balanced_postings(legs: list[tuple[AccountKey, int]]) -> tuple[Posting, ...]
         raise LedgerError(Reason.ENTRY_UNBALANCED, f"postings do not sum to zero: {unbalanced}")
     if not postings:
         raise LedgerError(Reason.ENTRY_UNBALANCED, "an entry needs at least one non-zero leg")
-    return tuple(postings)
+    return BalancedPostings(postings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +161,8 @@ class PlannedEntry:
         postings = self.postings
         if not self.reference:
             raise LedgerError(Reason.FIELD_INVALID, "an entry needs a reference")
+        if type(postings) is BalancedPostings:
+            return  # checked when it was made
         if len(postings) < 2:
             raise LedgerError(Reason.ENTRY_UNBALANCED, "an entry needs at least two postings")
         if len({account for account, _ in postings}) != len(postings):

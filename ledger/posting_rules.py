@@ -77,6 +77,9 @@ POSTING_PAYLOADS: Final = frozenset(
 )
 
 
+CORE_PAYLOADS: Final = POSTING_PAYLOADS | NO_POSTING_PAYLOADS
+
+
 class EventHeader(NamedTuple):
     """The envelope fields settlement needs, validated (a tuple: built once per event on
     the settlement hot path)."""
@@ -88,7 +91,6 @@ class EventHeader(NamedTuple):
     epoch: int
     engine_seq: int
     payload: str
-    occurred_at: datetime | None
 
 
 def _invalid(envelope: envelope_pb2.EventEnvelope, message: str) -> LedgerError:
@@ -99,36 +101,32 @@ def _invalid(envelope: envelope_pb2.EventEnvelope, message: str) -> LedgerError:
 
 def read_header(envelope: envelope_pb2.EventEnvelope) -> EventHeader:
     """Validate the envelope of a core event; refuse versions and payloads it does not know."""
-    if not envelope.event_id:
+    event_id, shard_id, seq = envelope.event_id, envelope.shard_id, envelope.seq
+    if not event_id:
         raise _invalid(envelope, "event_id is empty")
     if envelope.event_version != SUPPORTED_EVENT_VERSION:
         raise _invalid(envelope, f"event_version {envelope.event_version} is not supported")
     if envelope.producer != envelope_pb2.PRODUCER_CORE:
         raise _invalid(envelope, "the ledger settles core events only")
-    if not envelope.shard_id:
+    if not shard_id:
         raise _invalid(envelope, "shard_id is empty")
-    if envelope.seq < 1:
+    if seq < 1:
         raise _invalid(envelope, "seq must start at 1")
     payload = envelope.WhichOneof("payload")
-    if payload is None or (payload not in POSTING_PAYLOADS and payload not in NO_POSTING_PAYLOADS):
+    if payload not in CORE_PAYLOADS:
         raise _invalid(envelope, f"payload {payload!r} is not a core event")
-    occurred_at = None
-    if envelope.HasField("occurred_at"):
-        # What Timestamp.ToDatetime(tzinfo=UTC) computes, without its per-call checks.
-        timestamp = envelope.occurred_at
-        occurred_at = _EPOCH + timedelta(
-            seconds=timestamp.seconds, microseconds=timestamp.nanos // 1000
-        )
     return EventHeader(
-        event_id=envelope.event_id,
-        shard_id=envelope.shard_id,
-        symbol=envelope.symbol,
-        seq=envelope.seq,
-        epoch=envelope.epoch,
-        engine_seq=envelope.engine_seq,
-        payload=payload,
-        occurred_at=occurred_at,
+        event_id, shard_id, envelope.symbol, seq, envelope.epoch, envelope.engine_seq, payload
     )
+
+
+def _occurred_at(envelope: envelope_pb2.EventEnvelope) -> datetime | None:
+    """When the core says the event happened (only events that post need it)."""
+    if not envelope.HasField("occurred_at"):
+        return None
+    # What Timestamp.ToDatetime(tzinfo=UTC) computes, without its per-call checks.
+    timestamp = envelope.occurred_at
+    return _EPOCH + timedelta(seconds=timestamp.seconds, microseconds=timestamp.nanos // 1000)
 
 
 def _require(envelope: envelope_pb2.EventEnvelope, *, condition: bool, message: str) -> None:
@@ -244,7 +242,7 @@ def plan_entry(envelope: envelope_pb2.EventEnvelope, header: EventHeader) -> Pla
         engine_seq=header.engine_seq,
         epoch=header.epoch,
         transfer_id=transfer_id,
-        occurred_at=header.occurred_at,
+        occurred_at=_occurred_at(envelope),
         memo=memo,
     )
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from exchange.common.v1 import types_pb2 as common_pb2
 from exchange.events.v1 import core_events_pb2, envelope_pb2
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ledger.errors import LedgerError, Reason
 from ledger.journal import (
@@ -146,6 +148,51 @@ def test_postings_must_balance_per_asset() -> None:
     assert merged == (Posting(usdt, -1), Posting(fees("USDT"), 1))
     with pytest.raises(LedgerError):
         balanced_postings([(usdt, 2**63), (external("USDT"), -(2**63))])
+
+
+_TWO_LEG_ACCOUNTS = [
+    AccountKey("a", "USDT", A),
+    AccountKey("a", "USDT", H),
+    AccountKey("b", "USDT", A),
+    AccountKey("a", "BTC", A),
+]
+_EDGE_AMOUNTS = st.sampled_from([0, 1, -1, 2**63 - 1, -(2**63 - 1), -(2**63), 2**63])
+
+
+def _outcome(legs: list[tuple[AccountKey, int]]) -> object:
+    try:
+        return balanced_postings(legs)
+    except LedgerError as refused:
+        return refused.reason
+
+
+@given(
+    first=st.sampled_from(_TWO_LEG_ACCOUNTS),
+    second=st.sampled_from(_TWO_LEG_ACCOUNTS),
+    amount=st.integers(-(2**64), 2**64) | _EDGE_AMOUNTS | st.booleans(),
+    opposite=st.integers(-(2**64), 2**64) | _EDGE_AMOUNTS | st.booleans(),
+    negate=st.booleans(),
+)
+def test_two_legs_are_judged_as_any_other_legs(
+    first: AccountKey, second: AccountKey, amount: int, opposite: int, *, negate: bool
+) -> None:
+    """Two legs take a shortcut (a reservation's, a release's); adding a zero leg on a third
+    account takes the general way and must not change the outcome, postings or refusal."""
+    if negate:
+        opposite = -amount
+    two = _outcome([(first, amount), (second, opposite)])
+    general = _outcome([(first, amount), (second, opposite), (external("ETH"), 0)])
+    assert two == general
+    if isinstance(two, tuple):
+        entry = PlannedEntry(EntryKind.RESERVE, "r", two)  # trusted: not checked again
+        assert entry.postings == two
+
+
+def test_an_entry_of_plain_postings_is_still_checked() -> None:
+    usdt = AccountKey("a", "USDT", A)
+    with pytest.raises(LedgerError) as refused:
+        PlannedEntry(EntryKind.RESERVE, "r", (Posting(usdt, 5), Posting(external("USDT"), -4)))
+    assert refused.value.reason is Reason.ENTRY_UNBALANCED
 
 
 def test_every_reason_exists_in_the_contract_with_its_code() -> None:
