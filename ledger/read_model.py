@@ -104,6 +104,16 @@ async def _with_postings(connection: DriverConnection, rows: Sequence[Any]) -> l
     ]
 
 
+# Each alternative has an index (migration 0007): the reference per kind, a trade's source
+# event id (any other entry's equals its reference), the transfer id.
+ENTRY_BY_REFERENCE = (
+    f"(e.kind = ANY('{{{','.join(str(int(kind)) for kind in EntryKind)}}}'::smallint[]) "
+    "AND e.reference = %(reference)s) "
+    f"OR (e.kind = {int(EntryKind.TRADE)} AND e.source_event_id = %(reference)s) "
+    "OR e.transfer_id = %(reference)s"
+)
+
+
 async def list_entries(
     engine: AsyncEngine,
     *,
@@ -122,8 +132,7 @@ async def list_entries(
         cursor = await connection.execute(
             f"SELECT {_ENTRY_COLUMNS} FROM journal_entries AS e "  # noqa: S608
             "WHERE (%(kind)s::smallint IS NULL OR e.kind = %(kind)s) "
-            "AND (%(reference)s = '' OR e.reference = %(reference)s "
-            "     OR e.source_event_id = %(reference)s OR e.transfer_id = %(reference)s) "
+            f"AND (%(reference)s = '' OR {ENTRY_BY_REFERENCE}) "
             "AND (%(owner)s = '' AND %(asset)s = '' OR EXISTS (SELECT 1 FROM postings AS p "
             "     JOIN accounts AS a USING (account_id) WHERE p.entry_id = e.entry_id "
             "     AND (%(owner)s = '' OR a.owner_id = %(owner)s) "
