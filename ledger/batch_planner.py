@@ -1,7 +1,7 @@
 """The settlement consumer's planner: raw core events -> a `ReadyBatch`, in a process of its own.
 
 Why a process: planning a batch (parsing, posting rules, COPY text, balance sums) is pure
-Python, ~20 us per event. In a thread it holds the GIL that the event loop needs after every
+Python, ~15 us per event. In a thread it holds the GIL that the event loop needs after every
 database round trip, so it hardly overlaps the writes (`bench/ledger_bench.py` measured the
 threaded pipeline no faster than planning and writing one after the other). In a process it
 runs on another core while PostgreSQL writes the batch before, and the consumer's process is
