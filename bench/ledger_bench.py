@@ -31,7 +31,11 @@ directory. The workload is a core event stream of one shard:
 measured under the same momentary load of this shared machine; (a)'s time for a batch ends
 when both its write and the planning of the next batch (in a thread) are done.
 Printed: postings/s of both, the ratio (a)/(b), and trades/s settled (to set beside the
-core's fill rate, docs/benchmarks.md).
+core's fill rate, docs/benchmarks.md). Also (a)'s CPU per trade by process (the consumer's
+process, the planner process, the settlement database's backends; from /proc, the
+cluster's background processes left out), and what it allows: at most cores / (CPU per
+trade) trades/s on this machine with every core busy, and at most 1 / (database CPU per
+trade) for one partition, whose batches one backend writes one transaction after the other.
 
 With --partitions N (N > 1), then also the aggregate of N partitions, as production scales
 (one settlement process per partition, `python -m ledger.service --partitions k`): N OS
@@ -47,13 +51,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import os
 import statistics
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 from exchange.events.v1.envelope_pb2 import EventEnvelope
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench import engine_bench
 from core.contracts.events import EnvelopeSerializer
@@ -212,22 +221,73 @@ class CopyCeiling:
 PLANNER_PROCESS, PLANNER_THREAD = "process", "thread"
 
 
+@dataclass(frozen=True)
+class SettlementCpu:
+    """CPU seconds settlement used, by process: the consumer's own process (the event loop,
+    and the planner thread in thread mode), the planner process, and the database backends
+    of the settlement database (the transactions' and the planner's connection). The
+    cluster's background processes (WAL writer, checkpointer, autovacuum) are left out."""
+
+    consumer: float
+    planner: float
+    database: float
+
+    @property
+    def total(self) -> float:
+        return self.consumer + self.planner + self.database
+
+    def per_fill_us(self, fills: int) -> str:
+        return (
+            f"consumer {self.consumer / fills * 1e6:.0f} + planner "
+            f"{self.planner / fills * 1e6:.0f} + database {self.database / fills * 1e6:.0f} "
+            f"= {self.total / fills * 1e6:.0f} us"
+        )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds process `pid` has used so far (Linux /proc; 0 once gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _backend_cpu(engine: AsyncEngine) -> dict[int, float]:
+    """pid -> CPU seconds of every backend connected to the engine's database."""
+    async with engine.connect() as connection:
+        result = await connection.execute(
+            text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        )
+        return {pid: cpu_seconds(pid) for (pid,) in result}
+
+
+@dataclass(frozen=True)
+class SettledRun:
+    seconds: float
+    cpu: SettlementCpu
+
+
 async def settle_pipelined(
     url: str,
     work: Workload,
     after_batch: Callable[[int], object] | None = None,
     *,
     planner: str = PLANNER_PROCESS,
-) -> float:
+    before_clock: Callable[[], object] | None = None,
+) -> SettledRun:
     """Settle every batch as the consumer does (batch N+1 parsed and planned while batch N is
-    written; `planner`: in the planner process, or in a thread); the seconds it took, the
-    time of `after_batch(N)` (run once both are done) left out."""
+    written; `planner`: in the planner process, or in a thread); the seconds and the CPU it
+    took, the time of `after_batch(N)` (run once both are done) left out. `before_clock` runs
+    once everything is started, just before the clock (the partitions' barrier)."""
     engine = create_engine(url)
     settlement = Settlement(engine)
     records = work.records
+    planner_pid = None
     if planner == PLANNER_PROCESS:
         batch_planner = BatchPlanner(url)
         await batch_planner.plan([])  # the process starts (spawn, imports) before the clock
+        planner_pid = await batch_planner.process_id()
 
         async def post(batch: object) -> None:
             await settlement.post_ready(batch)  # type: ignore[arg-type]
@@ -241,11 +301,16 @@ async def settle_pipelined(
         def plan(values: list[bytes]) -> Awaitable[object]:
             return asyncio.to_thread(lambda: Settlement.prepare(parse_records(values)))
 
-    started = time.perf_counter()
+    backends_before = await _backend_cpu(engine)  # the pool's connection is open from here
+    planner_before = 0.0 if planner_pid is None else cpu_seconds(planner_pid)
+    if before_clock is not None:
+        before_clock()
+    started, cpu_started = time.perf_counter(), time.process_time()
     ready = await plan(records[0])
     settled_seconds = time.perf_counter() - started
+    consumer_cpu = time.process_time() - cpu_started
     for index in range(len(records)):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         planning = None
         if index + 1 < len(records):
             planning = asyncio.ensure_future(plan(records[index + 1]))
@@ -253,27 +318,38 @@ async def settle_pipelined(
         if planning is not None:
             ready = await planning
         settled_seconds += time.perf_counter() - started
+        consumer_cpu += time.process_time() - cpu_started
         if after_batch is not None:
             after_batch(index)
+    planner_cpu = 0.0 if planner_pid is None else cpu_seconds(planner_pid) - planner_before
+    backends_after = await _backend_cpu(engine)
+    database_cpu = sum(cpu - backends_before.get(pid, 0.0) for pid, cpu in backends_after.items())
     if planner == PLANNER_PROCESS:
         batch_planner.close()
     await engine.dispose()
-    return settled_seconds
+    return SettledRun(settled_seconds, SettlementCpu(consumer_cpu, planner_cpu, database_cpu))
 
 
-async def measure(
-    url: str, ceiling: CopyCeiling, work: Workload, planner: str
-) -> tuple[float, float]:
-    """(settlement seconds, ceiling seconds), alternating batch by batch so that both see
-    the same load of this shared machine: the time until batch N is written AND batch N+1
-    planned is settlement's; the ceiling's batch N then runs alone."""
+@dataclass(frozen=True)
+class Measured:
+    settled: float  # postings/s
+    ceiling: float  # postings/s
+    cpu: SettlementCpu  # settlement's
+
+
+async def measure(url: str, ceiling: CopyCeiling, work: Workload, planner: str) -> Measured:
+    """Settlement and the ceiling, alternating batch by batch so that both see the same load
+    of this shared machine: the time until batch N is written AND batch N+1 planned is
+    settlement's; the ceiling's batch N then runs alone."""
     ceiling_seconds = [0.0]
 
     def copy_batch(index: int) -> None:
         ceiling_seconds[0] += ceiling.copy_batch(index)
 
-    settled_seconds = await settle_pipelined(url, work, copy_batch, planner=planner)
-    return settled_seconds, ceiling_seconds[0]
+    settled = await settle_pipelined(url, work, copy_batch, planner=planner)
+    return Measured(
+        work.postings / settled.seconds, work.postings / ceiling_seconds[0], settled.cpu
+    )
 
 
 def _settle_partition(
@@ -282,11 +358,15 @@ def _settle_partition(
     """One partition's settlement process: (started, finished, postings)."""
     tune_garbage_collector()
     work = workload(rounds, batch_events, shard_id)
-    start.wait()  # type: ignore[attr-defined]
-    started = time.perf_counter()
-    asyncio.run(settle_pipelined(url, work))
+    started = [0.0]
+
+    def start_clock() -> None:  # once this partition's planner process is up
+        start.wait()  # type: ignore[attr-defined]
+        started[0] = time.perf_counter()
+
+    asyncio.run(settle_pipelined(url, work, before_clock=start_clock))
     finished = time.perf_counter()
-    return started, finished, work.postings
+    return started[0], finished, work.postings
 
 
 def _copy_partition(
@@ -325,20 +405,27 @@ def measure_partitions(
     shards = [f"shard-{number + 1}" for number in range(partitions)]
     context = multiprocessing.get_context("spawn")
     aggregates = []
-    with context.Manager() as manager, context.Pool(partitions) as pool:
+    # Not a multiprocessing.Pool: its workers are daemons, and a daemon cannot start the
+    # settlement's planner process; ProcessPoolExecutor's workers can.
+    with (
+        context.Manager() as manager,
+        ProcessPoolExecutor(max_workers=partitions, mp_context=context) as pool,
+    ):
         for work in ("settle", "copy"):
             start = manager.Barrier(partitions)  # all start once all built their workload
-            arguments: list[tuple[object, ...]]
             if work == "settle":
-                arguments = [(url, shard, rounds, batch_events, start) for shard in shards]
-                pending = pool.starmap_async(_settle_partition, arguments)
+                pending = [
+                    pool.submit(_settle_partition, url, shard, rounds, batch_events, start)
+                    for shard in shards
+                ]
             else:
-                arguments = [
-                    (conninfo, shard, number, rounds, batch_events, start)
+                pending = [
+                    pool.submit(
+                        _copy_partition, conninfo, shard, number, rounds, batch_events, start
+                    )
                     for number, shard in enumerate(shards)
                 ]
-                pending = pool.starmap_async(_copy_partition, arguments)
-            aggregates.append(_aggregate(pending.get()))
+            aggregates.append(_aggregate([future.result() for future in pending]))
     return aggregates[0], aggregates[1]
 
 
@@ -368,18 +455,21 @@ def main() -> None:
     ratios: dict[str, list[float]] = {PLANNER_PROCESS: [], PLANNER_THREAD: []}
     gains = []
     settled_fills_per_second: list[float] = []
+    cpu_per_fill: list[SettlementCpu] = []
     settled_best = ceiling_best = 0.0
     with PostgresCluster(durable=True) as cluster:
         cluster.ensure_login_role(SERVICE_LOGIN)
         for repeat in range(arguments.repeats):
             settled_by_planner = {}
             for planner in (PLANNER_PROCESS, PLANNER_THREAD):
-                settled, ceiling = _measure_repeat(cluster, work, f"{planner}_{repeat}", planner)
+                measured = _measure_repeat(cluster, work, f"{planner}_{repeat}", planner)
+                settled, ceiling = measured.settled, measured.ceiling
                 settled_by_planner[planner] = settled
                 ratios[planner].append(settled / ceiling)
                 if planner == PLANNER_PROCESS:
                     settled_best = max(settled_best, settled)
                     ceiling_best = max(ceiling_best, ceiling)
+                    cpu_per_fill.append(measured.cpu)
                 label = "(a) " if planner == PLANNER_PROCESS else "(a')"
                 print(
                     f"  repeat {repeat + 1}: {label} settlement, planner {planner:>7} "
@@ -387,6 +477,7 @@ def main() -> None:
                     f"events/s, {settled / work.postings * work.trades:,.0f} trades/s)   "
                     f"(b) COPY ceiling {ceiling:>9,.0f} postings/s   ratio {settled / ceiling:.2f}x"
                 )
+                print(f"    CPU per trade: {measured.cpu.per_fill_us(work.trades)}")
             gains.append(settled_by_planner[PLANNER_PROCESS] / settled_by_planner[PLANNER_THREAD])
             settled_fills_per_second.append(
                 settled_by_planner[PLANNER_PROCESS] / work.postings * work.trades
@@ -400,6 +491,7 @@ def main() -> None:
     print(f"median ratio (a)/(b):  {statistics.median(ratios[PLANNER_PROCESS]):.2f}x")
     print(f"median ratio (a')/(b): {statistics.median(ratios[PLANNER_THREAD]):.2f}x")
     print(f"median (a)/(a'):       {statistics.median(gains):.2f}x")
+    _print_cpu_bounds(cpu_per_fill, work.trades)
     if engine_fills_per_second is not None:
         settled_fills = statistics.median(settled_fills_per_second)
         print(
@@ -411,20 +503,32 @@ def main() -> None:
         _print_partitions(arguments, work)
 
 
-def _measure_repeat(
-    cluster: PostgresCluster, work: Workload, name: str, planner: str
-) -> tuple[float, float]:
-    """(settlement, ceiling) postings/s on two fresh databases, alternating per batch."""
+def _measure_repeat(cluster: PostgresCluster, work: Workload, name: str, planner: str) -> Measured:
+    """Settlement and the ceiling on two fresh databases, alternating per batch."""
     for database in (f"settlement_{name}", f"ceiling_{name}"):
         upgrade(cluster.create_database(database).url())
     cluster.execute_text(f"GRANT {SERVICE_ROLE} TO {SERVICE_LOGIN}")
     url = cluster.url(f"settlement_{name}", user=SERVICE_LOGIN, driver="postgresql+psycopg")
     ceiling_copy = CopyCeiling(cluster.conninfo(f"ceiling_{name}"), work)
     try:
-        settled_seconds, ceiling_seconds = asyncio.run(measure(url, ceiling_copy, work, planner))
+        return asyncio.run(measure(url, ceiling_copy, work, planner))
     finally:
         ceiling_copy.close()
-    return work.postings / settled_seconds, work.postings / ceiling_seconds
+
+
+def _print_cpu_bounds(runs: Sequence[SettlementCpu], trades: int) -> None:
+    """What (a)'s CPU per trade allows: settlement can settle at most cores / (CPU per trade)
+    trades per second on this machine however well its processes overlap, and one partition
+    at most 1 / (database CPU per trade), since one partition's batches are written by one
+    backend, one transaction after the other."""
+    cores = os.cpu_count() or 1
+    median = sorted(runs, key=lambda cpu: cpu.total)[len(runs) // 2]
+    total, database = median.total / trades, median.database / trades
+    print(
+        f"(a) CPU per trade (median repeat): {median.per_fill_us(trades)}; so at most "
+        f"{cores / total:,.0f} trades/s on this machine's {cores} cores with every core busy, "
+        f"and at most {1 / database:,.0f} trades/s through one database backend (one partition)"
+    )
 
 
 def _print_partitions(arguments: argparse.Namespace, work: Workload) -> None:
