@@ -61,6 +61,7 @@ from exchange.trading.v1 import trading_pb2
 from grpc import aio
 
 from bench.engine_bench import MAKERS, SEED_DEFAULT, TAKERS, generate, percentile
+from bench.process_cpu import process_cpu_seconds
 from core.contracts.enums import SIDE, TIME_IN_FORCE
 from core.engine import CancelOrder, PlaceOrder
 from core.engine.commands import Command
@@ -74,7 +75,6 @@ CHANNEL_OPTIONS: Final = (
     ("grpc.max_receive_message_length", MESSAGE_BYTES_MAX),
     ("grpc.max_send_message_length", MESSAGE_BYTES_MAX),
 )
-CLOCK_TICKS_PER_SECOND: Final = os.sysconf("SC_CLK_TCK")
 
 UnaryRequest = trading_pb2.PlaceOrderRequest | trading_pb2.CancelOrderRequest
 
@@ -125,12 +125,6 @@ async def prepare(address: str) -> None:
         for account_id in accounts():
             await deposit(channel, account_id, "BTC", 100_000 * BTC)
             await deposit(channel, account_id, "USDT", 10**9 * USDT)
-
-
-def process_cpu_seconds(pid: int) -> tuple[float, float]:
-    """(user, system) CPU seconds of a process (all its threads) from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) / CLOCK_TICKS_PER_SECOND, int(fields[12]) / CLOCK_TICKS_PER_SECOND
 
 
 def own_cpu_seconds() -> float:

@@ -57,7 +57,6 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import psycopg
 from exchange.events.v1.envelope_pb2 import EventEnvelope
@@ -65,6 +64,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench import engine_bench
+from bench.process_cpu import process_cpu_seconds
 from core.contracts.events import EnvelopeSerializer
 from core.engine import ApplyResult, Engine
 from core.engine.commands import Command
@@ -244,22 +244,25 @@ class SettlementCpu:
         )
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds process `pid` has used so far (Linux /proc; 0 once gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def _backend_cpu(engine: AsyncEngine) -> dict[int, float]:
     """pid -> CPU seconds of every backend connected to the engine's database."""
     async with engine.connect() as connection:
         result = await connection.execute(
             text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
         )
-        return {pid: cpu_seconds(pid) for (pid,) in result}
+        pids = [pid for (pid,) in result]
+    cpu = {}
+    for pid in pids:
+        try:
+            cpu[pid] = sum(process_cpu_seconds(pid))
+        except FileNotFoundError:  # the backend ended meanwhile
+            continue
+    return cpu
+
+
+def _planner_cpu(pid: int | None) -> float:
+    """CPU seconds of the planner process so far (0 with the planner in a thread)."""
+    return 0.0 if pid is None else sum(process_cpu_seconds(pid))
 
 
 @dataclass(frozen=True)
@@ -302,7 +305,7 @@ async def settle_pipelined(
             return asyncio.to_thread(lambda: Settlement.prepare(parse_records(values)))
 
     backends_before = await _backend_cpu(engine)  # the pool's connection is open from here
-    planner_before = 0.0 if planner_pid is None else cpu_seconds(planner_pid)
+    planner_before = _planner_cpu(planner_pid)
     if before_clock is not None:
         before_clock()
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -321,7 +324,7 @@ async def settle_pipelined(
         consumer_cpu += time.process_time() - cpu_started
         if after_batch is not None:
             after_batch(index)
-    planner_cpu = 0.0 if planner_pid is None else cpu_seconds(planner_pid) - planner_before
+    planner_cpu = _planner_cpu(planner_pid) - planner_before
     backends_after = await _backend_cpu(engine)
     database_cpu = sum(cpu - backends_before.get(pid, 0.0) for pid, cpu in backends_after.items())
     if planner == PLANNER_PROCESS:
