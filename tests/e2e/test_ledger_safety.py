@@ -25,7 +25,7 @@ from exchange_sdk import OrderStatus, Side
 from exchange_sdk.errors import from_rpc_error
 
 from infra.local.stack import CORE_SHARD_ID
-from tests.e2e.exchange_access import (
+from tests.support.exchange_access import (
     MARKER_ACCOUNT,
     client,
     deposit,

@@ -35,7 +35,7 @@ from exchange_sdk.errors import NotFoundError, RejectedError, UnavailableError
 from infra.local.demo_accounts import fund_accounts, trader_keys
 from infra.local.edge_client import ApiKey
 from infra.local.stack import DEMO_SYMBOLS, components, process_alive
-from tests.e2e.exchange_access import (
+from tests.support.exchange_access import (
     async_client,
     core_trader_balances,
     invariant_violations,

@@ -19,7 +19,7 @@ from exchange_sdk import ApiCredentials, OrderResult, OrderStatus, Side
 from exchange_sdk.websocket import CandleEvent, FillEvent, MarketDataSocket, TradeEvent
 
 from infra.local.stack import CORE_SHARD_ID
-from tests.e2e.exchange_access import (
+from tests.support.exchange_access import (
     async_client,
     core_trader_balances,
     find_envelope,

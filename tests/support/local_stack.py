@@ -87,8 +87,9 @@ class StackCommand:
 
 
 @contextmanager
-def local_stack(*, bots: bool = False) -> Iterator[StackCommand]:
-    """A stack command over a fresh var/ (not started); `down` and removal afterwards.
+def local_stack(*, bots: bool = False, keep: bool = False) -> Iterator[StackCommand]:
+    """A stack command over a fresh var/ (not started); `down` and removal afterwards
+    (`keep`: the directory, its data and logs stay for a look).
 
     Not pytest's tmp_path: its parents are private to root, and the PostgreSQL server runs
     as the `postgres` OS user, which must reach its directory under var/.
@@ -100,7 +101,8 @@ def local_stack(*, bots: bool = False) -> Iterator[StackCommand]:
         yield command
     finally:
         command("down")
-        shutil.rmtree(directory, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def wait_until(

@@ -1,0 +1,394 @@
+"""The soak: a local exchange driven through the SDK for a given time at a given order rate,
+sampled once a minute, drained, and reconciled exactly (bench/soak.py is its command line;
+tests/soak runs a short form).
+
+Every `sample_seconds` it prints one line for the exchange and one per process:
+- orders acknowledged (placements, rejections included) and their rate, other commands,
+  rejections, calls that ended UNAVAILABLE, and the placement latency through Envoy;
+- the ledger's lag behind the core in engine seq (the core's engine_seq minus the highest
+  engine seq the ledger has settled), sampled every `lag_sample_seconds`, the minute's last
+  and highest value;
+- broker errors: error lines the broker logged, plus Kafka client errors the services logged
+  (`KafkaConnectionError`, `KafkaTimeoutError`, ...), in that minute;
+- WebSocket lag: from a trade's `executed_at` to its arrival on `trades:<SYMBOL>` through
+  Envoy (p50, p99, max);
+- each process's memory (PSS, with its children) and open files.
+
+At the end it stops the load, retries the placements whose outcome was unknown, waits until
+the ledger has settled everything the core published, and checks: reconciliation of the
+whole shard MATCHED with no gap, every ledger invariant holds, each load account's ledger
+AVAILABLE/HELD equal the core's. Then it judges the aims (`SoakReport.aims`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+from exchange.ledger.types.v1 import types_pb2 as ledger_types_pb2
+from exchange_sdk.websocket import MarketDataSocket, TradeEvent
+
+from infra.local.stack import DEMO_SYMBOLS
+from tests.support.exchange_access import (
+    core_trader_balances,
+    engine_status,
+    invariant_violations,
+    ledger_trader_balances,
+    reconciliation,
+    settled_reconciliation,
+)
+from tests.support.local_stack import StackCommand
+from tests.support.process_usage import ProcessUsage, stack_usage
+from tests.support.trading_load import LoadProfile, TradingLoad
+
+MIB: Final = 1024 * 1024
+# Flat after warm-up: what a process may grow by between the first sample after warm-up and
+# the last one (whichever of the two bounds is larger).
+MEMORY_GROWTH_FRACTION_MAX: Final = 0.10
+MEMORY_GROWTH_BYTES_MAX: Final = 24 * MIB
+OPEN_FILES_GROWTH_FRACTION_MAX: Final = 0.10
+OPEN_FILES_GROWTH_MAX: Final = 10
+_CLIENT_ERROR = re.compile(r"Kafka(Connection|Timeout)Error|KafkaError|NodeNotReadyError")
+_BROKER_ERROR = re.compile(r"\bERROR\b")
+
+
+@dataclass(frozen=True)
+class SoakOptions:
+    minutes: float
+    orders_per_second: float
+    warmup_minutes: float = 1.0
+    sample_seconds: float = 60.0
+    lag_sample_seconds: float = 5.0
+    drain_timeout_seconds: float = 300.0
+    seed: int = 0
+
+
+class LogWatch:
+    """Counts new lines matching a pattern in the stack's logs since the last call."""
+
+    def __init__(self, log_directory: Path) -> None:
+        self._directory = log_directory
+        self._offsets: dict[Path, int] = {}
+
+    def new_errors(self) -> int:
+        count = 0
+        for path in sorted(self._directory.glob("*.log")):
+            pattern = _BROKER_ERROR if path.stem == "broker" else _CLIENT_ERROR
+            offset = self._offsets.get(path, 0)
+            with path.open("rb") as log:
+                log.seek(offset)
+                chunk = log.read()
+            # Only whole lines: a line being written is read next time.
+            whole = chunk[: chunk.rfind(b"\n") + 1]
+            self._offsets[path] = offset + len(whole)
+            count += sum(
+                1 for line in whole.decode(errors="replace").splitlines() if pattern.search(line)
+            )
+        return count
+
+
+class TradeLatency:
+    """Receives `trades:<SYMBOL>` through Envoy and keeps executed_at -> arrival in ms."""
+
+    def __init__(self) -> None:
+        self.samples_ms: list[float] = []
+        self.received = 0
+
+    async def run(self, load: TradingLoad, websocket_url: str, symbols: Sequence[str]) -> None:
+        catalog = load.clients[load.accounts[0]].catalog
+        async with MarketDataSocket(websocket_url) as socket:
+            await socket.subscribe(*(f"trades:{symbol}" for symbol in symbols))
+            async for event in socket.events(catalog):
+                if isinstance(event, TradeEvent) and event.trade.executed_at is not None:
+                    lag = datetime.now(tz=UTC) - event.trade.executed_at
+                    self.samples_ms.append(lag.total_seconds() * 1000)
+                    self.received += 1
+
+    def take(self) -> list[float]:
+        samples, self.samples_ms = self.samples_ms, []
+        return samples
+
+
+def percentile(samples: Sequence[float], fraction: float) -> float:
+    if not samples:
+        return 0.0
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+@dataclass(frozen=True)
+class Sample:
+    elapsed_seconds: float
+    placed: int  # acknowledged placements in the interval
+    placed_per_second: float
+    commands: int  # other acknowledged commands (cancel, amend, funding) in the interval
+    rejections: int
+    unavailable: int
+    place_latency_p99_ms: float
+    ledger_lag: int  # at the end of the interval
+    ledger_lag_max: int  # highest sampled in the interval
+    broker_errors: int
+    websocket_lag_ms: tuple[float, float, float]  # p50, p99, max
+    trades_received: int
+    usage: dict[str, ProcessUsage]
+
+
+@dataclass
+class SoakReport:
+    options: SoakOptions
+    samples: list[Sample] = field(default_factory=list)
+    reconciliation_status: str = ""
+    reconciliation_detail: str = ""
+    aims: dict[str, tuple[bool, str]] = field(default_factory=dict)
+
+    @property
+    def met(self) -> bool:
+        return all(met for met, _detail in self.aims.values())
+
+
+def ledger_lag(stack: StackCommand) -> int:
+    """The core's engine_seq minus the highest engine seq the ledger has settled."""
+    engine_seq = engine_status(stack).engine_seq
+    return max(0, engine_seq - reconciliation(stack, engine_seq).ledger_engine_seq)
+
+
+def format_sample(sample: Sample) -> str:
+    p50, p99, highest = sample.websocket_lag_ms
+    head = (
+        f"[{sample.elapsed_seconds / 60:5.1f} min] orders {sample.placed} "
+        f"({sample.placed_per_second:.0f}/s, p99 {sample.place_latency_p99_ms:.0f} ms) "
+        f"other {sample.commands} rejected {sample.rejections} unavailable {sample.unavailable} "
+        f"| ledger lag {sample.ledger_lag} (max {sample.ledger_lag_max}) "
+        f"| broker errors {sample.broker_errors} "
+        f"| ws lag p50 {p50:.0f} p99 {p99:.0f} max {highest:.0f} ms ({sample.trades_received})"
+    )
+    processes = "  ".join(
+        f"{name} {usage.memory_bytes / MIB:.0f}M/{usage.open_files}f"
+        for name, usage in sample.usage.items()
+    )
+    return f"{head}\n    {processes}"
+
+
+def _growth_within(first: int, last: int, fraction: float, absolute: int) -> bool:
+    return last - first <= max(first * fraction, absolute)
+
+
+def judge(report: SoakReport, *, rate_aim: float) -> None:
+    """Fills `report.aims`: rate, broker errors, bounded ledger lag, flat memory and open
+    files after warm-up, exact reconciliation."""
+    samples = report.samples
+    options = report.options
+    total_placed = sum(sample.placed for sample in samples)
+    elapsed = samples[-1].elapsed_seconds if samples else 0.0
+    rate = total_placed / elapsed if elapsed else 0.0
+    report.aims["order rate"] = (rate >= rate_aim, f"{rate:.0f}/s (aim >= {rate_aim:.0f}/s)")
+    errors = sum(sample.broker_errors for sample in samples)
+    report.aims["broker errors"] = (errors == 0, f"{errors}")
+    lags = [sample.ledger_lag for sample in samples]
+    # Bounded: the lag never grows over two intervals in a row (for more than a minute).
+    growing = [
+        index for index in range(2, len(lags)) if lags[index - 2] < lags[index - 1] < lags[index]
+    ]
+    report.aims["ledger lag bounded"] = (
+        not growing,
+        f"per interval {lags}, max sampled {max((s.ledger_lag_max for s in samples), default=0)}",
+    )
+    warm = [sample for sample in samples if sample.elapsed_seconds >= options.warmup_minutes * 60]
+    if len(warm) >= 2:
+        first, last = warm[0].usage, warm[-1].usage
+        grown_memory = {
+            name: (first[name].memory_bytes // MIB, last[name].memory_bytes // MIB)
+            for name in first.keys() & last.keys()
+            if not _growth_within(
+                first[name].memory_bytes,
+                last[name].memory_bytes,
+                MEMORY_GROWTH_FRACTION_MAX,
+                MEMORY_GROWTH_BYTES_MAX,
+            )
+        }
+        grown_files = {
+            name: (first[name].open_files, last[name].open_files)
+            for name in first.keys() & last.keys()
+            if not _growth_within(
+                first[name].open_files,
+                last[name].open_files,
+                OPEN_FILES_GROWTH_FRACTION_MAX,
+                OPEN_FILES_GROWTH_MAX,
+            )
+        }
+        report.aims["memory flat after warm-up"] = (
+            not grown_memory,
+            f"grown (MiB): {grown_memory}",
+        )
+        report.aims["open files flat after warm-up"] = (not grown_files, f"grown: {grown_files}")
+    else:
+        report.aims["memory flat after warm-up"] = (False, "fewer than two samples after warm-up")
+        report.aims["open files flat after warm-up"] = (False, "fewer than two samples")
+    report.aims["reconciliation exact"] = (
+        report.reconciliation_status == "MATCHED",
+        f"{report.reconciliation_status} {report.reconciliation_detail}".strip(),
+    )
+
+
+async def _sample_lag(
+    stack: StackCommand, interval: float, lags: list[int], stop: asyncio.Event
+) -> None:
+    while not stop.is_set():
+        try:
+            lags.append(await asyncio.to_thread(ledger_lag, stack))
+        except Exception as error:  # noqa: BLE001 - a failed sample is reported, not fatal
+            print(f"    (ledger lag sample failed: {error!r})")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+
+
+def reconcile_exactly(
+    stack: StackCommand, accounts: Sequence[str], timeout_seconds: float
+) -> tuple[str, str]:
+    """(status, detail): MATCHED only when the whole shard matches with no gap, every
+    invariant holds and each account's ledger balances equal the core's."""
+    report = settled_reconciliation(stack, timeout_seconds=timeout_seconds)
+    status = ledger_types_pb2.ReconciliationStatus.Name(report.status).removeprefix(
+        "RECONCILIATION_STATUS_"
+    )
+    if status != "MATCHED" or report.gaps:
+        return status, f"gaps {list(report.gaps)[:5]}"
+    violations = invariant_violations(stack)
+    if violations:
+        return "INVARIANT_VIOLATED", "; ".join(violations[:5])
+    unequal = [
+        account
+        for account in accounts
+        if ledger_trader_balances(stack, account) != core_trader_balances(stack, account)
+    ]
+    if unequal:
+        return "BALANCES_DIFFER", ", ".join(unequal)
+    return "MATCHED", f"at engine_seq {report.engine_seq}"
+
+
+async def run_soak(
+    stack: StackCommand,
+    options: SoakOptions,
+    *,
+    profile: LoadProfile | None = None,
+    output: Callable[[str], None] = print,
+) -> SoakReport:
+    """Drives `stack` (already up) for `options.minutes`; returns the judged report (the
+    caller chooses the rate aim through `judge`, run here with the asked rate)."""
+    load = TradingLoad(
+        edge_address=stack.edge_address,
+        core_address=stack.core_address,
+        gateway_grpc_address=stack.gateway_grpc_address,
+        profile=profile
+        or LoadProfile(orders_per_second=options.orders_per_second, seed=options.seed),
+        account_prefix=f"soak{options.seed % 10_000}",
+    )
+    report = SoakReport(options)
+    await load.set_up(DEMO_SYMBOLS)
+    logs = LogWatch(stack.var / "log")
+    logs.new_errors()  # what the start-up logged is not the soak's
+    latency = TradeLatency()
+    stop = asyncio.Event()
+    lags: list[int] = []
+    websocket = asyncio.create_task(
+        latency.run(load, f"ws://{stack.edge_address}/ws", DEMO_SYMBOLS)
+    )
+    lag_sampler = asyncio.create_task(_sample_lag(stack, options.lag_sample_seconds, lags, stop))
+    driver = asyncio.create_task(load.run(stop))
+    started = time.monotonic()
+    end = started + options.minutes * 60
+    previous_placed = 0
+    previous_commands = 0
+    previous_rejections = 0
+    previous_unavailable = 0
+    interval_started = started
+    try:
+        while True:
+            now = time.monotonic()
+            wake = min(end, interval_started + options.sample_seconds)
+            await asyncio.sleep(max(0.0, wake - now))
+            if driver.done():
+                driver.result()  # the load failed: raise it
+            now = time.monotonic()
+            stats = load.stats
+            commands = sum(stats.commands.values()) - stats.commands["place"]
+            rejections = sum(stats.rejections.values())
+            interval_lags, lags[:] = list(lags), []
+            websocket_samples = latency.take()
+            sample = Sample(
+                elapsed_seconds=now - started,
+                placed=stats.placed - previous_placed,
+                placed_per_second=(stats.placed - previous_placed) / (now - interval_started),
+                commands=commands - previous_commands,
+                rejections=rejections - previous_rejections,
+                unavailable=stats.unavailable - previous_unavailable,
+                place_latency_p99_ms=percentile(stats.take_latencies(), 0.99),
+                ledger_lag=interval_lags[-1] if interval_lags else -1,
+                ledger_lag_max=max(interval_lags, default=-1),
+                broker_errors=logs.new_errors(),
+                websocket_lag_ms=(
+                    percentile(websocket_samples, 0.5),
+                    percentile(websocket_samples, 0.99),
+                    max(websocket_samples, default=0.0),
+                ),
+                trades_received=len(websocket_samples),
+                usage=stack_usage(stack.var),
+            )
+            report.samples.append(sample)
+            output(format_sample(sample))
+            previous_placed, previous_commands = stats.placed, commands
+            previous_rejections, previous_unavailable = rejections, stats.unavailable
+            interval_started = now
+            if now >= end:
+                break
+    finally:
+        stop.set()
+        await driver
+        lag_sampler.cancel()
+        websocket.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await websocket
+        with contextlib.suppress(asyncio.CancelledError):
+            await lag_sampler
+    output(f"load stopped: {_load_summary(load)}; draining")
+    disagreements = await load.resolve_unknown()
+    await load.close()
+    drain_started = time.monotonic()
+    status, detail = await asyncio.to_thread(
+        reconcile_exactly, stack, load.accounts, options.drain_timeout_seconds
+    )
+    if disagreements:
+        status, detail = "RETRY_DISAGREES", ", ".join(disagreements[:5])
+    report.reconciliation_status, report.reconciliation_detail = status, detail
+    output(f"drained in {time.monotonic() - drain_started:.1f}s; reconciliation: {status} {detail}")
+    judge(report, rate_aim=options.orders_per_second)
+    return report
+
+
+def _load_summary(load: TradingLoad) -> str:
+    stats = load.stats
+    latencies = stats.place_latencies_ms
+    median = statistics.median(latencies) if latencies else 0.0
+    return (
+        f"placed {stats.placed}, commands {dict(stats.commands)}, fills {stats.fills}, "
+        f"rejections {dict(stats.rejections.most_common(6))}, unavailable {stats.unavailable}, "
+        f"errors {dict(stats.errors)}, unknown outcomes {len(load.acknowledged.unknown_placements)}"
+        + (f", place p50 {median:.1f} ms" if latencies else "")
+    )
+
+
+def format_aims(report: SoakReport) -> str:
+    lines = [
+        f"  {'MET    ' if met else 'NOT MET'} {name}: {detail}"
+        for name, (met, detail) in report.aims.items()
+    ]
+    verdict = "all aims met" if report.met else "aims NOT met"
+    return "\n".join([f"aims ({verdict}):", *lines])
