@@ -1,0 +1,426 @@
+"""Durable storage: one append-only segment log of raw record batches per partition.
+
+Layout under the data directory: `topics/<topic>/<partition>/<base offset:020d>.log`.
+Each segment holds record batches exactly as the producer sent them, with the base offset
+rewritten to the partition's next offset (the batch CRC does not cover the base offset, so
+the batch stays valid). An in-memory index per segment (base offset, last offset, file
+position, size, max timestamp per batch) is rebuilt on start by reading the batch headers;
+a fetch bisects it and reads only the bytes it returns, whatever the history.
+
+Durability: appends go to the file at once, and become visible to readers (the high
+watermark) and acknowledged only after an fsync. `Syncer` batches the fsyncs of every
+append that arrives while one is running (group commit).
+
+Recovery: the active (last) segment is checked batch by batch (length and CRC) on start and
+truncated at the first torn or corrupt batch; a crash can only tear the unsynced tail,
+which no client was told about.
+
+Retention: whole segments other than the active one are deleted once their newest record
+is older than `retention.ms`, or while the partition is larger than `retention.bytes`; the
+log start offset moves to the next segment's base. The active segment rolls after
+`segment.bytes` or `segment.ms`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+import os
+import struct
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from crc32c import crc32c
+
+LOG = logging.getLogger("infra.broker.storage")
+
+# Record batch v2 header (the fields this broker reads), see the Kafka protocol guide.
+BATCH_HEADER = struct.Struct(">qiibIhiqqqhii")
+BATCH_HEADER_SIZE = BATCH_HEADER.size  # 61
+LENGTH_PREFIX = 12  # base offset (8) + batch length (4)
+CRC_START = 21  # first byte the CRC covers (attributes)
+TRANSACTIONAL_FLAG = 0x10
+CONTROL_FLAG = 0x20
+
+DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024
+DEFAULT_SEGMENT_MS = 60 * 60 * 1000
+DEFAULT_RETENTION_MS = 7 * 24 * 60 * 60 * 1000
+
+
+class CorruptBatchError(ValueError):
+    """A produced record set is not a sequence of valid v2 record batches."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchInfo:
+    """What the broker needs of one record batch header."""
+
+    size: int
+    record_count: int
+    max_timestamp: int
+    producer_id: int
+    producer_epoch: int
+    base_sequence: int
+    attributes: int
+
+
+def parse_batches(records: bytes) -> list[tuple[int, BatchInfo]]:
+    """Split a produced record set into (start, info) per batch; checks magic and CRC."""
+    batches: list[tuple[int, BatchInfo]] = []
+    position = 0
+    view = memoryview(records)
+    while position < len(records):
+        if len(records) - position < BATCH_HEADER_SIZE:
+            raise CorruptBatchError("truncated record batch header")
+        info = _batch_info(view, position)
+        if position + info.size > len(records):
+            raise CorruptBatchError("truncated record batch")
+        crc = struct.unpack_from(">I", view, position + 17)[0]
+        if crc != crc32c(view[position + CRC_START : position + info.size]):
+            raise CorruptBatchError("record batch CRC mismatch")
+        batches.append((position, info))
+        position += info.size
+    return batches
+
+
+def _batch_info(view: memoryview | bytes, position: int) -> BatchInfo:
+    (
+        _base_offset,
+        length,
+        _leader_epoch,
+        magic,
+        _crc,
+        attributes,
+        last_offset_delta,
+        _base_timestamp,
+        max_timestamp,
+        producer_id,
+        producer_epoch,
+        base_sequence,
+        _count,
+    ) = BATCH_HEADER.unpack_from(view, position)
+    if magic != 2:
+        raise CorruptBatchError(f"record batch magic {magic}, only v2 is supported")
+    if length < BATCH_HEADER_SIZE - LENGTH_PREFIX:
+        raise CorruptBatchError("record batch length too small")
+    return BatchInfo(
+        size=length + LENGTH_PREFIX,
+        record_count=last_offset_delta + 1,
+        max_timestamp=max_timestamp,
+        producer_id=producer_id,
+        producer_epoch=producer_epoch,
+        base_sequence=base_sequence,
+        attributes=attributes,
+    )
+
+
+class Syncer:
+    """Group commit: every caller of `sync` waits for one fsync of every dirty file."""
+
+    def __init__(self) -> None:
+        self._dirty: set[int] = set()
+        self._waiters: list[asyncio.Future[None]] = []
+        self._running: asyncio.Task[None] | None = None
+
+    async def sync(self, fd: int) -> None:
+        self._dirty.add(fd)
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        if self._running is None:
+            self._running = asyncio.create_task(self._run())
+        await waiter
+
+    async def _run(self) -> None:
+        try:
+            while self._waiters:
+                fds, self._dirty = self._dirty, set()
+                waiters, self._waiters = self._waiters, []
+                try:
+                    await asyncio.to_thread(_fsync_all, fds)
+                except OSError as error:
+                    LOG.error("ERROR fsync failed: %s", error)
+                    for waiter in waiters:
+                        if not waiter.done():
+                            waiter.set_exception(error)
+                    continue
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
+        finally:
+            self._running = None
+
+
+def _fsync_all(fds: set[int]) -> None:
+    for fd in fds:
+        try:
+            os.fsync(fd)
+        except OSError as error:
+            if error.errno != 9:  # a segment closed by retention meanwhile (EBADF)
+                raise
+
+
+def fsync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class Segment:
+    """One segment file and its batch index."""
+
+    base_offset: int
+    path: Path
+    fd: int
+    created_at: float
+    size: int = 0
+    firsts: list[int] = field(default_factory=list)
+    lasts: list[int] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+    max_timestamps: list[int] = field(default_factory=list)
+    max_timestamp: int = -1
+
+    @property
+    def next_offset(self) -> int:
+        return self.lasts[-1] + 1 if self.lasts else self.base_offset
+
+    def index(self, first: int, last: int, position: int, size: int, max_ts: int) -> None:
+        self.firsts.append(first)
+        self.lasts.append(last)
+        self.positions.append(position)
+        self.sizes.append(size)
+        self.max_timestamps.append(max_ts)
+        self.max_timestamp = max(self.max_timestamp, max_ts)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    retention_ms: int = DEFAULT_RETENTION_MS
+    retention_bytes: int = -1
+    segment_bytes: int = DEFAULT_SEGMENT_BYTES
+    segment_ms: int = DEFAULT_SEGMENT_MS
+
+    @classmethod
+    def from_topic(cls, configs: dict[str, str]) -> LogConfig:
+        def number(name: str, default: int) -> int:
+            value = configs.get(name)
+            return int(value) if value is not None else default
+
+        return cls(
+            retention_ms=number("retention.ms", DEFAULT_RETENTION_MS),
+            retention_bytes=number("retention.bytes", -1),
+            segment_bytes=number("segment.bytes", DEFAULT_SEGMENT_BYTES),
+            segment_ms=number("segment.ms", DEFAULT_SEGMENT_MS),
+        )
+
+
+class PartitionLog:
+    """The log of one partition: segments, offsets, appends, reads, retention."""
+
+    def __init__(self, directory: Path, config: LogConfig, syncer: Syncer) -> None:
+        self.directory = directory
+        self.config = config
+        self._syncer = syncer
+        directory.mkdir(parents=True, exist_ok=True)
+        self.segments: list[Segment] = []
+        self._recover()
+        self.high_watermark = self.next_offset
+        self._pending_high_watermark = self.next_offset
+
+    # ------------------------------------------------------------------ offsets
+    @property
+    def log_start_offset(self) -> int:
+        return self.segments[0].base_offset
+
+    @property
+    def next_offset(self) -> int:
+        return self.segments[-1].next_offset
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(segment.size for segment in self.segments)
+
+    # ------------------------------------------------------------------ recovery
+    def _recover(self) -> None:
+        paths = sorted(self.directory.glob("*.log"))
+        for number, path in enumerate(paths):
+            self.segments.append(self._load(path, active=number == len(paths) - 1))
+        if not self.segments:
+            self.segments.append(self._new_segment(0))
+
+    def _load(self, path: Path, *, active: bool) -> Segment:
+        fd = os.open(path, os.O_RDWR | os.O_APPEND)
+        segment = Segment(
+            base_offset=int(path.stem), path=path, fd=fd, created_at=path.stat().st_mtime
+        )
+        data_size = os.fstat(fd).st_size
+        position = 0
+        with path.open("rb") as file:
+            while position < data_size:
+                header = file.read(BATCH_HEADER_SIZE)
+                if len(header) < BATCH_HEADER_SIZE:
+                    break
+                try:
+                    info = _batch_info(header, 0)
+                except CorruptBatchError:
+                    break
+                if position + info.size > data_size:
+                    break
+                if active:
+                    rest = file.read(info.size - BATCH_HEADER_SIZE)
+                    body = header[CRC_START:] + rest
+                    if struct.unpack_from(">I", header, 17)[0] != crc32c(body):
+                        break
+                else:
+                    file.seek(position + info.size)
+                first = struct.unpack_from(">q", header, 0)[0]
+                segment.index(
+                    first, first + info.record_count - 1, position, info.size, info.max_timestamp
+                )
+                position += info.size
+        if position < data_size:
+            LOG.warning(
+                "truncating torn tail of %s: %d bytes after offset %d",
+                path,
+                data_size - position,
+                segment.next_offset,
+            )
+            os.ftruncate(fd, position)
+            os.fsync(fd)
+        segment.size = position
+        return segment
+
+    def _new_segment(self, base_offset: int) -> Segment:
+        path = self.directory / f"{base_offset:020d}.log"
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        fsync_directory(self.directory)
+        return Segment(base_offset=base_offset, path=path, fd=fd, created_at=time.time())
+
+    # ------------------------------------------------------------------ append
+    def append(self, records: bytes, batches: list[tuple[int, BatchInfo]]) -> tuple[int, int]:
+        """Write validated `batches` of `records` at the end; (first offset, last offset).
+
+        Visible and durable only after `commit` of the returned last offset.
+        """
+        active = self._active_for_append()
+        data = bytearray(records)
+        first_offset = offset = self._pending_next()
+        for start, info in batches:
+            struct.pack_into(">q", data, start, offset)
+            struct.pack_into(">i", data, start + 12, 0)  # partition leader epoch
+            offset += info.record_count
+        os.write(active.fd, data)
+        for start, info in batches:
+            first = struct.unpack_from(">q", data, start)[0]
+            active.index(
+                first,
+                first + info.record_count - 1,
+                active.size + start,
+                info.size,
+                info.max_timestamp,
+            )
+        active.size += len(data)
+        self._pending_high_watermark = offset
+        return first_offset, offset - 1
+
+    def _pending_next(self) -> int:
+        return self.segments[-1].next_offset
+
+    def _active_for_append(self) -> Segment:
+        active = self.segments[-1]
+        age_ms = (time.time() - active.created_at) * 1000
+        full = active.size >= self.config.segment_bytes
+        if active.size > 0 and (full or age_ms >= self.config.segment_ms):
+            active = self._new_segment(active.next_offset)
+            self.segments.append(active)
+        return active
+
+    async def commit(self, last_offset: int) -> None:
+        """fsync the active segment; then offsets up to `last_offset` are visible."""
+        await self._syncer.sync(self.segments[-1].fd)
+        self.high_watermark = max(self.high_watermark, last_offset + 1)
+
+    # ------------------------------------------------------------------ read
+    def read(self, offset: int, max_bytes: int) -> bytes:
+        """Whole batches from the one holding `offset`, up to the high watermark and
+        `max_bytes` (at least one batch, so a large batch is never stuck)."""
+        if offset >= self.high_watermark:
+            return b""
+        number = bisect.bisect_right([s.base_offset for s in self.segments], offset) - 1
+        number = max(number, 0)
+        chunks: list[bytes] = []
+        total = 0
+        while number < len(self.segments):
+            segment = self.segments[number]
+            index = bisect.bisect_left(segment.lasts, offset)
+            if index < len(segment.lasts):
+                start = segment.positions[index]
+                end = start
+                while index < len(segment.lasts) and segment.firsts[index] < self.high_watermark:
+                    if total + (end - start) + segment.sizes[index] > max_bytes and (
+                        total + end - start > 0
+                    ):
+                        break
+                    end += segment.sizes[index]
+                    index += 1
+                if end > start:
+                    chunks.append(os.pread(segment.fd, end - start, start))
+                    total += end - start
+                if index < len(segment.lasts):
+                    break
+            number += 1
+        return b"".join(chunks)
+
+    def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
+        """(offset, timestamp) of the first batch holding a record at or after `timestamp`."""
+        for segment in self.segments:
+            if segment.max_timestamp < timestamp:
+                continue
+            for index, max_ts in enumerate(segment.max_timestamps):
+                if max_ts >= timestamp and segment.firsts[index] < self.high_watermark:
+                    return segment.firsts[index], max_ts
+        return None
+
+    # ------------------------------------------------------------------ retention
+    def apply_retention(self, now_ms: int) -> int:
+        """Delete old whole segments; the number deleted."""
+        deleted = 0
+        while len(self.segments) > 1:
+            oldest = self.segments[0]
+            expired = (
+                self.config.retention_ms >= 0
+                and oldest.max_timestamp >= 0
+                and now_ms - oldest.max_timestamp > self.config.retention_ms
+            )
+            oversize = (
+                self.config.retention_bytes >= 0
+                and self.size_bytes - oldest.size >= self.config.retention_bytes
+            )
+            empty = oldest.size == 0
+            if not (expired or oversize or empty):
+                break
+            self.segments.pop(0)
+            oldest.close()
+            oldest.path.unlink()
+            deleted += 1
+        if deleted:
+            fsync_directory(self.directory)
+        return deleted
+
+    def roll_if_due(self) -> None:
+        """Roll an idle active segment past `segment.ms`, so retention can delete it."""
+        active = self.segments[-1]
+        if active.size > 0 and (time.time() - active.created_at) * 1000 >= self.config.segment_ms:
+            self.segments.append(self._new_segment(active.next_offset))
+
+    def close(self) -> None:
+        for segment in self.segments:
+            segment.close()
