@@ -44,7 +44,7 @@ from exchange.trading.v1 import trading_pb2, trading_pb2_grpc
 from core.service.testing import ServerProcess, create_btc_usdt, deposit
 from gateway.signing import grpc_metadata, rest_headers
 from infra.local.envoy import EnvoyProxy
-from infra.local.kafka_broker import TansuBroker
+from infra.local.kafka_broker import LocalBroker
 from infra.local.ports import free_port
 from infra.local.redis import RedisServer
 from tests.integration.edge.harness import (
@@ -131,7 +131,7 @@ async def _prepare_core(address: str) -> None:
 async def bench(arguments: argparse.Namespace) -> tuple[list[PhaseResult], str]:
     with (
         tempfile.TemporaryDirectory() as temporary,
-        TansuBroker() as broker,
+        LocalBroker() as broker,
         RedisServer() as redis,
     ):
         directory = Path(temporary)

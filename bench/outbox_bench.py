@@ -47,7 +47,7 @@ from core.outbox.journal_format import encode_serialized_events
 from core.sequencer import Sequencer, SequencerOptions
 from core.sequencer.testing import btc_usdt_setup_commands
 from core.wal.record_format import SegmentReader, parse_segment_name
-from infra.local.kafka_broker import TansuBroker
+from infra.local.kafka_broker import LocalBroker
 
 SHARD_ID = "bench-shard"
 ACCOUNTS = tuple(f"acct-{index}" for index in range(16))
@@ -176,7 +176,7 @@ def journal_envelopes(journal: OutboxJournal) -> list[bytes]:
     return values
 
 
-async def raw_produce(broker: TansuBroker, values: list[bytes]) -> tuple[float, float]:
+async def raw_produce(broker: LocalBroker, values: list[bytes]) -> tuple[float, float]:
     await ensure_topics(
         broker.bootstrap_servers, [TopicSpec(name=RAW_TOPIC)], request_timeout_ms=10_000
     )
@@ -225,7 +225,7 @@ async def main(rounds: int, workers: int) -> None:
     print(f"  old: envelopes_for + encode_events {old_us:>10.2f} us/event")
     print(f"  new: EnvelopeSerializer            {new_us:>10.2f} us/event")
     print(f"  ratio old/new                      {old_us / new_us:>10.2f}")
-    with tempfile.TemporaryDirectory() as temp, TansuBroker() as broker:
+    with tempfile.TemporaryDirectory() as temp, LocalBroker() as broker:
         root = Path(temp)
         bare_rate, bare, _ = await sequencer_rate(root / "bare", rounds, workers, journal=False)
         await bare.aclose()

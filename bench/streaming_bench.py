@@ -30,7 +30,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from exchange.marketdata.v1 import marketdata_pb2, marketdata_pb2_grpc, types_pb2
 
 from core.outbox.topics import TopicSpec, ensure_topics
-from infra.local.kafka_broker import TansuBroker
+from infra.local.kafka_broker import LocalBroker
 from infra.local.ports import free_port
 from infra.local.redis import RedisServer
 from infra.local.streaming import StreamingProcess
@@ -41,7 +41,7 @@ TOPIC = "core.trade-events.v1"
 SYMBOLS = ("BTC-USDT", "ETH-USDT")
 
 
-def publish(broker: TansuBroker, count: int) -> dict[str, int]:
+def publish(broker: LocalBroker, count: int) -> dict[str, int]:
     """Publish `count` trades; returns each market's last seq."""
     asyncio.run(
         ensure_topics(broker.bootstrap_servers, [TopicSpec(name=TOPIC)], request_timeout_ms=5000)
@@ -56,7 +56,7 @@ def publish(broker: TansuBroker, count: int) -> dict[str, int]:
     return last
 
 
-def raw_consume_rate(broker: TansuBroker, count: int) -> float:
+def raw_consume_rate(broker: LocalBroker, count: int) -> float:
     consumer = Consumer({"bootstrap.servers": broker.bootstrap_servers, "group.id": "bench-raw"})
     consumer.assign([TopicPartition(TOPIC, 0, OFFSET_BEGINNING)])
     received = 0
@@ -91,7 +91,7 @@ def caught_up(client: redis.Redis, last: dict[str, int]) -> bool:
 
 
 def streaming_rate(
-    broker: TansuBroker,
+    broker: LocalBroker,
     redis_server: RedisServer,
     directory: Path,
     count: int,
@@ -136,7 +136,7 @@ def main() -> None:
     raw_rates: list[float] = []
     streaming_rates: list[float] = []
     for run in range(1, arguments.runs + 1):
-        with TansuBroker() as broker, RedisServer() as redis_server:
+        with LocalBroker() as broker, RedisServer() as redis_server:
             last = publish(broker, arguments.trades)
             raw = raw_consume_rate(broker, arguments.trades)
             with tempfile.TemporaryDirectory(prefix="streaming-bench-") as directory:

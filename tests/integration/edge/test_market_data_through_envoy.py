@@ -25,7 +25,7 @@ from grpc import aio
 from core.outbox.topics import TopicSpec, ensure_topics
 from core.service.testing import ServerProcess, create_btc_usdt, deposit
 from gateway.signing import rest_canonical, sign
-from infra.local.kafka_broker import TansuBroker
+from infra.local.kafka_broker import LocalBroker
 from infra.local.ports import free_port
 from infra.local.redis import RedisServer
 from tests.integration.edge.harness import (
@@ -73,7 +73,7 @@ class StandInHistory(marketdata_pb2_grpc.MarketDataServiceServicer):
 @dataclass
 class MarketEdge:
     edge: Edge
-    broker: TansuBroker
+    broker: LocalBroker
     core: ServerProcess
     history: aio.Server
     history_service: StandInHistory
@@ -105,7 +105,7 @@ async def market_edge(tmp_path: Path) -> AsyncIterator[MarketEdge]:
     await history.start()
     core_port = free_port()
     with (
-        TansuBroker() as broker,
+        LocalBroker() as broker,
         RedisServer() as redis,
         (tmp_path / "gateway.log").open("wb") as gateway_log,
     ):

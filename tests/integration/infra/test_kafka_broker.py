@@ -5,10 +5,10 @@ from __future__ import annotations
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from infra.local.kafka_broker import TansuBroker
+from infra.local.kafka_broker import LocalBroker
 
 
-async def test_produce_and_consume_round_trip(kafka_broker: TansuBroker) -> None:
+async def test_produce_and_consume_round_trip(kafka_broker: LocalBroker) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka_broker.bootstrap_servers)
     await admin.start()
     try:
@@ -47,7 +47,7 @@ async def test_produce_and_consume_round_trip(kafka_broker: TansuBroker) -> None
     assert received == [f"m{index}".encode() for index in range(5)]
 
 
-def test_restart_on_the_same_port(kafka_broker: TansuBroker) -> None:
+def test_restart_on_the_same_port(kafka_broker: LocalBroker) -> None:
     port = kafka_broker.port
     kafka_broker.stop()
     running_after_stop = kafka_broker.running

@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from exchange.events.v1.envelope_pb2 import PRODUCER_LEDGER, EventEnvelope
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from infra.local.kafka_broker import TansuBroker
+from infra.local.kafka_broker import LocalBroker
 from ledger.corrections import Corrections
 from ledger.events_outbox import LEDGER_EVENTS_TOPIC, LEDGER_STREAM
 from ledger.events_publisher import LedgerEventsOptions, LedgerEventsPublisher
@@ -49,13 +49,13 @@ async def _read_events(bootstrap_servers: str, count: int) -> list[Record]:
     return records
 
 
-def _options(broker: TansuBroker) -> LedgerEventsOptions:
+def _options(broker: LocalBroker) -> LedgerEventsOptions:
     return LedgerEventsOptions(bootstrap_servers=broker.bootstrap_servers, idle_seconds=0.02)
 
 
 @pytest.fixture
 async def publisher(
-    kafka_broker: TansuBroker, ledger_engine: AsyncEngine
+    kafka_broker: LocalBroker, ledger_engine: AsyncEngine
 ) -> AsyncIterator[LedgerEventsPublisher]:
     running = LedgerEventsPublisher(ledger_engine, _options(kafka_broker))
     running.start()
@@ -84,7 +84,7 @@ def _unpublished(ledger_database: LedgerDatabase) -> int:
 
 
 async def test_settlement_publishes_one_entry_posted_per_entry_in_order(
-    kafka_broker: TansuBroker,
+    kafka_broker: LocalBroker,
     settlement: Settlement,
     publisher: LedgerEventsPublisher,
     ledger_database: LedgerDatabase,
@@ -129,7 +129,7 @@ async def test_settlement_publishes_one_entry_posted_per_entry_in_order(
 
 
 async def test_rows_with_an_id_array_and_with_id_ranges_publish_the_same_way(
-    kafka_broker: TansuBroker,
+    kafka_broker: LocalBroker,
     ledger_engine: AsyncEngine,
     settlement: Settlement,
     ledger_database: LedgerDatabase,
@@ -163,7 +163,7 @@ async def test_rows_with_an_id_array_and_with_id_ranges_publish_the_same_way(
 
 
 async def test_correction_steps_and_reconciliation_produce_events(
-    kafka_broker: TansuBroker,
+    kafka_broker: LocalBroker,
     ledger_engine: AsyncEngine,
     settlement: Settlement,
     publisher: LedgerEventsPublisher,
@@ -223,7 +223,7 @@ async def test_correction_steps_and_reconciliation_produce_events(
 
 
 async def test_gap_and_stale_epoch_produce_events(
-    kafka_broker: TansuBroker, settlement: Settlement, publisher: LedgerEventsPublisher
+    kafka_broker: LocalBroker, settlement: Settlement, publisher: LedgerEventsPublisher
 ) -> None:
     leader = EventStream(epoch=2)
     market = [leader.order_accepted(f"trader-{n}", symbol="BTC-USDT") for n in range(4)]
@@ -252,7 +252,7 @@ async def test_gap_and_stale_epoch_produce_events(
 
 
 async def test_a_publisher_stopped_before_marking_published_resends_the_same_events(
-    kafka_broker: TansuBroker,
+    kafka_broker: LocalBroker,
     ledger_engine: AsyncEngine,
     settlement: Settlement,
     ledger_database: LedgerDatabase,

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.engine.testing import BTC, USDT
 from core.service.testing import create_btc_usdt, deposit, operator, trader
-from infra.local.kafka_broker import TansuBroker
+from infra.local.kafka_broker import LocalBroker
 from ledger.balance_checks import check_invariants
 from ledger.consumer import ConsumerOptions, SettlementConsumer
 from ledger.journal import FEE_OWNER_ID, AccountKind, EntryKind
@@ -133,7 +133,7 @@ async def _trade(harness: Harness) -> int:
 
 async def test_the_ledger_settles_and_reconciles_with_the_real_core(
     tmp_path: Path,
-    kafka_broker: TansuBroker,
+    kafka_broker: LocalBroker,
     ledger_engine: AsyncEngine,
     ledger_database: LedgerDatabase,
 ) -> None:

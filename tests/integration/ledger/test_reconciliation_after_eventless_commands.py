@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.engine.testing import BTC, USDT
 from core.service.testing import create_btc_usdt, deposit, operator
-from infra.local.kafka_broker import TansuBroker
+from infra.local.kafka_broker import LocalBroker
 from ledger.consumer import ConsumerOptions, SettlementConsumer
 from ledger.reconciliation import GrpcCoreView, Reconciliation, ReconciliationStatus
 from ledger.settlement import Settlement
@@ -35,7 +35,7 @@ from tests.integration.ledger.test_ledger_with_real_core import (
 
 async def test_an_idempotent_retry_as_the_last_command_reconciles_matched(
     tmp_path: Path,
-    kafka_broker: TansuBroker,
+    kafka_broker: LocalBroker,
     ledger_engine: AsyncEngine,
     ledger_database: LedgerDatabase,
 ) -> None:

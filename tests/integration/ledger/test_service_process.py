@@ -16,7 +16,7 @@ from exchange.events.v1.envelope_pb2 import EventEnvelope
 from exchange.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from infra.local.kafka_broker import TansuBroker
+from infra.local.kafka_broker import LocalBroker
 from infra.local.ports import free_port, wait_for_port
 from infra.local.postgres import PostgresDatabase
 from ledger.events_outbox import LEDGER_EVENTS_TOPIC
@@ -78,7 +78,7 @@ async def test_migrate_then_serve(postgres: PostgresDatabase, ledger_template: s
 
 
 async def test_with_a_broker_the_service_publishes_its_events(
-    postgres: PostgresDatabase, ledger_template: str, kafka_broker: TansuBroker
+    postgres: PostgresDatabase, ledger_template: str, kafka_broker: LocalBroker
 ) -> None:
     """The launch line of infra/local/stack.py (--kafka-bootstrap, --partitions 0, no event
     flags): settlement consumer AND the ledger events publisher run."""

@@ -6,7 +6,7 @@ import asyncio
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from infra.local.kafka_broker import TansuBroker
+from infra.local.kafka_broker import LocalBroker
 from ledger.consumer import ConsumerOptions, SettlementConsumer
 from ledger.settlement import Settlement
 from tests.integration.ledger.kafka_support import (
@@ -20,7 +20,7 @@ from tests.integration.ledger.ledger_support import LedgerDatabase
 
 
 async def test_redelivered_records_and_a_restart_post_nothing_twice(
-    kafka_broker: TansuBroker, ledger_engine: AsyncEngine, ledger_database: LedgerDatabase
+    kafka_broker: LocalBroker, ledger_engine: AsyncEngine, ledger_database: LedgerDatabase
 ) -> None:
     await create_topic(kafka_broker.bootstrap_servers, partitions=1)
     events = shard_events("shard-1", rounds=20)
@@ -41,7 +41,7 @@ async def test_redelivered_records_and_a_restart_post_nothing_twice(
 
 
 async def test_concurrent_consumers_of_different_partitions(
-    kafka_broker: TansuBroker, ledger_engine: AsyncEngine, ledger_database: LedgerDatabase
+    kafka_broker: LocalBroker, ledger_engine: AsyncEngine, ledger_database: LedgerDatabase
 ) -> None:
     shards = 3
     await create_topic(kafka_broker.bootstrap_servers, partitions=shards)

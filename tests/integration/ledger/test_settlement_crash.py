@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from infra.local.kafka_broker import TansuBroker
+from infra.local.kafka_broker import LocalBroker
 from ledger.consumer import ConsumerOptions, SettlementConsumer
 from ledger.settlement import Settlement, stored_offsets
 from tests.integration.ledger.kafka_support import (
@@ -31,7 +31,7 @@ CHILD = Path(__file__).with_name("settlement_consumer_child.py")
 ROUNDS = 50
 
 
-def _start_child(broker: TansuBroker, database: LedgerDatabase, mode: str) -> subprocess.Popen[str]:
+def _start_child(broker: LocalBroker, database: LedgerDatabase, mode: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, str(CHILD), broker.bootstrap_servers, database.service_url, mode],
         stdout=subprocess.PIPE,
@@ -62,7 +62,7 @@ def _kill(child: subprocess.Popen[str]) -> None:
 
 
 async def _finish_and_check(
-    broker: TansuBroker, engine: AsyncEngine, database: LedgerDatabase, events: int
+    broker: LocalBroker, engine: AsyncEngine, database: LedgerDatabase, events: int
 ) -> None:
     options = ConsumerOptions(broker.bootstrap_servers, partitions=[0])
     async with SettlementConsumer(Settlement(engine), engine, options) as consumer:
@@ -73,7 +73,7 @@ async def _finish_and_check(
 
 
 async def test_killed_between_inserts_and_commit(
-    kafka_broker: TansuBroker, ledger_engine: AsyncEngine, ledger_database: LedgerDatabase
+    kafka_broker: LocalBroker, ledger_engine: AsyncEngine, ledger_database: LedgerDatabase
 ) -> None:
     events = shard_events("shard-1", rounds=ROUNDS)
     await create_topic(kafka_broker.bootstrap_servers, partitions=1)
@@ -87,7 +87,7 @@ async def test_killed_between_inserts_and_commit(
 
 
 async def test_killed_at_random_moments(
-    kafka_broker: TansuBroker, ledger_engine: AsyncEngine, ledger_database: LedgerDatabase
+    kafka_broker: LocalBroker, ledger_engine: AsyncEngine, ledger_database: LedgerDatabase
 ) -> None:
     seed = random.SystemRandom().randrange(2**32)
     print(f"seed {seed}")

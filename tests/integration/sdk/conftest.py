@@ -23,7 +23,7 @@ from exchange_sdk import Client, MarketSpec
 from grpc import aio
 
 from core.service.testing import ServerProcess, deposit
-from infra.local.kafka_broker import TansuBroker
+from infra.local.kafka_broker import LocalBroker
 from infra.local.redis import RedisServer
 from infra.local.reference_data import MARKETS, list_reference_data
 from tests.integration.edge.harness import (
@@ -159,7 +159,7 @@ def sdk_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SdkEdge]:
     history_port = history.add_insecure_port("127.0.0.1:0")
     history.start()
     with (
-        TansuBroker() as broker,
+        LocalBroker() as broker,
         ServerProcess(directory / "core", "--broker", broker.bootstrap_servers) as core,
         RedisServer() as redis,
         (directory / "gateway.log").open("wb") as gateway_log,

@@ -23,7 +23,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from core.outbox.topics import TopicSpec, ensure_topics
-from infra.local.kafka_broker import TansuBroker
+from infra.local.kafka_broker import LocalBroker
 from infra.local.ports import free_port
 from infra.local.redis import RedisServer
 from infra.local.streaming import StreamingProcess
@@ -39,7 +39,7 @@ TRADE_TOPIC = "core.trade-events.v1"
 FAST_COMMITS = ("--commit-interval-seconds", "0.2")
 
 
-def publish(broker: TansuBroker, trades: list[Trade]) -> None:
+def publish(broker: LocalBroker, trades: list[Trade]) -> None:
     asyncio.run(
         ensure_topics(
             broker.bootstrap_servers, [TopicSpec(name=TRADE_TOPIC)], request_timeout_ms=5000
@@ -53,7 +53,7 @@ def publish(broker: TansuBroker, trades: list[Trade]) -> None:
 
 
 def read_committed(
-    broker: TansuBroker, topic: str, *, idle_seconds: float = 2.0, isolation: str = "read_committed"
+    broker: LocalBroker, topic: str, *, idle_seconds: float = 2.0, isolation: str = "read_committed"
 ) -> list[bytes]:
     """Every committed record of partition 0 of `topic` (read until idle)."""
     consumer = Consumer(
@@ -130,8 +130,8 @@ def assert_history_holds(listen: str, trades: list[Trade], expected: Expected) -
 
 
 @pytest.fixture
-def broker() -> Iterator[TansuBroker]:
-    with TansuBroker() as started:
+def broker() -> Iterator[LocalBroker]:
+    with LocalBroker() as started:
         yield started
 
 
@@ -142,7 +142,7 @@ def redis_pair() -> Iterator[RedisServer]:
 
 
 def streaming(
-    broker: TansuBroker, redis_url: str, directory: Path, *extra: str
+    broker: LocalBroker, redis_url: str, directory: Path, *extra: str
 ) -> StreamingProcess:
     return StreamingProcess(
         broker=broker.bootstrap_servers,
@@ -155,7 +155,7 @@ def streaming(
 
 
 def test_trades_become_candles_and_tickers_on_topics_in_redis_and_clickhouse(
-    broker: TansuBroker, redis_pair: RedisServer, tmp_path: Path
+    broker: LocalBroker, redis_pair: RedisServer, tmp_path: Path
 ) -> None:
     trades = make_trades(60)  # 7 s apart: 7 minutes, 2 markets
     expected = expected_results(trades)
@@ -247,7 +247,7 @@ def assert_topics_hold(
 
 
 def test_sigkill_mid_stream_then_restart_is_exactly_once_and_a_replay_rebuilds_the_same(
-    broker: TansuBroker, redis_pair: RedisServer, tmp_path: Path
+    broker: LocalBroker, redis_pair: RedisServer, tmp_path: Path
 ) -> None:
     trades = make_trades(1_500, spacing_ns=2 * 10**9)
     first, second = trades[:1_000], trades[1_000:]

@@ -13,7 +13,7 @@ from pathlib import Path
 from core.outbox import OutboxJournal, OutboxPublisher, PublisherOptions
 from core.sequencer import Sequencer, SequencerOptions
 from core.sequencer.testing import StepClock
-from infra.local.kafka_broker import TansuBroker
+from infra.local.kafka_broker import LocalBroker
 from tests.integration.core.outbox.outbox_support import (
     SHARD_ID,
     assert_published_exactly,
@@ -30,7 +30,7 @@ SUBMIT_SECONDS_MAX = 1.0
 
 async def publish_through_an_outage(
     shard_directory: Path,
-    broker: TansuBroker,
+    broker: LocalBroker,
     *,
     outage_begins: Callable[[], None],
     outage_ends: Callable[[], None],
@@ -94,19 +94,19 @@ async def publish_through_an_outage(
 
 
 async def test_broker_stopped_and_restarted_mid_stream_loses_nothing(
-    tmp_path: Path, s3_kafka_broker: TansuBroker
+    tmp_path: Path, durable_kafka_broker: LocalBroker
 ) -> None:
     await publish_through_an_outage(
         tmp_path,
-        s3_kafka_broker,
-        outage_begins=s3_kafka_broker.stop,
-        outage_ends=s3_kafka_broker.start,
+        durable_kafka_broker,
+        outage_begins=durable_kafka_broker.stop,
+        outage_ends=durable_kafka_broker.start,
     )
-    await assert_published_exactly(s3_kafka_broker.bootstrap_servers, tmp_path)
+    await assert_published_exactly(durable_kafka_broker.bootstrap_servers, tmp_path)
 
 
 async def test_broker_frozen_mid_stream_loses_nothing(
-    tmp_path: Path, kafka_broker: TansuBroker
+    tmp_path: Path, kafka_broker: LocalBroker
 ) -> None:
     process = kafka_broker._process
     assert process is not None

@@ -12,7 +12,7 @@ import os
 import random
 from pathlib import Path
 
-from infra.local.kafka_broker import TansuBroker
+from infra.local.kafka_broker import LocalBroker
 from tests.integration.core.outbox.outbox_crash_child import JOURNAL_OPTIONS, SEQUENCER_OPTIONS
 from tests.integration.core.outbox.outbox_support import assert_published_exactly, running_shard
 from tests.support.child_process import run_until_killed
@@ -25,7 +25,7 @@ READY_TIMEOUT_SECONDS = 30.0
 
 
 async def test_every_acknowledged_command_is_published_after_sigkill(
-    tmp_path: Path, kafka_broker: TansuBroker
+    tmp_path: Path, kafka_broker: LocalBroker
 ) -> None:
     seed = int(os.environ.get("OUTBOX_CRASH_SEED", random.SystemRandom().randrange(2**32)))
     print(f"OUTBOX_CRASH_SEED={seed}")

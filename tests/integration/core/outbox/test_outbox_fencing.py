@@ -11,7 +11,7 @@ from core.outbox import OutboxJournal, OutboxPublisher, PublisherOptions
 from core.sequencer import Sequencer, SequencerOptions
 from core.sequencer.testing import StepClock
 from core.wal import FencedError
-from infra.local.kafka_broker import TansuBroker
+from infra.local.kafka_broker import LocalBroker
 from tests.integration.core.outbox.outbox_support import (
     SHARD_ID,
     assert_published_exactly,
@@ -24,7 +24,7 @@ NO_AUTO_SNAPSHOT = SequencerOptions(snapshot_every_commands=0)
 
 
 async def test_a_fenced_outbox_publishes_nothing_more(
-    tmp_path: Path, kafka_broker: TansuBroker
+    tmp_path: Path, kafka_broker: LocalBroker
 ) -> None:
     options = PublisherOptions(bootstrap_servers=kafka_broker.bootstrap_servers)
     old_journal = OutboxJournal(shard_id=SHARD_ID)

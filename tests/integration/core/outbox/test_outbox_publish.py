@@ -9,7 +9,7 @@ from core.outbox import OutboxJournal, OutboxPublisher, PublisherOptions, TopicS
 from core.outbox.topics import TRADE_EVENTS_TOPIC
 from core.sequencer import Sequencer, SequencerOptions
 from core.sequencer.testing import StepClock
-from infra.local.kafka_broker import TansuBroker
+from infra.local.kafka_broker import LocalBroker
 from tests.integration.core.outbox.outbox_support import (
     SHARD_ID,
     assert_published_exactly,
@@ -21,7 +21,7 @@ from tests.integration.core.outbox.outbox_support import (
 NO_AUTO_SNAPSHOT = SequencerOptions(snapshot_every_commands=0)
 
 
-def publisher_options(broker: TansuBroker, *, trade_partitions: int = 1) -> PublisherOptions:
+def publisher_options(broker: LocalBroker, *, trade_partitions: int = 1) -> PublisherOptions:
     return PublisherOptions(
         bootstrap_servers=broker.bootstrap_servers,
         trade_events_topic=TopicSpec(name=TRADE_EVENTS_TOPIC, partitions=trade_partitions),
@@ -31,7 +31,7 @@ def publisher_options(broker: TansuBroker, *, trade_partitions: int = 1) -> Publ
 
 
 async def test_every_event_reaches_both_topics_in_order(
-    tmp_path: Path, kafka_broker: TansuBroker
+    tmp_path: Path, kafka_broker: LocalBroker
 ) -> None:
     journal = OutboxJournal(shard_id=SHARD_ID)
     sequencer = Sequencer.open(
@@ -58,7 +58,7 @@ async def test_every_event_reaches_both_topics_in_order(
 
 
 async def test_a_restarted_outbox_resumes_from_its_cursor(
-    tmp_path: Path, kafka_broker: TansuBroker
+    tmp_path: Path, kafka_broker: LocalBroker
 ) -> None:
     servers = kafka_broker.bootstrap_servers
     async with running_shard(tmp_path, servers, options=NO_AUTO_SNAPSHOT) as shard:

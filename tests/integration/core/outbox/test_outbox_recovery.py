@@ -19,7 +19,7 @@ from core.outbox import (
 from core.sequencer import Sequencer, SequencerOptions
 from core.sequencer.testing import StepClock
 from core.wal import WalOptions
-from infra.local.kafka_broker import TansuBroker
+from infra.local.kafka_broker import LocalBroker
 from tests.integration.core.outbox.outbox_support import (
     SHARD_ID,
     assert_published_exactly,
@@ -62,7 +62,7 @@ async def run_commands(shard_directory: Path, rounds: range, *, snapshot: bool =
 
 
 async def test_a_lost_journal_tail_is_regenerated_from_the_wal(
-    tmp_path: Path, kafka_broker: TansuBroker
+    tmp_path: Path, kafka_broker: LocalBroker
 ) -> None:
     engine_seq = await run_commands(tmp_path, range(30))
     cut_journal_tail(tmp_path, keep_fraction=0.5)
@@ -118,7 +118,7 @@ async def test_snapshot_then_restart_continues_the_journal(tmp_path: Path) -> No
         await journal.aclose()
 
 
-async def test_published_segments_are_removed(tmp_path: Path, kafka_broker: TansuBroker) -> None:
+async def test_published_segments_are_removed(tmp_path: Path, kafka_broker: LocalBroker) -> None:
     small_segments = JournalOptions(
         wal_options=WalOptions(segment_bytes_max=8 * 1024, record_bytes_max=4 * 1024)
     )

@@ -13,7 +13,7 @@ from exchange.core.v1 import core_admin_pb2
 
 from core.engine.testing import BTC, USDT
 from core.service.testing import create_btc_usdt, deposit, operator
-from infra.local.kafka_broker import TansuBroker
+from infra.local.kafka_broker import LocalBroker
 from tests.integration.core.outbox.outbox_support import SHARD_ID, assert_published_exactly
 from tests.integration.core.service.service_harness import LOT, PRICE, Harness, start_harness
 
@@ -37,7 +37,7 @@ async def _trade(harness: Harness, round_index: int) -> None:
 
 
 async def test_events_reach_the_log_across_a_restart(
-    tmp_path: Path, kafka_broker: TansuBroker
+    tmp_path: Path, kafka_broker: LocalBroker
 ) -> None:
     data_dir = tmp_path / "core"
     harness = await start_harness(
