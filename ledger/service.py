@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -107,6 +106,9 @@ async def _main(arguments: argparse.Namespace) -> None:
         consumer = SettlementConsumer(ledger.settlement, ledger.engine, options)
         await consumer.start()
         consuming = asyncio.create_task(consumer.run(stop))
+        # Settlement ending by itself (an event it cannot post) ends the service: a ledger
+        # that answers but no longer settles must be seen as down (the exit code says so).
+        consuming.add_done_callback(lambda _task: stop.set())
     publisher: LedgerEventsPublisher | None = None
     if arguments.kafka_bootstrap and arguments.publish_ledger_events:
         publisher = LedgerEventsPublisher(
@@ -119,13 +121,18 @@ async def _main(arguments: argparse.Namespace) -> None:
     await stop.wait()
     if publisher is not None:
         await publisher.stop()
+    failure: BaseException | None = None
     if consuming is not None:
-        with contextlib.suppress(asyncio.CancelledError):
-            await consuming
+        (outcome,) = await asyncio.gather(consuming, return_exceptions=True)
+        if isinstance(outcome, BaseException) and not isinstance(outcome, asyncio.CancelledError):
+            failure = outcome
     if consumer is not None:
         await consumer.stop()
     await ledger.stop()
     await core_channel.close()
+    if failure is not None:
+        logging.getLogger("ledger").error("settlement stopped: %r", failure)
+        raise SystemExit(1) from failure
 
 
 def main() -> None:
