@@ -45,7 +45,7 @@ from exchange_sdk.models import BookLevel
 from exchange_sdk.signing import ApiCredentials
 from exchange_sdk.websocket import BookFeed, MarketDataSocket, ReconnectPolicy
 
-from infra.local.stack import DEMO_SYMBOLS
+from infra.local.stack import DEMO_SYMBOLS, process_alive
 from tests.support.local_stack import StackCommand
 from tests.support.soak import reconcile_exactly
 from tests.support.trading_load import LoadProfile, TradingLoad
@@ -113,14 +113,6 @@ def _process_group(stack: StackCommand, component: str) -> int:
     return os.getpgid(pid)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 async def inject(stack: StackCommand, component: str, fault: str, rng: random.Random) -> float:
     """Applies the fault and undoes it (restart or resume); returns its duration."""
     started = time.monotonic()
@@ -133,7 +125,7 @@ async def inject(stack: StackCommand, component: str, fault: str, rng: random.Ra
             os.killpg(group, signal.SIGCONT)
         return time.monotonic() - started
     os.killpg(group, signal.SIGKILL)
-    while _alive(group):
+    while process_alive(group):
         await asyncio.sleep(0.02)
     await asyncio.sleep(rng.uniform(0.2, 2.0))
     answer = await asyncio.to_thread(stack, "up")
