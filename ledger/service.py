@@ -35,7 +35,7 @@ from ledger.events_outbox import LEDGER_EVENTS_TOPIC
 from ledger.events_publisher import LedgerEventsOptions, LedgerEventsPublisher
 from ledger.gc_tuning import tune_garbage_collector
 from ledger.grpc_service import LedgerService
-from ledger.reconciliation import CoreView, GrpcCoreView, Reconciliation
+from ledger.reconciliation import CoreView, GrpcCoreView, LagBound, Reconciliation
 from ledger.settlement import Settlement
 
 SERVICE_NAME = "exchange.ledger.v1.LedgerService"
@@ -60,6 +60,7 @@ async def start_ledger(
     shard_id: str,
     core: CoreView,
     funding: FundingClient,
+    lag_bound: LagBound | None = None,
 ) -> RunningLedger:
     """Build and start the gRPC server (port 0 in `listen`: a free one)."""
     engine = create_engine(database_url)
@@ -68,7 +69,7 @@ async def start_ledger(
         engine=engine,
         settlement=settlement,
         corrections=Corrections(engine, settlement.writer),
-        reconciliation=Reconciliation(engine, core, shard_id=shard_id),
+        reconciliation=Reconciliation(engine, core, shard_id=shard_id, lag_bound=lag_bound),
         adjustments=Adjustments(engine, funding),
     )
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])  # no silent port sharing
@@ -89,6 +90,10 @@ async def _main(arguments: argparse.Namespace) -> None:
         shard_id=arguments.shard_id,
         core=GrpcCoreView(core_channel),
         funding=GrpcFundingClient(core_channel),
+        lag_bound=LagBound(
+            engine_seqs_max=arguments.reconciliation_lag_seqs_max,
+            stalled_ms_max=1000 * arguments.reconciliation_stalled_seconds_max,
+        ),
     )
     logging.getLogger("ledger").info("LedgerService listening on port %d", ledger.port)
     if arguments.tune_garbage_collector:
@@ -152,6 +157,24 @@ def main() -> None:
         dest="publish_ledger_events",
         action="store_false",
         help="do not run the ledger events publisher in this process (the outbox keeps them)",
+    )
+    parser.add_argument(
+        "--reconciliation-lag-seqs-max",
+        type=int,
+        default=int(
+            os.environ.get("LEDGER_RECONCILIATION_LAG_SEQS_MAX", LagBound().engine_seqs_max)
+        ),
+        help="reconciliation reads LAGGING when the ledger lags the core by more engine seqs",
+    )
+    parser.add_argument(
+        "--reconciliation-stalled-seconds-max",
+        type=int,
+        default=int(
+            os.environ.get(
+                "LEDGER_RECONCILIATION_STALLED_SECONDS_MAX", LagBound().stalled_ms_max // 1000
+            )
+        ),
+        help="... or when it lags and has not advanced for longer than this",
     )
     parser.add_argument(
         "--no-tune-garbage-collector",
