@@ -27,8 +27,9 @@ from exchange.ledger.v1 import ledger_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from core.event_path_health import BrokerProbe, EventPath, HealthReporter, health_setter
 from ledger.adjustments import Adjustments, FundingClient, GrpcFundingClient
-from ledger.consumer import ConsumerOptions, SettlementConsumer
+from ledger.consumer import CORE_EVENTS_TOPIC, ConsumerOptions, SettlementConsumer
 from ledger.corrections import Corrections
 from ledger.db.connection import create_engine
 from ledger.events_outbox import LEDGER_EVENTS_TOPIC
@@ -47,6 +48,7 @@ class RunningLedger:
     port: int
     engine: AsyncEngine
     settlement: Settlement
+    health: health.aio.HealthServicer
 
     async def stop(self) -> None:
         await self.server.stop(grace=1.0)
@@ -79,7 +81,7 @@ async def start_ledger(
     port = server.add_insecure_port(listen)
     await server.start()
     await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
-    return RunningLedger(server, port, engine, settlement)
+    return RunningLedger(server, port, engine, settlement, health_servicer)
 
 
 async def _main(arguments: argparse.Namespace) -> None:
@@ -121,7 +123,27 @@ async def _main(arguments: argparse.Namespace) -> None:
             ),
         )
         publisher.start()
+    reporter: HealthReporter | None = None
+    probe: BrokerProbe | None = None
+    if arguments.kafka_bootstrap:
+        # The event path's health: the broker probed for what the consumer reads and the
+        # publisher writes, and the publisher's rounds (core/event_path_health.py).
+        probe = BrokerProbe(
+            arguments.kafka_bootstrap,
+            (CORE_EVENTS_TOPIC, arguments.ledger_events_topic),
+            EventPath("ledger settlement consumer"),
+        )
+        probe.start()
+        paths = [probe.path] + ([publisher.path] if publisher is not None else [])
+        reporter = HealthReporter(
+            paths, health_setter(ledger.health.set), logger=logging.getLogger("ledger")
+        )
+        reporter.start()
     await stop.wait()
+    if reporter is not None:
+        await reporter.stop()
+    if probe is not None:
+        await probe.stop()
     if publisher is not None:
         await publisher.stop()
     if consuming is not None:
