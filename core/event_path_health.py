@@ -97,7 +97,26 @@ class EventPath:
         )
 
 
-class BrokerProbe:
+class _Background:
+    """A task on the running loop from `start()` until `stop()`."""
+
+    _task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+
+class BrokerProbe(_Background):
     """Asks the broker for the end offsets of `topics` every `interval_seconds`."""
 
     def __init__(
@@ -114,17 +133,6 @@ class BrokerProbe:
         self.path = path
         self._interval_seconds = interval_seconds
         self._timeout_seconds = timeout_seconds
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     async def _run(self) -> None:
         consumer: AIOKafkaConsumer | None = None
@@ -191,7 +199,7 @@ def health_setter(
     return set_serving
 
 
-class HealthReporter:
+class HealthReporter(_Background):
     """Keeps the process's health NOT_SERVING while any path is unhealthy."""
 
     def __init__(
@@ -206,19 +214,7 @@ class HealthReporter:
         self._set_serving = set_serving
         self._interval_seconds = interval_seconds
         self._logger = logger
-        self._task: asyncio.Task[None] | None = None
         self.unhealthy_reason: str | None = None
-
-    def start(self) -> None:
-        """Report SERVING now, then watch the paths."""
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     async def check(self) -> str | None:
         """Set the health from the paths now; returns the reason when unhealthy."""
@@ -234,6 +230,7 @@ class HealthReporter:
         return reason
 
     async def _run(self) -> None:
+        """Report SERVING now, then watch the paths."""
         await self._set_serving(serving=True)
         while True:
             await self.check()
