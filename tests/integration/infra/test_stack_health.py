@@ -2,8 +2,10 @@
 short event-path bound; the broker is paused (SIGSTOP: it still accepts connections, but
 answers nothing) -> core, ledger, streaming and gateway report their event path NOT_SERVING
 within the bound (plus the probe's timeout), `status` names each one unhealthy with the
-reason and exits 1; the broker resumed (SIGCONT) -> every component is healthy again and
-`status` exits 0."""
+reason and exits 1; a deposit meanwhile is acknowledged by the core but cannot reach the
+ledger, and reconciliation reads LAGGING (with the lag), never MATCHED; the broker resumed
+(SIGCONT) -> every component is healthy again, `status` exits 0, and reconciliation reads
+MATCHED once the ledger has caught up."""
 
 from __future__ import annotations
 
@@ -12,21 +14,27 @@ import signal
 from collections.abc import Iterator
 
 import pytest
+from exchange.ledger.types.v1 import types_pb2 as ledger_types_pb2
 
 from core.event_path_health import BOUND_VARIABLE, EVENT_PATH_SERVICE
 from infra.local.probes import grpc_health_status
+from tests.support.exchange_access import deposit, engine_status, reconciliation
 from tests.support.local_stack import StackCommand, local_stack, wait_until
 
 BOUND_SECONDS = 5
 # The probe's timeout (5 s) and interval (2 s) and the reporter's 1 s come on top of the bound.
 DETECTION_SECONDS = BOUND_SECONDS + 5 + 2 + 1 + 10  # + slack for a loaded machine
 SERVICES = ("core", "ledger", "streaming", "gateway")
+MATCHED = ledger_types_pb2.RECONCILIATION_STATUS_MATCHED
+LAGGING = ledger_types_pb2.RECONCILIATION_STATUS_LAGGING
 
 
 @pytest.fixture
 def stack() -> Iterator[StackCommand]:
     with local_stack() as command:
         command.environment[BOUND_VARIABLE] = str(BOUND_SECONDS)
+        # The ledger's reconciliation: LAGGING once it lags and has not advanced for 5 s.
+        command.environment["LEDGER_RECONCILIATION_STALLED_SECONDS_MAX"] = str(BOUND_SECONDS)
         command.up()
         yield command
 
@@ -61,6 +69,10 @@ def test_a_paused_broker_makes_the_services_unhealthy_until_it_resumes(
     assert healthy["(exit)"] == "0", healthy
     assert all("healthy" in healthy[name] for name in SERVICES), healthy
     assert _event_paths(stack) == dict.fromkeys(SERVICES, "SERVING")
+    wait_until(  # the ledger settles `up`'s set-up
+        "reconciliation MATCHED", lambda: reconciliation(stack, 0).status == MATCHED
+    )
+    assert reconciliation(stack, 0).lag_engine_seqs == 0
 
     broker_pid = stack.pid("broker")
     os.kill(broker_pid, signal.SIGSTOP)
@@ -79,6 +91,18 @@ def test_a_paused_broker_makes_the_services_unhealthy_until_it_resumes(
         assert "unhealthy" not in broken["postgres"], broken["postgres"]
         core_log = (stack.var / "log" / "core.log").read_text()
         assert "event path unhealthy: " in core_log
+
+        deposit(stack, "health-depositor", "health-deposit-1", 10**6)  # in the WAL, not the log
+        core_seq = engine_status(stack).engine_seq
+        wait_until(
+            "reconciliation LAGGING",
+            lambda: reconciliation(stack, 0).status == LAGGING,
+            timeout_seconds=BOUND_SECONDS + 10,
+        )
+        lagging = reconciliation(stack, 0)
+        assert lagging.lag_engine_seqs >= 1, lagging
+        assert lagging.ledger_engine_seq < core_seq
+        assert lagging.stalled_for.ToMilliseconds() > BOUND_SECONDS * 1000
     finally:
         os.kill(broker_pid, signal.SIGCONT)
 
@@ -90,3 +114,10 @@ def test_a_paused_broker_makes_the_services_unhealthy_until_it_resumes(
     recovered = _lines(stack)
     assert recovered["(exit)"] == "0", recovered
     assert "event path healthy again" in (stack.var / "log" / "ledger.log").read_text()
+    wait_until(
+        "reconciliation MATCHED after the ledger caught up",
+        lambda: reconciliation(stack, 0).status == MATCHED,
+        timeout_seconds=60,
+    )
+    caught_up = reconciliation(stack, 0)
+    assert (caught_up.lag_engine_seqs, caught_up.ledger_engine_seq) == (0, core_seq)
