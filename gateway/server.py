@@ -22,6 +22,7 @@ from exchange.marketdata.v1 import types_pb2 as marketdata_types_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from redis.asyncio import Redis
 
+from core.event_path_health import BrokerProbe, EventPath, HealthReporter, health_setter
 from gateway.api_key_service import ApiKeyService
 from gateway.api_keys import ApiKeyStore
 from gateway.authorization import Authorizer
@@ -105,6 +106,17 @@ async def running_gateway(
     grpc_port = server.add_insecure_port(f"{settings.http_host}:{settings.grpc_port}")
     await server.start()
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    probe: BrokerProbe | None = None
+    reporter: HealthReporter | None = None
+    if consumer is not None:
+        # The market-data consumer's event path (core/event_path_health.py): its aiokafka
+        # client only retries in silence, so the broker is probed for the topics it reads.
+        probe = BrokerProbe(
+            settings.broker, consumer.topics, EventPath("gateway market-data consumer")
+        )
+        probe.start()
+        reporter = HealthReporter([probe.path], health_setter(health_servicer.set))
+        reporter.start()
     try:
         yield RunningGateway(
             http_port=settings.http_port,
@@ -114,6 +126,10 @@ async def running_gateway(
             consumer=consumer,
         )
     finally:
+        if reporter is not None:
+            await reporter.stop()
+        if probe is not None:
+            await probe.stop()
         if consumer_task is not None:
             consumer_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -32,6 +32,7 @@ from typing import Any, Final
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from core.event_path_health import EventPath
 from core.outbox.topics import TopicSpec, ensure_topics
 from ledger.db.connection import DriverConnection, driver_connection
 from ledger.events_outbox import LEDGER_EVENTS_TOPIC, LEDGER_STREAM, entry_posted, with_seq
@@ -113,6 +114,7 @@ class LedgerEventsPublisher:
         self.rounds_count = 0
         self.send_failures_count = 0
         self.last_error: BaseException | None = None
+        self.path = EventPath("ledger events publisher")  # rounds published or failing
 
     @property
     def running(self) -> bool:
@@ -169,10 +171,12 @@ class LedgerEventsPublisher:
                     if self._after_send is not None:
                         await self._after_send()
                     await self._mark_published(rows)
+                    self.path.succeeded()
                     backoff_seconds = self.options.backoff_seconds_initial
             except Exception as error:  # noqa: BLE001  (broker or database: reconnect, resend)
                 self.last_error = error
                 self.send_failures_count += 1
+                self.path.failed(error)
                 LOGGER.warning("ledger events: round failed, retrying: %r", error)
             finally:
                 if producer is not None:

@@ -26,15 +26,16 @@ from exchange.ledger.v1 import ledger_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from core.event_path_health import BrokerProbe, EventPath, HealthReporter, health_setter
 from ledger.adjustments import Adjustments, FundingClient, GrpcFundingClient
-from ledger.consumer import ConsumerOptions, SettlementConsumer
+from ledger.consumer import CORE_EVENTS_TOPIC, ConsumerOptions, SettlementConsumer
 from ledger.corrections import Corrections
 from ledger.db.connection import create_engine
 from ledger.events_outbox import LEDGER_EVENTS_TOPIC
 from ledger.events_publisher import LedgerEventsOptions, LedgerEventsPublisher
 from ledger.gc_tuning import tune_garbage_collector
 from ledger.grpc_service import LedgerService
-from ledger.reconciliation import CoreView, GrpcCoreView, Reconciliation
+from ledger.reconciliation import CoreView, GrpcCoreView, LagBound, Reconciliation
 from ledger.settlement import Settlement
 
 SERVICE_NAME = "exchange.ledger.v1.LedgerService"
@@ -46,6 +47,7 @@ class RunningLedger:
     port: int
     engine: AsyncEngine
     settlement: Settlement
+    health: health.aio.HealthServicer
 
     async def stop(self) -> None:
         await self.server.stop(grace=1.0)
@@ -59,6 +61,7 @@ async def start_ledger(
     shard_id: str,
     core: CoreView,
     funding: FundingClient,
+    lag_bound: LagBound | None = None,
 ) -> RunningLedger:
     """Build and start the gRPC server (port 0 in `listen`: a free one)."""
     engine = create_engine(database_url)
@@ -67,7 +70,7 @@ async def start_ledger(
         engine=engine,
         settlement=settlement,
         corrections=Corrections(engine, settlement.writer),
-        reconciliation=Reconciliation(engine, core, shard_id=shard_id),
+        reconciliation=Reconciliation(engine, core, shard_id=shard_id, lag_bound=lag_bound),
         adjustments=Adjustments(engine, funding),
     )
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])  # no silent port sharing
@@ -77,7 +80,7 @@ async def start_ledger(
     port = server.add_insecure_port(listen)
     await server.start()
     await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
-    return RunningLedger(server, port, engine, settlement)
+    return RunningLedger(server, port, engine, settlement, health_servicer)
 
 
 async def _main(arguments: argparse.Namespace) -> None:
@@ -88,6 +91,10 @@ async def _main(arguments: argparse.Namespace) -> None:
         shard_id=arguments.shard_id,
         core=GrpcCoreView(core_channel),
         funding=GrpcFundingClient(core_channel),
+        lag_bound=LagBound(
+            engine_seqs_max=arguments.reconciliation_lag_seqs_max,
+            stalled_ms_max=1000 * arguments.reconciliation_stalled_seconds_max,
+        ),
     )
     logging.getLogger("ledger").info("LedgerService listening on port %d", ledger.port)
     if arguments.tune_garbage_collector:
@@ -118,7 +125,27 @@ async def _main(arguments: argparse.Namespace) -> None:
             ),
         )
         publisher.start()
+    reporter: HealthReporter | None = None
+    probe: BrokerProbe | None = None
+    if arguments.kafka_bootstrap:
+        # The event path's health: the broker probed for what the consumer reads and the
+        # publisher writes, and the publisher's rounds (core/event_path_health.py).
+        probe = BrokerProbe(
+            arguments.kafka_bootstrap,
+            (CORE_EVENTS_TOPIC, arguments.ledger_events_topic),
+            EventPath("ledger settlement consumer"),
+        )
+        probe.start()
+        paths = [probe.path] + ([publisher.path] if publisher is not None else [])
+        reporter = HealthReporter(
+            paths, health_setter(ledger.health.set), logger=logging.getLogger("ledger")
+        )
+        reporter.start()
     await stop.wait()
+    if reporter is not None:
+        await reporter.stop()
+    if probe is not None:
+        await probe.stop()
     if publisher is not None:
         await publisher.stop()
     failure: BaseException | None = None
@@ -159,6 +186,24 @@ def main() -> None:
         dest="publish_ledger_events",
         action="store_false",
         help="do not run the ledger events publisher in this process (the outbox keeps them)",
+    )
+    parser.add_argument(
+        "--reconciliation-lag-seqs-max",
+        type=int,
+        default=int(
+            os.environ.get("LEDGER_RECONCILIATION_LAG_SEQS_MAX", LagBound().engine_seqs_max)
+        ),
+        help="reconciliation reads LAGGING when the ledger lags the core by more engine seqs",
+    )
+    parser.add_argument(
+        "--reconciliation-stalled-seconds-max",
+        type=int,
+        default=int(
+            os.environ.get(
+                "LEDGER_RECONCILIATION_STALLED_SECONDS_MAX", LagBound().stalled_ms_max // 1000
+            )
+        ),
+        help="... or when it lags and has not advanced for longer than this",
     )
     parser.add_argument(
         "--no-tune-garbage-collector",

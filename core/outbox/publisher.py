@@ -39,6 +39,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
 from core.contracts.events import varint
+from core.event_path_health import EventPath
 from core.outbox.cursor import PUBLISH_CURSOR_NAME, read_cursor, write_cursor
 from core.outbox.errors import (
     JournalFormatError,
@@ -125,6 +126,7 @@ class OutboxPublisher:
         self.cursor_writes_count = 0
         self.segments_removed_count = 0
         self._reader: JournalReader | None = None
+        self.path = EventPath("core outbox publisher")  # rounds acknowledged or failing
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -241,6 +243,7 @@ class OutboxPublisher:
                 except Exception as error:  # noqa: BLE001  (any broker failure: reconnect, resend)
                     self.last_error = error
                     self.send_failures_count += 1
+                    self.path.failed(error)
                 finally:
                     if producer is not None:
                         await self._close_producer(producer)
@@ -343,6 +346,7 @@ class OutboxPublisher:
 
     def _acknowledged(self, records: list[WalRecord]) -> None:
         self._published_seq = records[-1].seq
+        self.path.succeeded()
         self.rounds_count += 1
         self.records_published_count += len(records)
         self._progress.set()

@@ -188,6 +188,7 @@ class CoreAdminServicer(core_admin_pb2_grpc.CoreAdminServiceServicer):
             durable_engine_seq=sequencer.durable_engine_seq,
             published_engine_seq=runtime.published_engine_seq(),
             snapshot_engine_seq=sequencer.snapshot_seq,
+            last_event_engine_seq=runtime.history_sink.last_event_engine_seq,
         )
         for symbol in engine.symbols():
             view = engine.market(symbol)

@@ -88,6 +88,10 @@ class EventLogConsumer:
         self._on_update = on_update
         self.stats = ConsumerStats()
 
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return tuple(self._options.topics)
+
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._options.bootstrap_servers,

@@ -80,7 +80,7 @@ class StackCommand:
         return self.var / "demo-keys.json"
 
     def keys(self) -> dict[str, ApiKey]:
-        """The demo keys `up` stored (demo-alice, demo-bob, operator)."""
+        """The demo keys `up` stored (demo-alice, demo-bob, demo-maker, demo-taker, operator)."""
         return read_demo_keys(self.keys_file)
 
     def pid(self, component: str) -> int:

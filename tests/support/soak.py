@@ -259,8 +259,9 @@ def reconcile_exactly(
     status = ledger_types_pb2.ReconciliationStatus.Name(report.status).removeprefix(
         "RECONCILIATION_STATUS_"
     )
-    if status != "MATCHED" or report.gaps:
-        return status, f"gaps {list(report.gaps)[:5]}"
+    if status != "MATCHED" or report.gaps:  # LAGGING: the ledger lags past its bound
+        lag = f"lag {report.lag_engine_seqs} seqs, stalled {report.stalled_for.ToMilliseconds()} ms"
+        return status, f"{lag}; gaps {list(report.gaps)[:5]}"
     violations = invariant_violations(stack)
     if violations:
         return "INVARIANT_VIOLATED", "; ".join(violations[:5])

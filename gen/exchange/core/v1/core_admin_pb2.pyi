@@ -401,6 +401,7 @@ class GetEngineStatusResponse(_message.Message):
     PUBLISHED_ENGINE_SEQ_FIELD_NUMBER: _builtins.int
     SNAPSHOT_ENGINE_SEQ_FIELD_NUMBER: _builtins.int
     MARKETS_FIELD_NUMBER: _builtins.int
+    LAST_EVENT_ENGINE_SEQ_FIELD_NUMBER: _builtins.int
     shard_id: _builtins.str
     epoch: _builtins.int
     """The fencing epoch this instance writes under."""
@@ -412,6 +413,10 @@ class GetEngineStatusResponse(_message.Message):
     """The last command whose events the outbox published."""
     snapshot_engine_seq: _builtins.int
     """The engine sequence number of the newest snapshot."""
+    last_event_engine_seq: _builtins.int
+    """The newest command up to `engine_seq` that produced events (0: none yet): a consumer
+    that has applied its events has seen everything the core has sequenced.
+    """
     @_builtins.property
     def markets(self) -> _containers.RepeatedCompositeFieldContainer[Global___MarketSequence]: ...
     def __init__(
@@ -424,10 +429,11 @@ class GetEngineStatusResponse(_message.Message):
         published_engine_seq: _builtins.int = ...,
         snapshot_engine_seq: _builtins.int = ...,
         markets: _abc.Iterable[Global___MarketSequence] | None = ...,
+        last_event_engine_seq: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["durable_engine_seq", b"durable_engine_seq", "engine_seq", b"engine_seq", "epoch", b"epoch", "markets", b"markets", "published_engine_seq", b"published_engine_seq", "shard_id", b"shard_id", "snapshot_engine_seq", b"snapshot_engine_seq"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["durable_engine_seq", b"durable_engine_seq", "engine_seq", b"engine_seq", "epoch", b"epoch", "last_event_engine_seq", b"last_event_engine_seq", "markets", b"markets", "published_engine_seq", b"published_engine_seq", "shard_id", b"shard_id", "snapshot_engine_seq", b"snapshot_engine_seq"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
