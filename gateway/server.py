@@ -28,6 +28,7 @@ from gateway.authorization import Authorizer
 from gateway.fanout import FanoutLimits, Hub
 from gateway.http_app import build_http_app
 from gateway.market_data.consumer import ConsumerOptions, EventLogConsumer
+from gateway.market_data.core_snapshot import CoreSnapshots
 from gateway.market_data.projection import MarketDataProjection
 from gateway.market_data.service import DEPTH_MAX, MarketDataService
 from gateway.request_validation import RestRequestValidator
@@ -90,8 +91,11 @@ async def running_gateway(
     )
     consumer: EventLogConsumer | None = None
     consumer_task: asyncio.Task[None] | None = None
+    snapshots = CoreSnapshots(settings.core_address) if settings.core_address else None
     if settings.broker:
-        consumer = EventLogConsumer(ConsumerOptions(settings.broker), projection, hub)
+        consumer = EventLogConsumer(
+            ConsumerOptions(settings.broker), projection, hub, snapshots=snapshots
+        )
         consumer_task = asyncio.create_task(_run_consumer(consumer))
     runner = web.AppRunner(build_http_app(authorizer, hub), access_log=None)
     await runner.setup()
@@ -121,6 +125,8 @@ async def running_gateway(
         await server.stop(grace=1)
         await runner.cleanup()
         await market_data.close()
+        if snapshots is not None:
+            await snapshots.close()
         await market_redis.aclose()
         await redis.aclose()
 
