@@ -29,6 +29,7 @@ from gateway.fanout import FanoutLimits, Hub
 from gateway.http_app import build_http_app
 from gateway.market_data.consumer import ConsumerOptions, EventLogConsumer
 from gateway.market_data.core_snapshot import CoreSnapshots
+from gateway.market_data.introspection import consumer_status, projection_state
 from gateway.market_data.projection import MarketDataProjection
 from gateway.market_data.service import DEPTH_MAX, MarketDataService
 from gateway.request_validation import RestRequestValidator
@@ -97,7 +98,13 @@ async def running_gateway(
             ConsumerOptions(settings.broker), projection, hub, snapshots=snapshots
         )
         consumer_task = asyncio.create_task(_run_consumer(consumer))
-    runner = web.AppRunner(build_http_app(authorizer, hub), access_log=None)
+    app = build_http_app(
+        authorizer,
+        hub,
+        market_data_status=lambda: consumer_status(consumer),
+        market_data_state=lambda: projection_state(projection),
+    )
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.http_host, settings.http_port)
     await site.start()
