@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
+import urllib.request
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -197,6 +199,14 @@ def comparable(gateway_state: dict[str, Any]) -> dict[str, Any]:
         "balances": sorted(b for b in gateway_state["balances"] if b[2] or b[3]),
         "orders": sorted(gateway_state["orders"]),
     }
+
+
+def gateway_market_data(http_port: int, path: str = "") -> dict[str, Any]:
+    """The gateway's `/internal/market-data` (path "") or `/internal/market-data/state`."""
+    url = f"http://127.0.0.1:{http_port}/internal/market-data{path}"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        document: dict[str, Any] = json.loads(response.read())
+        return document
 
 
 async def drop_old_records(bootstrap_servers: str, mode: str, topics: Sequence[str]) -> None:

@@ -17,7 +17,6 @@ import asyncio
 import json
 import os
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -40,6 +39,7 @@ from tests.support.projection_traffic import (
     comparable,
     core_view,
     drop_old_records,
+    gateway_market_data,
     list_and_fund,
 )
 
@@ -57,10 +57,7 @@ def broker_launcher() -> AbstractContextManager[Broker]:
 
 
 def market_data(gateway: GatewayProcess, path: str = "") -> dict[str, Any]:
-    url = f"http://127.0.0.1:{gateway.http_port}/internal/market-data{path}"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        document: dict[str, Any] = json.loads(response.read())
-        return document
+    return gateway_market_data(gateway.http_port, path)
 
 
 def until(probe: Callable[[], bool], what: str) -> None:
