@@ -246,12 +246,7 @@ class MarketDataProjection:
             updates.append(PublicUpdate(f"book:{symbol}", message))
         for account_id, asset in sorted(command.balances):
             available, held = self.balance(account_id, asset)
-            message = websocket_pb2.ServerMessage()
-            message.balance.balance.asset = asset
-            message.balance.balance.available = available
-            message.balance.balance.held = held
-            message.balance.engine_seq = command.engine_seq
-            updates.append(PrivateUpdate("balances", account_id, message))
+            updates.append(_balance_update(account_id, asset, available, held, command.engine_seq))
         return updates
 
     def restore(self, snapshot: ProjectionSnapshot) -> list[Update]:
@@ -317,12 +312,15 @@ class MarketDataProjection:
             self.balances[key] = [balance.available, balance.held]
             if before == [balance.available, balance.held]:
                 continue
-            message = websocket_pb2.ServerMessage()
-            message.balance.balance.asset = balance.asset
-            message.balance.balance.available = balance.available
-            message.balance.balance.held = balance.held
-            message.balance.engine_seq = snapshot.engine_seq
-            updates.append(PrivateUpdate("balances", balance.account_id, message))
+            updates.append(
+                _balance_update(
+                    balance.account_id,
+                    balance.asset,
+                    balance.available,
+                    balance.held,
+                    snapshot.engine_seq,
+                )
+            )
         self.snapshots_restored += 1
         return updates
 
@@ -589,6 +587,17 @@ class MarketDataProjection:
         cell = self.balances.setdefault((account_id, asset), [0, 0])
         cell[1] += amount
         command.balances.add((account_id, asset))
+
+
+def _balance_update(
+    account_id: str, asset: str, available: int, held: int, engine_seq: int
+) -> PrivateUpdate:
+    message = websocket_pb2.ServerMessage()
+    message.balance.balance.asset = asset
+    message.balance.balance.available = available
+    message.balance.balance.held = held
+    message.balance.engine_seq = engine_seq
+    return PrivateUpdate("balances", account_id, message)
 
 
 def _changed(levels: PriceLevels, prices: set[int], *, reverse: bool) -> list[types_pb2.PriceLevel]:

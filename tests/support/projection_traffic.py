@@ -12,7 +12,6 @@ the resting orders per price, as the engine's own levels are.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import random
 import urllib.request
@@ -60,6 +59,8 @@ class Traders:
     seed: int
     deposits: int = 0
     placed: int = 0
+    cancels: int = 0
+    cancels_too_late: int = 0
     resting: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
 
     def __post_init__(self) -> None:
@@ -88,10 +89,18 @@ class Traders:
         resting = self.resting[account]
         if resting and (choice < 0.12 or len(resting) >= RESTING_MAX_PER_TRADER):
             order_id = resting.pop(self._random.randrange(len(resting)))
-            with contextlib.suppress(aio.AioRpcError):  # filled meanwhile: ORDER_NOT_OPEN
+            self.cancels += 1
+            try:
                 await trading.CancelOrder(
-                    trading_pb2.CancelOrderRequest(order_id=order_id), metadata=trader(account)
+                    trading_pb2.CancelOrderRequest(
+                        order_id=order_id, request_id=f"c{self.seed}-{self.cancels}"
+                    ),
+                    metadata=trader(account),
                 )
+            except aio.AioRpcError as error:
+                if "ORDER_NOT_OPEN" not in (error.details() or ""):
+                    raise  # only a filled order may fail to cancel
+                self.cancels_too_late += 1
             return
         if choice > 0.98:
             self.deposits += 1

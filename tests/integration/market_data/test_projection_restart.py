@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 import aiohttp
 import pytest
@@ -157,15 +157,13 @@ def test_a_restarted_gateway_serves_the_cores_state_after_the_log_lost_its_histo
 
     asyncio.run(setup())
     asyncio.run(trade(400))
+
+    def gateway_process(log: IO[bytes]) -> GatewayProcess:
+        environment = {"EDGE_BROKER": broker.bootstrap_servers, "EDGE_CORE_ADDRESS": core.address}
+        return GatewayProcess(redis_url=redis.url, log=log, environment=environment)
+
     with (directory / "gateway-1.log").open("wb") as log:
-        gateway = GatewayProcess(
-            redis_url=redis.url,
-            log=log,
-            environment={
-                "EDGE_BROKER": broker.bootstrap_servers,
-                "EDGE_CORE_ADDRESS": core.address,
-            },
-        )
+        gateway = gateway_process(log)
         gateway.start()
         try:
             until(lambda: matches_core(gateway, core.address)[0], "the first gateway's state")
@@ -177,14 +175,7 @@ def test_a_restarted_gateway_serves_the_cores_state_after_the_log_lost_its_histo
 
     async def restart_and_watch() -> tuple[BookSubscriber, dict[str, Any]]:
         with (directory / "gateway-2.log").open("wb") as log:
-            gateway = GatewayProcess(
-                redis_url=redis.url,
-                log=log,
-                environment={
-                    "EDGE_BROKER": broker.bootstrap_servers,
-                    "EDGE_CORE_ADDRESS": core.address,
-                },
-            )
+            gateway = gateway_process(log)
             gateway.start()
             try:
                 subscriber = BookSubscriber(f"ws://127.0.0.1:{gateway.http_port}/ws")
@@ -203,6 +194,7 @@ def test_a_restarted_gateway_serves_the_cores_state_after_the_log_lost_its_histo
                 status = market_data(gateway)
                 assert status["snapshots"] == 1
                 assert status["snapshot_engine_seq"] > 0
+                assert status["snapshot_offset"] > 0  # the outbox's position in the new log
                 gateway_state = market_data(gateway, "/state")
                 assert gateway_state["assets"] == ["BTC", "USDT"]  # their events left the log
                 assert gateway_state["gaps_seen"] == 0
