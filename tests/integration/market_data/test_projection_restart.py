@@ -218,3 +218,42 @@ def test_a_restarted_gateway_serves_the_cores_state_after_the_log_lost_its_histo
     assert subscriber.gaps == 0
     assert subscriber.diffs > 0
     assert subscriber.book() == book
+
+
+def test_a_gateway_started_after_a_core_restart_resumes_where_the_restarted_core_publishes(
+    exchange: tuple[Broker, ServerProcess, RedisServer, Path],
+) -> None:
+    """The restarted core knows no offset until its outbox acknowledges a round (it may
+    publish again what it had published): the gateway waits for one, then equals the core."""
+    broker, core, redis, directory = exchange
+
+    async def trade(address: str, orders: int, seed: int) -> None:
+        async with aio.insecure_channel(address) as channel:
+            await Traders(seed=seed).run(channel, orders)
+
+    async def setup() -> None:
+        async with aio.insecure_channel(core.address) as channel:
+            await list_and_fund(channel)
+
+    asyncio.run(setup())
+    asyncio.run(trade(core.address, 300, seed=1))
+    core.stop()
+    with (
+        ServerProcess(directory / "core", "--broker", broker.bootstrap_servers) as restarted,
+        (directory / "gateway.log").open("wb") as log,
+    ):
+        environment = {
+            "EDGE_BROKER": broker.bootstrap_servers,
+            "EDGE_CORE_ADDRESS": restarted.address,
+        }
+        gateway = GatewayProcess(redis_url=redis.url, log=log, environment=environment)
+        gateway.start()
+        try:
+            asyncio.run(trade(restarted.address, 200, seed=2))
+            until(lambda: matches_core(gateway, restarted.address)[0], "the gateway's state")
+            status = market_data(gateway)
+            assert status["snapshots"] == 1
+            assert status["snapshot_offset"] > 0
+            assert market_data(gateway, "/state")["gaps_seen"] == 0
+        finally:
+            gateway.stop()
