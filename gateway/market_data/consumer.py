@@ -124,6 +124,10 @@ class EventLogConsumer:
             client_id="exchange-gateway-market-data",
         )
         await consumer.start()
+        # A new consumer has no assignment: after a failure every partition is assigned
+        # again, and the shard's from a new snapshot.
+        self.stats.assigned = set()
+        self._snapshot_partition = None
         try:
             await self._consume(consumer)
         finally:
