@@ -11,8 +11,9 @@
   the first record of any later event (the events read again are skipped by their stream
   seqs). A snapshot without a known offset (the core has acknowledged no round since it
   started) is asked for again every `snapshot_retry_seconds`, and so is one whose offset
-  the log no longer holds (`OffsetOutOfRangeError`: retention deleted it, or the topic was
-  recreated), at start or later: the gateway never serves a gap. The consumer's
+  the log no longer holds (`OffsetOutOfRangeError`: retention deleted it; or a position past
+  the partition's high watermark: the topic was recreated), at start or later: the gateway
+  never serves a gap. The consumer's
   `auto_offset_reset` is "none" for that reason: an offset out of range is an error,
   never a silent jump. Without a snapshot source every partition is read from its first
   offset (tests and tools that write the log themselves).
@@ -43,7 +44,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import OffsetOutOfRangeError
@@ -208,6 +209,38 @@ class EventLogConsumer:
             offset,
         )
 
+    async def _poll(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[Any]] | None:
+        """One fetch; None when a position had left the log (handled: a new snapshot, or the
+        partition's start)."""
+        try:
+            polled: dict[TopicPartition, list[Any]] = await consumer.getmany(
+                timeout_ms=self._options.poll_timeout_ms
+            )
+        except OffsetOutOfRangeError as error:
+            await self._out_of_range(consumer, error)
+            return None
+        if self._snapshot_partition is not None and self._snapshot_partition not in polled:
+            lost = await self._beyond_end(consumer, self._snapshot_partition)
+            if lost is not None:
+                await self._out_of_range(consumer, lost)
+                return None
+        return polled
+
+    @staticmethod
+    async def _beyond_end(
+        consumer: AIOKafkaConsumer, topic_partition: TopicPartition
+    ) -> OffsetOutOfRangeError | None:
+        """A position past the partition's end (the high watermark of the last fetch) is out
+        of range too: the log was truncated or recreated, and a broker may answer such a
+        fetch with nothing instead of OFFSET_OUT_OF_RANGE (Tansu does)."""
+        highwater = consumer.highwater(topic_partition)
+        if highwater is None:
+            return None
+        position = await consumer.position(topic_partition)
+        if position <= highwater:
+            return None
+        return OffsetOutOfRangeError({topic_partition: position})
+
     async def _out_of_range(self, consumer: AIOKafkaConsumer, error: OffsetOutOfRangeError) -> None:
         """The log no longer holds a position: a new snapshot for the snapshot's partition,
         the partition's start for the others (latest-state or not started from a snapshot)."""
@@ -234,10 +267,8 @@ class EventLogConsumer:
             if not self.stats.assigned:
                 await asyncio.sleep(self._options.metadata_retry_seconds)
                 continue
-            try:
-                polled = await consumer.getmany(timeout_ms=self._options.poll_timeout_ms)
-            except OffsetOutOfRangeError as error:
-                await self._out_of_range(consumer, error)
+            polled = await self._poll(consumer)
+            if polled is None:
                 continue
             # The core's events decide: the md.* topics are latest-state and may not exist.
             reading_core = any(tp.topic == CORE_EVENTS_TOPIC for tp in self.stats.assigned)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -257,3 +258,65 @@ def test_a_gateway_started_after_a_core_restart_resumes_where_the_restarted_core
             assert market_data(gateway, "/state")["gaps_seen"] == 0
         finally:
             gateway.stop()
+
+
+def test_a_running_gateway_whose_position_left_the_log_takes_a_new_snapshot(
+    exchange: tuple[Broker, ServerProcess, RedisServer, Path],
+) -> None:
+    """The gateway is paused (SIGSTOP) while the log loses every record and the core trades
+    on; resumed, its position is no longer in the log: it takes a new snapshot instead of
+    serving a gap, equals the core, and a book subscriber's diffs still chain across it."""
+    broker, core, redis, directory = exchange
+    traders = Traders(seed=3)
+
+    async def trade(orders: int) -> None:
+        async with aio.insecure_channel(core.address) as channel:
+            await traders.run(channel, orders)
+
+    async def setup() -> None:
+        async with aio.insecure_channel(core.address) as channel:
+            await list_and_fund(channel)
+
+    asyncio.run(setup())
+    asyncio.run(trade(400))
+
+    async def pause_drop_resume(gateway: GatewayProcess) -> tuple[BookSubscriber, Any]:
+        subscriber = BookSubscriber(f"ws://127.0.0.1:{gateway.http_port}/ws")
+        subscribed = asyncio.Event()
+        task = asyncio.create_task(subscriber.run(subscribed))
+        await asyncio.wait_for(subscribed.wait(), WAIT_SECONDS)
+        await asyncio.to_thread(
+            until, lambda: matches_core(gateway, core.address)[0], "the gateway's first state"
+        )
+        os.kill(gateway.pid, signal.SIGSTOP)
+        try:
+            await drop_old_records(broker.bootstrap_servers, RETENTION_MODE, TOPICS_DROPPED)
+            await trade(100)  # fewer records than the gateway had read: its position is past
+        finally:
+            os.kill(gateway.pid, signal.SIGCONT)
+        await asyncio.to_thread(
+            until,
+            lambda: matches_core(gateway, core.address)[0],
+            "the resumed gateway to equal the core",
+        )
+        _, expected = await asyncio.to_thread(matches_core, gateway, core.address)
+        book = expected["books"][SYMBOL]
+        await asyncio.to_thread(
+            until, lambda: subscriber.seq == book["seq"], "the WebSocket book's last diff"
+        )
+        task.cancel()
+        return subscriber, book
+
+    with (directory / "gateway.log").open("wb") as log:
+        environment = {"EDGE_BROKER": broker.bootstrap_servers, "EDGE_CORE_ADDRESS": core.address}
+        gateway = GatewayProcess(redis_url=redis.url, log=log, environment=environment)
+        gateway.start()
+        try:
+            subscriber, book = asyncio.run(pause_drop_resume(gateway))
+            status = market_data(gateway)
+            assert status["snapshots"] == 2  # at start, and when the position left the log
+            assert market_data(gateway, "/state")["gaps_seen"] == 0
+        finally:
+            gateway.stop()
+    assert subscriber.gaps == 0
+    assert subscriber.book() == book
