@@ -11,9 +11,9 @@
   the first record of any later event (the events read again are skipped by their stream
   seqs). A snapshot without a known offset (the core has acknowledged no round since it
   started) is asked for again every `snapshot_retry_seconds`, and so is one whose offset
-  the log no longer holds (`OffsetOutOfRangeError`: retention deleted it; or a position past
-  the partition's high watermark: the topic was recreated), at start or later: the gateway
-  never serves a gap. The consumer's
+  the log no longer holds (`OffsetOutOfRangeError`: retention deleted it; or a position
+  past the partition's high watermark for `beyond_end_seconds`: the topic was recreated),
+  at start or later: the gateway never serves a gap. The consumer's
   `auto_offset_reset` is "none" for that reason: an offset out of range is an error,
   never a silent jump. Without a snapshot source every partition is read from its first
   offset (tests and tools that write the log themselves).
@@ -75,6 +75,7 @@ class ConsumerOptions:
     metadata_retry_seconds: float = 1.0
     live_lag_ms: int = 2_000
     snapshot_retry_seconds: float = 1.0
+    beyond_end_seconds: float = 2.0
 
 
 @dataclass
@@ -115,6 +116,7 @@ class EventLogConsumer:
         self._on_update = on_update
         self._snapshots = snapshots
         self._snapshot_partition: TopicPartition | None = None
+        self._beyond_end_since: float | None = None
         self.stats = ConsumerStats()
 
     async def run(self) -> None:
@@ -226,19 +228,24 @@ class EventLogConsumer:
                 return None
         return polled
 
-    @staticmethod
     async def _beyond_end(
-        consumer: AIOKafkaConsumer, topic_partition: TopicPartition
+        self, consumer: AIOKafkaConsumer, topic_partition: TopicPartition
     ) -> OffsetOutOfRangeError | None:
-        """A position past the partition's end (the high watermark of the last fetch) is out
-        of range too: the log was truncated or recreated, and a broker may answer such a
-        fetch with nothing instead of OFFSET_OUT_OF_RANGE (Tansu does)."""
+        """A position past the partition's end (the high watermark of the fetches) for
+        `beyond_end_seconds` is out of range too: the log was truncated or recreated, and a
+        broker may answer such a fetch with nothing instead of OFFSET_OUT_OF_RANGE (Tansu
+        does). Not at once: right after a seek the watermark is the previous fetch's."""
         highwater = consumer.highwater(topic_partition)
-        if highwater is None:
-            return None
         position = await consumer.position(topic_partition)
-        if position <= highwater:
+        now = asyncio.get_running_loop().time()
+        if highwater is None or position <= highwater:
+            self._beyond_end_since = None
             return None
+        if self._beyond_end_since is None:
+            self._beyond_end_since = now
+        if now - self._beyond_end_since < self._options.beyond_end_seconds:
+            return None
+        self._beyond_end_since = None
         return OffsetOutOfRangeError({topic_partition: position})
 
     async def _out_of_range(self, consumer: AIOKafkaConsumer, error: OffsetOutOfRangeError) -> None:
