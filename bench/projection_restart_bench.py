@@ -39,7 +39,7 @@ from tests.support.projection_traffic import (
     comparable,
     core_view,
     gateway_market_data,
-    list_and_fund,
+    setup_market,
 )
 
 POLL_SECONDS = 0.005
@@ -150,11 +150,7 @@ def main() -> None:
         log = Path(directory) / "gateway.log"
         env = {"EDGE_BROKER": broker.bootstrap_servers}
 
-        async def setup() -> None:
-            async with aio.insecure_channel(core.address) as channel:
-                await list_and_fund(channel)
-
-        asyncio.run(setup())
+        asyncio.run(setup_market(core.address))
         events = asyncio.run(grow_history(core.address, traders, arguments.small))
         print(f"short history: {events} events", flush=True)
         small = measure("short", redis.url, env, core.address, arguments.repeats, log)

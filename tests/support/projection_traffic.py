@@ -52,6 +52,12 @@ async def list_and_fund(channel: aio.Channel) -> None:
         await deposit(channel, account, "BTC", 10_000 * BTC)
 
 
+async def setup_market(core_address: str) -> None:
+    """`list_and_fund` on a channel of its own."""
+    async with aio.insecure_channel(core_address) as channel:
+        await list_and_fund(channel)
+
+
 @dataclass
 class Traders:
     """Random orders of TRADERS; `resting` are the ids each may cancel later."""
@@ -143,6 +149,12 @@ class Traders:
             types_pb2.ORDER_STATUS_PARTIALLY_FILLED,
         ):
             resting.append(response.order.order_id)
+
+
+async def trade(core_address: str, traders: Traders, orders: int) -> None:
+    """`traders.run` on a channel of its own."""
+    async with aio.insecure_channel(core_address) as channel:
+        await traders.run(channel, orders)
 
 
 async def core_view(channel: aio.Channel) -> dict[str, Any]:

@@ -41,7 +41,8 @@ from tests.support.projection_traffic import (
     core_view,
     drop_old_records,
     gateway_market_data,
-    list_and_fund,
+    setup_market,
+    trade,
 )
 
 WAIT_SECONDS = 60.0
@@ -80,6 +81,13 @@ def matches_core(gateway: GatewayProcess, core_address: str) -> tuple[bool, dict
     state = comparable(market_data(gateway, "/state"))
     expected.pop("engine_seq")
     return state == expected, expected
+
+
+def gateway_process(
+    broker: Broker, core_address: str, redis: RedisServer, log: IO[bytes]
+) -> GatewayProcess:
+    environment = {"EDGE_BROKER": broker.bootstrap_servers, "EDGE_CORE_ADDRESS": core_address}
+    return GatewayProcess(redis_url=redis.url, log=log, environment=environment)
 
 
 class BookSubscriber:
@@ -148,23 +156,11 @@ def test_a_restarted_gateway_serves_the_cores_state_after_the_log_lost_its_histo
     broker, core, redis, directory = exchange
     traders = Traders(seed=14)
 
-    async def trade(orders: int) -> None:
-        async with aio.insecure_channel(core.address) as channel:
-            await traders.run(channel, orders)
-
-    async def setup() -> None:
-        async with aio.insecure_channel(core.address) as channel:
-            await list_and_fund(channel)
-
-    asyncio.run(setup())
-    asyncio.run(trade(400))
-
-    def gateway_process(log: IO[bytes]) -> GatewayProcess:
-        environment = {"EDGE_BROKER": broker.bootstrap_servers, "EDGE_CORE_ADDRESS": core.address}
-        return GatewayProcess(redis_url=redis.url, log=log, environment=environment)
+    asyncio.run(setup_market(core.address))
+    asyncio.run(trade(core.address, traders, 400))
 
     with (directory / "gateway-1.log").open("wb") as log:
-        gateway = gateway_process(log)
+        gateway = gateway_process(broker, core.address, redis, log)
         gateway.start()
         try:
             until(lambda: matches_core(gateway, core.address)[0], "the first gateway's state")
@@ -172,11 +168,11 @@ def test_a_restarted_gateway_serves_the_cores_state_after_the_log_lost_its_histo
             gateway.stop()
 
     asyncio.run(drop_old_records(broker.bootstrap_servers, RETENTION_MODE, TOPICS_DROPPED))
-    asyncio.run(trade(300))  # the core publishes into the emptied log
+    asyncio.run(trade(core.address, traders, 300))  # the core publishes into the emptied log
 
     async def restart_and_watch() -> tuple[BookSubscriber, dict[str, Any]]:
         with (directory / "gateway-2.log").open("wb") as log:
-            gateway = gateway_process(log)
+            gateway = gateway_process(broker, core.address, redis, log)
             gateway.start()
             try:
                 subscriber = BookSubscriber(f"ws://127.0.0.1:{gateway.http_port}/ws")
@@ -199,7 +195,7 @@ def test_a_restarted_gateway_serves_the_cores_state_after_the_log_lost_its_histo
                 gateway_state = market_data(gateway, "/state")
                 assert gateway_state["assets"] == ["BTC", "USDT"]  # their events left the log
                 assert gateway_state["gaps_seen"] == 0
-                await trade(300)  # live, after the snapshot
+                await trade(core.address, traders, 300)  # live, after the snapshot
                 await asyncio.to_thread(
                     until,
                     lambda: matches_core(gateway, core.address)[0],
@@ -228,29 +224,17 @@ def test_a_gateway_started_after_a_core_restart_resumes_where_the_restarted_core
     publish again what it had published): the gateway waits for one, then equals the core."""
     broker, core, redis, directory = exchange
 
-    async def trade(address: str, orders: int, seed: int) -> None:
-        async with aio.insecure_channel(address) as channel:
-            await Traders(seed=seed).run(channel, orders)
-
-    async def setup() -> None:
-        async with aio.insecure_channel(core.address) as channel:
-            await list_and_fund(channel)
-
-    asyncio.run(setup())
-    asyncio.run(trade(core.address, 300, seed=1))
+    asyncio.run(setup_market(core.address))
+    asyncio.run(trade(core.address, Traders(seed=1), 300))
     core.stop()
     with (
         ServerProcess(directory / "core", "--broker", broker.bootstrap_servers) as restarted,
         (directory / "gateway.log").open("wb") as log,
     ):
-        environment = {
-            "EDGE_BROKER": broker.bootstrap_servers,
-            "EDGE_CORE_ADDRESS": restarted.address,
-        }
-        gateway = GatewayProcess(redis_url=redis.url, log=log, environment=environment)
+        gateway = gateway_process(broker, restarted.address, redis, log)
         gateway.start()
         try:
-            asyncio.run(trade(restarted.address, 200, seed=2))
+            asyncio.run(trade(restarted.address, Traders(seed=2), 200))
             until(lambda: matches_core(gateway, restarted.address)[0], "the gateway's state")
             status = market_data(gateway)
             assert status["snapshots"] == 1
@@ -269,16 +253,8 @@ def test_a_running_gateway_whose_position_left_the_log_takes_a_new_snapshot(
     broker, core, redis, directory = exchange
     traders = Traders(seed=3)
 
-    async def trade(orders: int) -> None:
-        async with aio.insecure_channel(core.address) as channel:
-            await traders.run(channel, orders)
-
-    async def setup() -> None:
-        async with aio.insecure_channel(core.address) as channel:
-            await list_and_fund(channel)
-
-    asyncio.run(setup())
-    asyncio.run(trade(400))
+    asyncio.run(setup_market(core.address))
+    asyncio.run(trade(core.address, traders, 400))
 
     async def pause_drop_resume(gateway: GatewayProcess) -> tuple[BookSubscriber, Any]:
         subscriber = BookSubscriber(f"ws://127.0.0.1:{gateway.http_port}/ws")
@@ -291,7 +267,9 @@ def test_a_running_gateway_whose_position_left_the_log_takes_a_new_snapshot(
         os.kill(gateway.pid, signal.SIGSTOP)
         try:
             await drop_old_records(broker.bootstrap_servers, RETENTION_MODE, TOPICS_DROPPED)
-            await trade(100)  # fewer records than the gateway had read: its position is past
+            await trade(
+                core.address, traders, 100
+            )  # fewer records than the gateway had read: its position is past
         finally:
             os.kill(gateway.pid, signal.SIGCONT)
         await asyncio.to_thread(
@@ -308,8 +286,7 @@ def test_a_running_gateway_whose_position_left_the_log_takes_a_new_snapshot(
         return subscriber, book
 
     with (directory / "gateway.log").open("wb") as log:
-        environment = {"EDGE_BROKER": broker.bootstrap_servers, "EDGE_CORE_ADDRESS": core.address}
-        gateway = GatewayProcess(redis_url=redis.url, log=log, environment=environment)
+        gateway = gateway_process(broker, core.address, redis, log)
         gateway.start()
         try:
             subscriber, book = asyncio.run(pause_drop_resume(gateway))
