@@ -8,7 +8,8 @@ trading and admin answers, including the assets and markets whose creation left 
 WebSocket book subscriber connected while the gateway starts keeps a chain of diffs without
 a gap to the core's book, through live trading after the restart.
 
-The broker comes from `broker_launcher()`: the one place to change when the broker does.
+The broker is the suite's `kafka_broker` fixture (tests/conftest.py): the one place that
+changes when the broker does.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -30,7 +30,6 @@ from google.protobuf import json_format
 from grpc import aio
 
 from core.service.testing import ServerProcess
-from infra.local.kafka_broker import TansuBroker
 from infra.local.redis import RedisServer
 from tests.integration.edge.harness import GatewayProcess
 from tests.support.projection_traffic import (
@@ -52,10 +51,6 @@ RETENTION_MODE = os.environ.get("EXCHANGE_TEST_LOG_RETENTION", "recreate")
 class Broker(Protocol):
     @property
     def bootstrap_servers(self) -> str: ...
-
-
-def broker_launcher() -> AbstractContextManager[Broker]:
-    return TansuBroker()
 
 
 def market_data(gateway: GatewayProcess, path: str = "") -> dict[str, Any]:
@@ -141,15 +136,19 @@ class BookSubscriber:
 
 
 @pytest.fixture
-def exchange(tmp_path: Path) -> Iterator[tuple[Broker, ServerProcess, RedisServer, Path]]:
+def exchange(
+    kafka_broker: Broker, tmp_path: Path
+) -> Iterator[tuple[Broker, ServerProcess, RedisServer, Path]]:
+    """The suite's broker (tests/conftest.py `kafka_broker`: whatever broker the run uses),
+    the real core publishing to it, and Redis for the gateway."""
     with (
-        broker_launcher() as broker,
-        ServerProcess(tmp_path / "core", "--broker", broker.bootstrap_servers) as core,
+        ServerProcess(tmp_path / "core", "--broker", kafka_broker.bootstrap_servers) as core,
         RedisServer() as redis,
     ):
-        yield broker, core, redis, tmp_path
+        yield kafka_broker, core, redis, tmp_path
 
 
+@pytest.mark.slow
 def test_a_restarted_gateway_serves_the_cores_state_after_the_log_lost_its_history(
     exchange: tuple[Broker, ServerProcess, RedisServer, Path],
 ) -> None:
@@ -217,6 +216,7 @@ def test_a_restarted_gateway_serves_the_cores_state_after_the_log_lost_its_histo
     assert subscriber.book() == book
 
 
+@pytest.mark.slow
 def test_a_gateway_started_after_a_core_restart_resumes_where_the_restarted_core_publishes(
     exchange: tuple[Broker, ServerProcess, RedisServer, Path],
 ) -> None:
@@ -244,6 +244,7 @@ def test_a_gateway_started_after_a_core_restart_resumes_where_the_restarted_core
             gateway.stop()
 
 
+@pytest.mark.slow
 def test_a_running_gateway_whose_position_left_the_log_takes_a_new_snapshot(
     exchange: tuple[Broker, ServerProcess, RedisServer, Path],
 ) -> None:
