@@ -22,6 +22,7 @@ from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from exchange.common.v1 import types_pb2
 from exchange.core.v1 import core_admin_pb2, core_admin_pb2_grpc
 from exchange.funding.v1 import funding_pb2, funding_pb2_grpc
@@ -41,8 +42,12 @@ RESTING_MAX_PER_TRADER: Final = 40
 # How old records leave the log in the test: "recreate" deletes and recreates the topic
 # (Tansu 0.6 applies no retention.ms and has no DeleteRecords; the log is then empty and its
 # offsets start at 0 again), "delete-records" moves the log start to the end with
-# DeleteRecords (what retention does, on a broker that implements it).
-RETENTION_MODES: Final = ("recreate", "delete-records")
+# DeleteRecords (what retention does, on a broker that implements it), "retention-ms" sets
+# the topic's retention.ms short until the broker's own retention emptied the log, then
+# back (a broker that applies retention.ms; not runnable on Tansu, so not run here yet).
+RETENTION_MODES: Final = ("recreate", "delete-records", "retention-ms")
+SHORT_RETENTION_MS: Final = 100
+RETENTION_WAIT_SECONDS: Final = 120.0
 
 
 async def list_and_fund(channel: aio.Channel) -> None:
@@ -250,11 +255,32 @@ async def drop_old_records(bootstrap_servers: str, mode: str, topics: Sequence[s
         try:
             partitions = [TopicPartition(topic, 0) for topic in topics]
             ends = await consumer.end_offsets(partitions)
+            if mode == "delete-records":
+                await admin.delete_records({tp: RecordsToDelete(end) for tp, end in ends.items()})
+                return
+            await _retention_ms(admin, topics, str(SHORT_RETENTION_MS))
+            try:
+                deadline = asyncio.get_running_loop().time() + RETENTION_WAIT_SECONDS
+                while await consumer.beginning_offsets(partitions) != ends:
+                    if asyncio.get_running_loop().time() > deadline:
+                        message = "the broker did not apply retention.ms"
+                        raise TimeoutError(message)
+                    await asyncio.sleep(0.5)
+            finally:
+                await _retention_ms(admin, topics, str(RETENTION_MS_DEFAULT))
         finally:
             await consumer.stop()
-        await admin.delete_records({tp: RecordsToDelete(end) for tp, end in ends.items()})
     finally:
         await admin.close()
+
+
+async def _retention_ms(admin: AIOKafkaAdminClient, topics: Sequence[str], value: str) -> None:
+    await admin.alter_configs(
+        [
+            ConfigResource(ConfigResourceType.TOPIC, topic, {"retention.ms": value})
+            for topic in topics
+        ]
+    )
 
 
 TOPICS_DROPPED: Final = (EVENTS_TOPIC,)

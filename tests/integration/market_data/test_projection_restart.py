@@ -1,8 +1,10 @@
 """The gateway's market-data projection after its log's old records are gone (docs/adr/0017):
 the real core, the Kafka-API broker and the gateway as processes. Trade, let every record of
-`core.events.v1` go (EXCHANGE_TEST_LOG_RETENTION: `recreate`, the default, deletes and
-recreates the topic because Tansu 0.6 applies no retention.ms and has no DeleteRecords;
-`delete-records` moves the log start to the end on a broker that has it), trade more,
+`core.events.v1` go (EXCHANGE_TEST_LOG_RETENTION, tests/support/projection_traffic.py:
+`recreate`, the default, deletes and recreates the topic because Tansu 0.6 applies no
+retention.ms and has no DeleteRecords; `delete-records` moves the log start to the end on a
+broker that has it; `retention-ms` sets a short retention.ms until the broker's own
+retention emptied the log), trade more,
 restart the gateway: every book, balance and resting order equals the core's, read from its
 trading and admin answers, including the assets and markets whose creation left the log. A
 WebSocket book subscriber connected while the gateway starts keeps a chain of diffs without
