@@ -11,6 +11,7 @@ otherwise. State changes are commands through the gateway.
 - TakeSnapshot: the state hash and the snapshot are taken in the same event-loop step, so the
   hash is the one of the snapshot written at the returned seq.
 - GetStateHash / GetEngineBalances at a seq: core/service/historical_state.py.
+- GetProjectionSnapshot: core/service/projection_snapshot.py (docs/adr/0017).
 - PlaceCanaryTrade: the canary maker (`exchange:canary-maker`) posts a post-only SELL of the
   market's minimum quantity at the best free price (the reference price, or one tick below the
   best ask), and the canary taker (`exchange:canary-taker`) buys it IOC at that price, in ONE
@@ -41,6 +42,7 @@ from core.engine import (
 from core.service.errors import ServiceError
 from core.service.historical_state import engine_at
 from core.service.identity import Context, caller_operator
+from core.service.projection_snapshot import projection_snapshot
 from core.service.rpc import unary
 from core.service.runtime import CoreRuntime
 
@@ -169,6 +171,23 @@ class CoreAdminServicer(core_admin_pb2_grpc.CoreAdminServiceServicer):
                 for view in views
                 if not asset or view.asset == asset
             ],
+        )
+
+    @unary
+    async def GetProjectionSnapshot(  # noqa: N802
+        self,
+        request: core_admin_pb2.GetProjectionSnapshotRequest,  # noqa: ARG002  (empty)
+        context: Context,
+    ) -> core_admin_pb2.GetProjectionSnapshotResponse:
+        caller_operator(context)
+        runtime = self._runtime
+        # One step, no await: the state and the outbox's position belong together.
+        return projection_snapshot(
+            runtime.sequencer.engine,
+            engine_seq=runtime.sequencer.engine_seq,
+            shard_id=runtime.shard_id,
+            position=runtime.published_position(),
+            clock_ns=runtime.clock,
         )
 
     @unary

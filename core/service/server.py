@@ -154,6 +154,7 @@ class CoreService:
             )
             publisher.start()
             runtime.published_engine_seq = lambda: publisher.published_seq
+            runtime.published_position = lambda: publisher.position
         recovery = sequencer.recovery
         LOGGER.info(
             "recovered shard %s: epoch %d, snapshot %d, %d replayed, engine seq %d, "

@@ -353,6 +353,8 @@ def components(ports: Ports, var: Path) -> list[Component]:
                 "EDGE_API_KEY_MASTER_SECRET": _master_secret(var),
                 # Market data and the WebSocket channels from the core's event log.
                 "EDGE_BROKER": f"127.0.0.1:{ports.broker}",
+                # The projection starts from the core's snapshot (docs/adr/0017).
+                "EDGE_CORE_ADDRESS": f"127.0.0.1:{ports.core}",
                 # Where the gateway forwards ListCandles / ListTrades (the streaming process).
                 "EDGE_MARKET_HISTORY_ADDRESS": f"127.0.0.1:{ports.streaming}",
             },

@@ -75,6 +75,13 @@ class GatewayProcess:
         wait_for_port(self.http_port, timeout_seconds=30)
         wait_for_port(self.grpc_port, timeout_seconds=30)
 
+    @property
+    def pid(self) -> int:
+        if self._process is None:
+            message = "the gateway is not running"
+            raise RuntimeError(message)
+        return self._process.pid
+
     def stop(self) -> None:
         process, self._process = self._process, None
         if process is None:
