@@ -179,6 +179,14 @@ def _postgres_cluster(var: Path, ports: Ports) -> PostgresCluster:
     return PostgresCluster(directory=var / "postgres", port=ports.postgres)
 
 
+def _prepare_postgres(cluster: PostgresCluster) -> None:
+    """initdb the first time; after a crash, first wait until the old server's backends are
+    gone (a new postmaster refuses to start beside them)."""
+    if cluster.data_directory.exists():
+        cluster.wait_for_old_backends()
+    cluster.initialize()
+
+
 def _prepare_ledger_database(cluster: PostgresCluster) -> None:
     """The ledger's database, migrated to head as the owner, and the service's login role
     (a member of `ledger_service` only), as the ledger's own tests set it up."""
@@ -270,7 +278,7 @@ def components(ports: Ports, var: Path) -> list[Component]:
             ],
             port=ports.postgres,
             ready=lambda: postgres_accepts(ports.postgres),
-            prepare=postgres.initialize,
+            prepare=lambda: _prepare_postgres(postgres),
             configure=lambda: _prepare_ledger_database(postgres),
             user=POSTGRES_OS_USER if os.geteuid() == 0 else None,
             stop_signal=signal.SIGINT,  # fast shutdown: clients are disconnected

@@ -113,8 +113,12 @@ def _process_group(stack: StackCommand, component: str) -> int:
     return os.getpgid(pid)
 
 
-async def inject(stack: StackCommand, component: str, fault: str, rng: random.Random) -> float:
-    """Applies the fault and undoes it (restart or resume); returns its duration."""
+async def inject(
+    stack: StackCommand, component: str, fault: str, rng: random.Random
+) -> tuple[float, list[str]]:
+    """Applies the fault and undoes it (restart or resume); returns its duration and what
+    went wrong undoing it (a `stack up` that failed; it is tried up to 3 times, and the
+    campaign cannot go on if the third fails)."""
     started = time.monotonic()
     group = _process_group(stack, component)
     if fault == "pause":
@@ -123,17 +127,20 @@ async def inject(stack: StackCommand, component: str, fault: str, rng: random.Ra
             await asyncio.sleep(rng.uniform(0.5, 4.0))
         finally:
             os.killpg(group, signal.SIGCONT)
-        return time.monotonic() - started
+        return time.monotonic() - started, []
     os.killpg(group, signal.SIGKILL)
     while process_alive(group):
         await asyncio.sleep(0.02)
     await asyncio.sleep(rng.uniform(0.2, 2.0))
-    answer = await asyncio.to_thread(stack, "up")
-    if answer.returncode != 0:
-        output = (answer.stdout + answer.stderr)[-2000:]
-        message = f"`stack up` failed after killing {component}: {output}"
-        raise AssertionError(message)
-    return time.monotonic() - started
+    problems: list[str] = []
+    for _attempt in range(3):
+        answer = await asyncio.to_thread(stack, "up")
+        if answer.returncode == 0:
+            return time.monotonic() - started, problems
+        output = (answer.stdout + answer.stderr)[-600:]
+        problems.append(f"`stack up` failed after killing {component}: {output}")
+        await asyncio.sleep(2.0)
+    raise AssertionError("\n".join(problems))
 
 
 def core_book(
@@ -327,13 +334,13 @@ async def run_campaign(
             driver = asyncio.create_task(load.run(stop))
             try:
                 await asyncio.sleep(rng.uniform(1.0, 4.0))
-                duration = await inject(stack, component, fault, rng)
+                duration, problems = await inject(stack, component, fault, rng)
                 fault_ended = time.monotonic()
                 await asyncio.sleep(options.after_fault_seconds)
             finally:
                 stop.set()
                 await driver
-            result = CycleResult(number, component, fault, duration)
+            result = CycleResult(number, component, fault, duration, failures=problems)
             await check_cycle(stack, load, watch, checked, result, options.check_timeout_seconds)
             result.recovery_seconds = time.monotonic() - fault_ended
             results.append(result)
