@@ -27,6 +27,7 @@ from exchange.ledger.v1 import ledger_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from core.contracts.request_decoding import DecodeErrorInterceptor
 from ledger.adjustments import Adjustments, FundingClient, GrpcFundingClient
 from ledger.consumer import ConsumerOptions, SettlementConsumer
 from ledger.corrections import Corrections
@@ -71,7 +72,10 @@ async def start_ledger(
         reconciliation=Reconciliation(engine, core, shard_id=shard_id),
         adjustments=Adjustments(engine, funding),
     )
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])  # no silent port sharing
+    server = grpc.aio.server(
+        interceptors=[DecodeErrorInterceptor()],
+        options=[("grpc.so_reuseport", 0)],  # no silent port sharing
+    )
     ledger_pb2_grpc.add_LedgerServiceServicer_to_server(service, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -24,7 +24,10 @@ _HTTP_STATUS = {
     "UNAVAILABLE": 503,
     "UNKNOWN": 500,
 }
-_VALUE = re.compile(r"^\s*ERROR_REASON_([A-Z0-9_]+) = (\d+) \[\(status_code\) = ([A-Z_]+)\];")
+_VALUE = re.compile(
+    r"^\s*ERROR_REASON_([A-Z0-9_]+) = (\d+) \[\(status_code\) = ([A-Z_]+)"
+    r"(?:, \(http_status\) = (\d+))?\];"
+)
 _SECTION = re.compile(r"^\s*// ---- (.+) ----")
 _COMMENT = re.compile(r"^\s*// ?(.*)")
 
@@ -54,10 +57,11 @@ def render(proto_text: str) -> str:
             ]
             comment = []
         elif value := _VALUE.match(line):
-            name, _number, code = value.groups()
+            name, _number, code, http_status = value.groups()
             if name != "UNSPECIFIED":
                 meaning = " ".join(comment) or "-"
-                lines.append(f"| `{name}` | {code} | {_HTTP_STATUS[code]} | {meaning} |")
+                http = http_status or _HTTP_STATUS[code]
+                lines.append(f"| `{name}` | {code} | {http} | {meaning} |")
             comment = []
         elif text := _COMMENT.match(line):
             comment.append(text.group(1).strip())
