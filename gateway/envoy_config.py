@@ -372,7 +372,33 @@ def _health_filter(path: str, min_healthy_percent: dict[str, Any]) -> dict[str, 
     return {"name": path.strip("/"), "typed_config": config}
 
 
+# Header names and values a gRPC upstream accepts as metadata (lower-case token characters;
+# printable ASCII values). Envoy's HTTP/1 codec lets through more (`^`, `|`, obs-text), which
+# the services' gRPC stack then refuses with INTERNAL: the edge refuses them first.
+_HEADER_CHECK = """
+function envoy_on_request(handle)
+  for name, value in pairs(handle:headers()) do
+    if not string.match(name, "^:?[0-9a-z_.-]+$") then
+      handle:respond({[":status"] = "400"}, "a header name holds a character outside [0-9a-z_.-]")
+      return
+    end
+    if string.find(value, "[^\\32-\\126]") then
+      handle:respond({[":status"] = "400"}, "a header value holds a byte outside printable ASCII")
+      return
+    end
+  end
+end
+"""
+
+
 def _http_filters(parameters: EdgeParameters, services: Sequence[str]) -> list[dict[str, Any]]:
+    header_check = {
+        "name": "header_check",
+        "typed_config": {
+            "@type": f"{_TYPE}.filters.http.lua.v3.Lua",
+            "default_source_code": {"inline_string": _HEADER_CHECK},
+        },
+    }
     strip_identity = {
         "name": "strip_identity",
         "typed_config": {
@@ -408,7 +434,7 @@ def _http_filters(parameters: EdgeParameters, services: Sequence[str]) -> list[d
         "typed_config": {"@type": f"{_TYPE}.filters.http.router.v3.Router"},
     }
     authz = [_authz_filter(access, parameters) for access in CHECKED_ACCESS]
-    return [strip_identity, liveness, readiness, *authz, transcoder, router]
+    return [header_check, strip_identity, liveness, readiness, *authz, transcoder, router]
 
 
 def _disable(filter_name: str) -> tuple[str, dict[str, Any]]:

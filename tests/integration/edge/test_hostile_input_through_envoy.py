@@ -146,9 +146,10 @@ def test_duplicate_query_parameters_are_refused(
 def test_a_non_utf8_idempotency_key_is_refused_and_never_collides(
     edge: Edge, standin_core: tuple[StandInCore, int]
 ) -> None:
-    """Envoy hands ext_authz a header's invalid bytes as `!`, so `k-\\xff\\xfe` and
-    `k-\\xfe\\xff` would read the same; `!` is outside the key's character set, so both
-    are refused (never one bound and the other a 409)."""
+    """Header bytes outside printable ASCII are refused by Envoy's header check before the
+    gateway sees them (the gateway would get them as `!`, so `k-\\xff\\xfe` and
+    `k-\\xfe\\xff` would read the same): both are a named 400, never one bound and the
+    other a 409."""
     before = _calls(standin_core)
     for raw in (b"k-\xff\xfe", b"k-\xfe\xff"):
         response = edge.signed(
@@ -158,8 +159,10 @@ def test_a_non_utf8_idempotency_key_is_refused_and_never_collides(
             body=_order(),
             headers={"Idempotency-Key": raw},  # type: ignore[dict-item]  # raw bytes on purpose
         )
-        document = _refused(response, 400, "FIELD_INVALID")
-        assert document["details"][0]["metadata"] == {"field": "Idempotency-Key"}
+        _refused(response, 400, "MALFORMED_REQUEST")
+    bang = edge.signed("POST", "/v1/orders", key=ALICE, body=_order(), idempotency_key="k-!!")
+    document = _refused(bang, 400, "FIELD_INVALID")
+    assert document["details"][0]["metadata"] == {"field": "Idempotency-Key"}
     control = edge.signed("POST", "/v1/orders", key=ALICE, body=_order(), idempotency_key="a\tb")
     _refused(control, 400, "FIELD_INVALID")
     assert _calls(standin_core) == before
@@ -186,3 +189,21 @@ def test_an_unreachable_gateway_is_service_unavailable(edge: Edge) -> None:
         _refused(response, 503, "SERVICE_UNAVAILABLE")
     finally:
         edge.gateway.start()
+
+
+def test_headers_a_grpc_upstream_would_refuse_are_refused_at_the_edge(
+    edge: Edge, standin_core: tuple[StandInCore, int]
+) -> None:
+    """Envoy's HTTP/1 codec passes header names like `x^y` and obs-text values that the
+    services' gRPC stack answers with INTERNAL (500, found by the fuzz): refused first."""
+    before = _calls(standin_core)
+    for headers in ({"x^y": "1"}, {"x-note": b"caf\xe9"}):
+        response = edge.signed(
+            "GET",
+            "/v1/account/balances",
+            key=ALICE,
+            headers=headers,  # type: ignore[arg-type]  # raw bytes on purpose
+        )
+        _refused(response, 400, "MALFORMED_REQUEST")
+    _refused(edge.request("GET", "/v1/markets", headers={"x|y": "1"}), 400, "MALFORMED_REQUEST")
+    assert _calls(standin_core) == before
