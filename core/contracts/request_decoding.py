@@ -30,7 +30,6 @@ else:  # grpc's class is generic only in its stubs
     Handler = grpc.RpcMethodHandler
 
 
-
 @dataclass(frozen=True)
 class Undecodable:
     """What the deserializer returns for bytes that are not a message of the method's type."""

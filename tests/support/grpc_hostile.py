@@ -29,6 +29,14 @@ class Outcome:
     reason: str
 
 
+def is_fault(outcome: Outcome) -> bool:
+    """UNKNOWN/INTERNAL, or a refusal without an ErrorInfo.reason. (Bytes a lenient parser
+    reads as an empty message may be answered OK.)"""
+    if outcome.code in SERVER_FAULTS:
+        return True
+    return outcome.code is not grpc.StatusCode.OK and not outcome.reason
+
+
 def _tag(number: int, wire_type: int) -> bytes:
     return _varint(number << 3 | wire_type)
 

@@ -164,7 +164,7 @@ def test_a_non_utf8_idempotency_key_is_refused_and_never_collides(
     document = _refused(bang, 400, "FIELD_INVALID")
     assert document["details"][0]["metadata"] == {"field": "Idempotency-Key"}
     control = edge.signed("POST", "/v1/orders", key=ALICE, body=_order(), idempotency_key="a\tb")
-    _refused(control, 400, "FIELD_INVALID")
+    _refused(control, 400, "MALFORMED_REQUEST")
     assert _calls(standin_core) == before
     accepted = edge.signed("POST", "/v1/orders", key=ALICE, body=_order(), idempotency_key="k-ok")
     assert accepted.status == 200, accepted.body

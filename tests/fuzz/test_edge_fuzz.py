@@ -1,14 +1,26 @@
-"""schemathesis over every REST route of gen/openapi/exchange.openapi.json against the real
-local exchange behind Envoy, signed as the SDK signs (ADR 0015). Aims: no response >= 500;
-every refusal carries an ErrorInfo.reason; no order exists that no accepted request made.
-The long form is bench/fuzz.py."""
+"""The edge's fuzz, short form (the long one is bench/fuzz.py), against the real local
+exchange behind Envoy (ADR 0015).
+
+REST: schemathesis over every route of gen/openapi/exchange.openapi.json, signed as the SDK
+signs. Aims: no response >= 500; every refusal carries an ErrorInfo.reason; no order exists
+that no accepted request made. gRPC: hostile messages generated from the descriptors on every
+method of every service: never UNKNOWN or INTERNAL, every refusal with a reason.
+"""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from exchange.apikey.v1 import apikey_pb2  # noqa: F401 - registers the services' descriptors
+from exchange.core.v1 import core_admin_pb2  # noqa: F401
+from exchange.funding.v1 import funding_pb2  # noqa: F401
+from exchange.ledger.v1 import ledger_pb2  # noqa: F401
+from exchange.marketdata.v1 import marketdata_pb2  # noqa: F401
+from exchange.trading.v1 import trading_pb2  # noqa: F401
+
 from infra.local.edge_client import ApiKey
+from tests.support.grpc_hostile import is_fault, probe
 from tests.support.local_stack import StackCommand
 from tests.support.rest_fuzz import OPENAPI_PATH, Exchange, RestFuzzer, signed_get
 
@@ -66,3 +78,28 @@ def test_every_rest_route_survives_the_fuzz(stack: StackCommand) -> None:
     assert [(e.route, e.target, e.status) for e in report.refusals_without_reason] == []
     created = _orders_of(stack, trader) - before
     assert created <= accepted, "orders exist that no accepted request created"
+
+
+def test_every_grpc_method_refuses_hostile_messages_with_a_reason(stack: StackCommand) -> None:
+    """The descriptor-generated hostile messages (tests/support/grpc_hostile.py) on every
+    method of every service, on each service's own port: never UNKNOWN or INTERNAL."""
+    targets = {
+        stack.core_address: [
+            "exchange.trading.v1.TradingService",
+            "exchange.funding.v1.FundingService",
+            "exchange.core.v1.CoreAdminService",
+        ],
+        stack.ledger_address: ["exchange.ledger.v1.LedgerService"],
+        stack.gateway_grpc_address: [
+            "exchange.marketdata.v1.MarketDataService",
+            "exchange.apikey.v1.ApiKeyService",
+        ],
+        f"127.0.0.1:{stack.ports.streaming}": ["exchange.marketdata.v1.MarketDataService"],
+    }
+    outcomes = [
+        outcome for target, services in targets.items() for outcome in probe(target, services)
+    ]
+    assert len({outcome.method for outcome in outcomes}) >= 60
+    assert [outcome for outcome in outcomes if is_fault(outcome)] == []
+    utf8 = [outcome for outcome in outcomes if outcome.case.startswith("invalid-utf8")]
+    assert {outcome.reason for outcome in utf8} >= {"ENCODING_INVALID"}
