@@ -22,6 +22,7 @@ from exchange.marketdata.v1 import types_pb2 as marketdata_types_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from redis.asyncio import Redis
 
+from core.contracts.request_decoding import DecodeErrorInterceptor
 from core.event_path_health import BrokerProbe, EventPath, HealthReporter, health_setter
 from gateway.api_key_service import ApiKeyService
 from gateway.api_keys import ApiKeyStore
@@ -109,7 +110,10 @@ async def running_gateway(
     await runner.setup()
     site = web.TCPSite(runner, settings.http_host, settings.http_port)
     await site.start()
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])  # no silent port sharing
+    server = grpc.aio.server(
+        interceptors=[DecodeErrorInterceptor()],
+        options=[("grpc.so_reuseport", 0)],  # no silent port sharing
+    )
     apikey_pb2_grpc.add_ApiKeyServiceServicer_to_server(ApiKeyService(keys), server)
     marketdata_pb2_grpc.add_MarketDataServiceServicer_to_server(market_data, server)
     health_servicer = health.aio.HealthServicer()

@@ -154,6 +154,12 @@ class GrpcCoreView:
 
 
 def _core_unavailable(error: grpc.aio.AioRpcError) -> LedgerError:
+    """DEPENDENCY_UNAVAILABLE, unless the core refused the caller's own input (an
+    `at_engine_seq` after its current seq): that is the caller's FIELD_INVALID, not a 503."""
+    if error.code() is grpc.StatusCode.INVALID_ARGUMENT:
+        return LedgerError(
+            Reason.FIELD_INVALID, f"the core refused it: {error.details()}", field="at_engine_seq"
+        )
     return LedgerError(
         Reason.DEPENDENCY_UNAVAILABLE,
         f"the core did not answer: {error.code().name} {error.details()}",

@@ -26,6 +26,7 @@ from exchange.ledger.v1 import ledger_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from core.contracts.request_decoding import DecodeErrorInterceptor
 from core.event_path_health import BrokerProbe, EventPath, HealthReporter, health_setter
 from ledger.adjustments import Adjustments, FundingClient, GrpcFundingClient
 from ledger.consumer import CORE_EVENTS_TOPIC, ConsumerOptions, SettlementConsumer
@@ -73,7 +74,10 @@ async def start_ledger(
         reconciliation=Reconciliation(engine, core, shard_id=shard_id, lag_bound=lag_bound),
         adjustments=Adjustments(engine, funding),
     )
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])  # no silent port sharing
+    server = grpc.aio.server(
+        interceptors=[DecodeErrorInterceptor()],
+        options=[("grpc.so_reuseport", 0)],  # no silent port sharing
+    )
     ledger_pb2_grpc.add_LedgerServiceServicer_to_server(service, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

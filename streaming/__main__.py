@@ -34,6 +34,7 @@ import grpc
 from exchange.marketdata.v1 import marketdata_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from core.contracts.request_decoding import DecodeErrorInterceptor
 from core.event_path_health import BrokerProbe, EventPath, HealthReporter, health_setter
 from streaming.app import (
     CANDLES_TOPIC,
@@ -113,7 +114,9 @@ class HistoryServer:
         asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=30)
 
     async def _start(self) -> None:
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        server = grpc.aio.server(
+            interceptors=[DecodeErrorInterceptor()], options=[("grpc.so_reuseport", 0)]
+        )
         marketdata_pb2_grpc.add_MarketDataServiceServicer_to_server(
             MarketHistoryService(self.store), server
         )

@@ -100,14 +100,14 @@ def place_order(account_id: str, request: trading_pb2.PlaceOrderRequest) -> Plac
     constructor (see core/engine/fast_frozen.py), no keyword matching.
     """
     client_order_id = request.client_order_id
-    if not client_order_id:
-        raise RequestError(_KEY_MISSING, "client_order_id is required", field="client_order_id")
-    if len(client_order_id) > _COID_MAX:
-        raise field_invalid(
-            "client_order_id", f"client_order_id is longer than {_COID_MAX} characters"
-        )
+    if (
+        not client_order_id
+        or len(client_order_id) > _COID_MAX
+        or not validation.is_identifier(client_order_id)
+    ):
+        validation.identifier(client_order_id, "client_order_id", _COID_MAX, missing=_KEY_MISSING)
     symbol = request.symbol
-    if not symbol or len(symbol) > _SYMBOL_MAX:
+    if not symbol or len(symbol) > _SYMBOL_MAX or not validation.is_identifier(symbol):
         validation.symbol(symbol)
     side = _SIDES.get(request.side)
     if side is None:

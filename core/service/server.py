@@ -43,6 +43,7 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from core.contracts.orders import BATCH_COMMANDS_MAX
+from core.contracts.request_decoding import DecodeErrorInterceptor
 from core.engine import EngineConfig
 from core.event_path_health import (
     EVENT_PATH_SERVICE,
@@ -170,13 +171,14 @@ class CoreService:
             await component.start()
             self._started.append(component)
         server = self._server = aio.server(
+            interceptors=[DecodeErrorInterceptor()],
             options=[
                 ("grpc.max_receive_message_length", MESSAGE_BYTES_MAX),
                 ("grpc.max_send_message_length", MESSAGE_BYTES_MAX),
                 # Two processes must never share a port silently (grpc sets SO_REUSEPORT by
                 # default): a second core on the same address fails to start instead.
                 ("grpc.so_reuseport", 0),
-            ]
+            ],
         )
         trading_pb2_grpc.add_TradingServiceServicer_to_server(TradingServicer(runtime), server)
         funding_pb2_grpc.add_FundingServiceServicer_to_server(FundingServicer(runtime), server)
