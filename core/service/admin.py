@@ -7,7 +7,10 @@ otherwise. State changes are commands through the gateway.
   the same rules answers success without logging anything (so a retry after a restart works);
   other rules are ASSET_ALREADY_EXISTS / MARKET_ALREADY_EXISTS. A market with an
   `initial_mode` is created and switched in ONE batch (one WAL append, consecutive seqs).
-- SetMarketMode and PlaceCanaryTrade remember their `request_id` (idempotent_responses.py).
+- SetMarketMode's `request_id` is durable: the engine keeps it per operator, in the WAL and
+  the snapshots (ADR 0016); a retry answers the mode it set and the seq it was applied at.
+  PlaceCanaryTrade's orders are keyed by client order ids derived from its `request_id`
+  (durable); its answer is also remembered in memory (idempotent_responses.py).
 - TakeSnapshot: the state hash and the snapshot are taken in the same event-loop step, so the
   hash is the one of the snapshot written at the returned seq.
 - GetStateHash / GetEngineBalances at a seq: core/service/historical_state.py.
@@ -103,18 +106,17 @@ class CoreAdminServicer(core_admin_pb2_grpc.CoreAdminServiceServicer):
     async def SetMarketMode(  # noqa: N802
         self, request: core_admin_pb2.SetMarketModeRequest, context: Context
     ) -> core_admin_pb2.SetMarketModeResponse:
-        operator_id = caller_operator(context)
-        command = markets.set_market_mode(request)
-
-        async def execute() -> core_admin_pb2.SetMarketModeResponse:
-            await self._submit([command], {"symbol": command.symbol})
-            created = self._market(command.symbol)
-            return core_admin_pb2.SetMarketModeResponse(
-                market=created.market, engine_seq=created.engine_seq
-            )
-
-        return await self._runtime.responses.run(
-            operator_id, "SetMarketMode", request.request_id, request, execute
+        command = markets.set_market_mode(caller_operator(context), request)
+        engine_seq = await self._submit([command], {"symbol": command.symbol})
+        view = self._runtime.sequencer.engine.market(command.symbol)
+        if view is None:
+            raise ServiceError(_SYMBOL_UNKNOWN, "no such market", {"symbol": command.symbol})
+        # What the command did (a retry answers the same): its mode and its seq.
+        return core_admin_pb2.SetMarketModeResponse(
+            market=markets.market_spec_message(
+                view.spec, command.mode, reference_price=view.reference_price
+            ),
+            engine_seq=engine_seq,
         )
 
     @unary
