@@ -140,8 +140,11 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
         account_id = caller_account(context)
         command = orders.amend_order(account_id, request)
         result = await self._submit_one(command, {"order_id": request.order_id})
+        # Written from the outcome the same way first and on a retry (ADR 0016): status,
+        # progress and seq as the amend left them, its fills, priority_kept.
         response = trading_pb2.AmendOrderResponse(priority_kept=result.outcome.priority_kept)
         self._write_order(response.order, account_id, result.outcome.order_id)
+        orders.write_outcome(response.order, result.outcome)
         self._add_fills(self._history.fills_of(account_id, result), response.fills)
         return response
 
