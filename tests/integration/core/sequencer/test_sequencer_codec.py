@@ -163,7 +163,7 @@ def test_unknown_format_version_is_a_named_error() -> None:
 
 def test_version_1_payloads_still_decode_with_empty_keys() -> None:
     """WALs written before request ids were logged (format 1) replay as unkeyed commands."""
-    cases = [
+    cases: list[Command] = [
         CancelOrder(account_id="a", order_id=7, client_order_id="c"),
         CancelAllOrders(account_id="a", symbol="BTC-USDT"),
         AmendOrder(account_id="a", price=5, quantity=3, order_id=7),
@@ -181,7 +181,7 @@ def test_version_1_payloads_still_decode_with_empty_keys() -> None:
 
 
 def test_keys_round_trip_in_version_2() -> None:
-    cases = [
+    cases: list[Command] = [
         CancelOrder(account_id="a", order_id=7, request_id="r-1"),
         CancelAllOrders(account_id="a", request_id="r-2"),
         AmendOrder(account_id="a", price=0, quantity=3, order_id=7, request_id="r-3"),

@@ -31,7 +31,9 @@ BOB = trader("bob")
 OPERATOR = operator()
 
 
-def _limit(client_order_id: str, side: int, quantity: int, price: int) -> Message:
+def _limit(
+    client_order_id: str, side: int, quantity: int, price: int
+) -> trading_pb2.PlaceOrderRequest:
     return trading_pb2.PlaceOrderRequest(
         client_order_id=client_order_id,
         symbol="BTC-USDT",
