@@ -303,10 +303,10 @@ class Engine:
 
         return apply_keyed
 
-    def request_outcome(self, caller: str, request_id: str) -> Outcome | None:
-        """The remembered outcome of an account's keyed command (None if unknown/evicted)."""
-        record = self._command_requests.get(caller, request_id)
-        return None if record is None else record[1]
+    def placed_order_request(self, account_id: str, client_order_id: str) -> PlaceOrder | None:
+        """The remembered PlaceOrder of this client order id (None if unknown or evicted)."""
+        record = self._order_requests.get(account_id, client_order_id)
+        return None if record is None else record[0]
 
     @property
     def engine_seq_last(self) -> int:

@@ -219,7 +219,60 @@ class CoreAdminServicer(core_admin_pb2_grpc.CoreAdminServiceServicer):
     async def _canary_trade(
         self, symbol: str, request_id: str
     ) -> core_admin_pb2.PlaceCanaryTradeResponse:
+        maker, taker = self._canary_orders(symbol, request_id)
+        maker_result, taker_result = await self._runtime.gateway.submit([maker, taker])
+        metadata = {"symbol": symbol, "price": str(maker.price)}
+        if maker_result.outcome.reason is not None:
+            raise ServiceError.rejected(maker_result.outcome.reason, metadata)
+        if taker_result.outcome.reason is not None:
+            await self._runtime.gateway.submit(
+                [
+                    CancelOrder(
+                        account_id=CANARY_MAKER_ACCOUNT_ID, order_id=maker_result.outcome.order_id
+                    )
+                ]
+            )
+            raise ServiceError.rejected(taker_result.outcome.reason, metadata)
+        # A retry (the places are duplicates, no events): the fill the first taker made.
+        trades = [
+            (event.trade_id, event.price, event.quantity, event.engine_seq)
+            for event in taker_result.events
+            if type(event) is TradeExecuted
+        ] or [
+            (fill.trade_id, fill.price, fill.quantity, fill.engine_seq)
+            for fill in self._runtime.history.fills_of(CANARY_TAKER_ACCOUNT_ID, taker_result)
+        ]
+        if not trades:
+            msg = "the canary taker did not trade with the canary maker"
+            raise RuntimeError(msg)
+        trade_id, price, quantity, engine_seq = trades[0]
+        return core_admin_pb2.PlaceCanaryTradeResponse(
+            trade_id=str(trade_id),
+            symbol=symbol,
+            price=price,
+            quantity=quantity,
+            engine_seq=engine_seq,
+        )
+
+    def _canary_orders(self, symbol: str, request_id: str) -> tuple[PlaceOrder, PlaceOrder]:
+        """The canary's two orders. Their client order ids derive from `request_id`, so the
+        engine deduplicates them durably: a retry (also after a restart) resubmits the logged
+        orders (not a new price from today's book), and the same key for another market is
+        IDEMPOTENCY_KEY_REUSED."""
         engine = self._runtime.sequencer.engine
+        length_max = validation.CLIENT_ORDER_ID_LENGTH_MAX
+        maker_id = f"canary:{request_id}:maker"[:length_max]
+        taker_id = f"canary:{request_id}:taker"[:length_max]
+        known_maker = engine.placed_order_request(CANARY_MAKER_ACCOUNT_ID, maker_id)
+        known_taker = engine.placed_order_request(CANARY_TAKER_ACCOUNT_ID, taker_id)
+        if known_maker is not None and known_taker is not None:
+            if known_maker.symbol != symbol:
+                raise ServiceError(
+                    errors_pb2.ERROR_REASON_IDEMPOTENCY_KEY_REUSED,
+                    "request_id was used before with another request",
+                    {"request_id": request_id},
+                )
+            return known_maker, known_taker
         view = engine.market(symbol)
         depth = engine.book_depth(symbol, levels_max=1)
         if view is None or depth is None:
@@ -236,7 +289,7 @@ class CoreAdminServicer(core_admin_pb2_grpc.CoreAdminServiceServicer):
             quantity=quantity,
             price=price,
             post_only=True,
-            client_order_id=f"canary:{request_id}:maker"[: validation.CLIENT_ORDER_ID_LENGTH_MAX],
+            client_order_id=maker_id,
         )
         taker = PlaceOrder(
             account_id=CANARY_TAKER_ACCOUNT_ID,
@@ -246,30 +299,6 @@ class CoreAdminServicer(core_admin_pb2_grpc.CoreAdminServiceServicer):
             quantity=quantity,
             price=price,
             time_in_force=TimeInForce.IOC,
-            client_order_id=f"canary:{request_id}:taker"[: validation.CLIENT_ORDER_ID_LENGTH_MAX],
+            client_order_id=taker_id,
         )
-        maker_result, taker_result = await self._runtime.gateway.submit([maker, taker])
-        metadata = {"symbol": symbol, "price": str(price)}
-        if maker_result.outcome.reason is not None:
-            raise ServiceError.rejected(maker_result.outcome.reason, metadata)
-        if taker_result.outcome.reason is not None:
-            await self._runtime.gateway.submit(
-                [
-                    CancelOrder(
-                        account_id=CANARY_MAKER_ACCOUNT_ID, order_id=maker_result.outcome.order_id
-                    )
-                ]
-            )
-            raise ServiceError.rejected(taker_result.outcome.reason, metadata)
-        trades = [event for event in taker_result.events if type(event) is TradeExecuted]
-        if not trades:
-            msg = "the canary taker did not trade with the canary maker"
-            raise RuntimeError(msg)
-        trade = trades[0]
-        return core_admin_pb2.PlaceCanaryTradeResponse(
-            trade_id=str(trade.trade_id),
-            symbol=symbol,
-            price=trade.price,
-            quantity=trade.quantity,
-            engine_seq=trade.engine_seq,
-        )
+        return maker, taker

@@ -1,10 +1,10 @@
-"""Cancel, amend, cancel-all and market-mode retries across a SIGKILL of the real core process.
+"""Keyed commands retried across a SIGKILL of the real core process (python -m core.service).
 
-Each command is acknowledged, the core is killed (recovery from the WAL alone, or from a
-snapshot taken in between plus the WAL tail), restarted on the same data dir, and each command
-is retried with the same `request_id`: the response equals the first one, the state hash and the
-balances show every command applied once (ADR 0016). The same key with another body is refused
-IDEMPOTENCY_KEY_REUSED.
+Cancel, amend, cancel-all, canary trade and market mode: each is acknowledged, the core is
+killed (recovery from the WAL alone, or from a snapshot taken in between plus the WAL tail),
+restarted on the same data dir, and each command is retried with the same `request_id`: the
+response equals the first one, the state hash and the balances show every command applied once
+(ADR 0016). The same key with another body is refused IDEMPOTENCY_KEY_REUSED.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from google.protobuf.message import Message
 from grpc import aio
 
 from core.engine.testing import BTC, USDT
+from core.service.admin import CANARY_MAKER_ACCOUNT_ID, CANARY_TAKER_ACCOUNT_ID
 from core.service.testing import ServerProcess, create_btc_usdt, deposit, operator, trader
 from tests.integration.core.service.service_harness import LOT, PRICE, expect_error
 
@@ -60,6 +61,7 @@ _METHODS = {
     "amend": ("TradingService", "AmendOrder", ALICE),
     "amend-crossing": ("TradingService", "AmendOrder", ALICE),
     "cancel-all": ("TradingService", "CancelAllOrders", ALICE),
+    "canary": ("CoreAdminService", "PlaceCanaryTrade", OPERATOR),
     "mode": ("CoreAdminService", "SetMarketMode", OPERATOR),
 }
 
@@ -80,7 +82,11 @@ async def _observe(channel: aio.Channel) -> tuple[str, list[tuple[str, str, int,
     state = await admin.GetStateHash(core_admin_pb2.GetStateHashRequest(), metadata=OPERATOR)
     trading = trading_pb2_grpc.TradingServiceStub(channel)
     balances = []
-    for name, metadata in (("alice", ALICE), ("bob", BOB)):
+    for name, metadata in (
+        ("alice", ALICE),
+        ("bob", BOB),
+        (CANARY_TAKER_ACCOUNT_ID, trader(CANARY_TAKER_ACCOUNT_ID)),
+    ):
         answer = await trading.ListAccountBalances(
             trading_pb2.ListAccountBalancesRequest(), metadata=metadata
         )
@@ -93,6 +99,8 @@ async def _acknowledge(address: str, *, snapshot_between: bool) -> Acknowledged:
         await create_btc_usdt(channel)
         await deposit(channel, "alice", "USDT", 1_000_000 * USDT)
         await deposit(channel, "bob", "BTC", BTC)
+        await deposit(channel, CANARY_MAKER_ACCOUNT_ID, "BTC", BTC)
+        await deposit(channel, CANARY_TAKER_ACCOUNT_ID, "USDT", 1_000_000 * USDT)
         trading = trading_pb2_grpc.TradingServiceStub(channel)
         buy = types_pb2.SIDE_BUY
         ids = []
@@ -115,6 +123,10 @@ async def _acknowledge(address: str, *, snapshot_between: bool) -> Acknowledged:
                 order_id=ids[2], new_price=PRICE + USDT, request_id="k-cross"
             ),
             "cancel-all": trading_pb2.CancelAllOrdersRequest(symbol="BTC-USDT", request_id="k-all"),
+            # Prices from the book: a retry must resubmit the logged orders, not new ones.
+            "canary": core_admin_pb2.PlaceCanaryTradeRequest(
+                symbol="BTC-USDT", request_id="k-canary"
+            ),
             "mode": core_admin_pb2.SetMarketModeRequest(
                 symbol="BTC-USDT", mode=types_pb2.MARKET_MODE_CANCEL_ONLY, request_id="k-mode"
             ),
