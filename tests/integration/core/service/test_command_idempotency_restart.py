@@ -25,24 +25,16 @@ from grpc import aio
 from core.engine.testing import BTC, USDT
 from core.service.admin import CANARY_MAKER_ACCOUNT_ID, CANARY_TAKER_ACCOUNT_ID
 from core.service.testing import ServerProcess, create_btc_usdt, deposit, operator, trader
-from tests.integration.core.service.service_harness import LOT, PRICE, expect_error
+from tests.integration.core.service.service_harness import (
+    LOT,
+    PRICE,
+    expect_error,
+    limit_request,
+)
 
 ALICE = trader("alice")
 BOB = trader("bob")
 OPERATOR = operator()
-
-
-def _limit(
-    client_order_id: str, side: int, quantity: int, price: int
-) -> trading_pb2.PlaceOrderRequest:
-    return trading_pb2.PlaceOrderRequest(
-        client_order_id=client_order_id,
-        symbol="BTC-USDT",
-        side=side,  # type: ignore[arg-type]
-        order_type=types_pb2.ORDER_TYPE_LIMIT,
-        quantity=quantity,
-        price=price,
-    )
 
 
 @dataclass
@@ -106,11 +98,11 @@ async def _acknowledge(address: str, *, snapshot_between: bool) -> Acknowledged:
         ids = []
         for index in range(5):
             placed = await trading.PlaceOrder(
-                _limit(f"b{index}", buy, 4 * LOT, PRICE - (index + 1) * USDT), metadata=ALICE
+                limit_request(f"b{index}", buy, 4 * LOT, PRICE - (index + 1) * USDT), metadata=ALICE
             )
             ids.append(placed.order.order_id)
         await trading.PlaceOrder(
-            _limit("ask", types_pb2.SIDE_SELL, LOT, PRICE + USDT), metadata=BOB
+            limit_request("ask", types_pb2.SIDE_SELL, LOT, PRICE + USDT), metadata=BOB
         )
         requests: dict[str, Message] = {
             "cancel": trading_pb2.CancelOrderRequest(order_id=ids[0], request_id="k-cancel"),
@@ -150,7 +142,7 @@ async def _acknowledge(address: str, *, snapshot_between: bool) -> Acknowledged:
             metadata=OPERATOR,
         )
         later = await trading.PlaceOrder(
-            _limit("later", buy, LOT, PRICE - 10 * USDT), metadata=ALICE
+            limit_request("later", buy, LOT, PRICE - 10 * USDT), metadata=ALICE
         )
         state_hash, balances = await _observe(channel)
         return Acknowledged(requests, responses, later.order.order_id, state_hash, balances)
