@@ -15,6 +15,10 @@ order is the summary form (`orders.fill_order_summary_with_outcome`: identity, t
 and progress as the command left it; no timestamps or fee totals, which GetOrder / ListFills
 give), written in one pass per result. Unary order entry goes through
 `CommandGateway.submit_one`, which coalesces the calls of one event-loop iteration.
+
+Idempotency (ADR 0016): places by client order id, cancels / amends / cancel-alls by
+`request_id`, all deduplicated by the engine, durably (WAL and snapshots), unary and streamed
+alike; an answer is built from the command's outcome, so a retry answers what the first did.
 """
 
 from __future__ import annotations
