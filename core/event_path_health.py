@@ -97,12 +97,15 @@ class EventPath:
         )
 
 
-class _Background:
-    """A task on the running loop from `start()` until `stop()`."""
+class BackgroundTask:
+    """A task on the running loop from `start()` until `stop()` (the health watchers here,
+    the ledger's events publisher)."""
 
     _task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
+        if self._task is not None:
+            raise RuntimeError(f"{type(self).__name__} started twice")
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
@@ -116,7 +119,7 @@ class _Background:
         raise NotImplementedError
 
 
-class BrokerProbe(_Background):
+class BrokerProbe(BackgroundTask):
     """Asks the broker for the end offsets of `topics` every `interval_seconds`."""
 
     def __init__(
@@ -199,7 +202,7 @@ def health_setter(
     return set_serving
 
 
-class HealthReporter(_Background):
+class HealthReporter(BackgroundTask):
     """Keeps the process's health NOT_SERVING while any path is unhealthy."""
 
     def __init__(

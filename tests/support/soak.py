@@ -179,8 +179,20 @@ def format_sample(sample: Sample) -> str:
     return f"{head}\n    {processes}"
 
 
-def _growth_within(first: int, last: int, fraction: float, absolute: int) -> bool:
-    return last - first <= max(first * fraction, absolute)
+def _grown(
+    first: dict[str, ProcessUsage],
+    last: dict[str, ProcessUsage],
+    figure: str,
+    fraction: float,
+    absolute: int,
+) -> dict[str, tuple[int, int]]:
+    """The processes whose `figure` grew by more than `fraction` of it (and `absolute`)."""
+    grown = {}
+    for name in first.keys() & last.keys():
+        before, after = getattr(first[name], figure), getattr(last[name], figure)
+        if after - before > max(before * fraction, absolute):
+            grown[name] = (before, after)
+    return grown
 
 
 def _lag_bounded(samples: Sequence[Sample], rate: float) -> tuple[bool, str]:
@@ -222,25 +234,14 @@ def judge(report: SoakReport, *, rate_aim: float) -> None:
     if len(warm) >= 2:
         first, last = warm[0].usage, warm[-1].usage
         grown_memory = {
-            name: (first[name].memory_bytes // MIB, last[name].memory_bytes // MIB)
-            for name in first.keys() & last.keys()
-            if not _growth_within(
-                first[name].memory_bytes,
-                last[name].memory_bytes,
-                MEMORY_GROWTH_FRACTION_MAX,
-                MEMORY_GROWTH_BYTES_MAX,
-            )
+            name: (before // MIB, after // MIB)
+            for name, (before, after) in _grown(
+                first, last, "memory_bytes", MEMORY_GROWTH_FRACTION_MAX, MEMORY_GROWTH_BYTES_MAX
+            ).items()
         }
-        grown_files = {
-            name: (first[name].open_files, last[name].open_files)
-            for name in first.keys() & last.keys()
-            if not _growth_within(
-                first[name].open_files,
-                last[name].open_files,
-                OPEN_FILES_GROWTH_FRACTION_MAX,
-                OPEN_FILES_GROWTH_MAX,
-            )
-        }
+        grown_files = _grown(
+            first, last, "open_files", OPEN_FILES_GROWTH_FRACTION_MAX, OPEN_FILES_GROWTH_MAX
+        )
         report.aims["memory flat after warm-up"] = (
             not grown_memory,
             f"grown (MiB): {grown_memory}",

@@ -40,6 +40,20 @@ STATIC_KEYS = ",".join(
 )
 
 
+def limit_order_body(client_order_id: str, **overrides: object) -> dict[str, object]:
+    """A REST PlaceOrder body: a BTC-USDT limit buy (2,500 USDT, 0.001 BTC), `overrides` on top."""
+    order: dict[str, object] = {
+        "client_order_id": client_order_id,
+        "symbol": "BTC-USDT",
+        "side": "SIDE_BUY",
+        "order_type": "ORDER_TYPE_LIMIT",
+        "price": "2500000000",
+        "quantity": "100000",
+    }
+    order.update(overrides)
+    return order
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 

@@ -11,23 +11,14 @@ from typing import Any
 
 import pytest
 
-from tests.integration.edge.harness import ALICE, OPERATOR, Edge, Response
+from tests.integration.edge.harness import ALICE, OPERATOR, Edge, Response, limit_order_body
 from tests.integration.edge.standin_core import StandInCore
 
 _ids = itertools.count(1)
 
 
 def _order(**overrides: object) -> dict[str, object]:
-    order: dict[str, object] = {
-        "client_order_id": f"h-{next(_ids)}",
-        "symbol": "BTC-USDT",
-        "side": "SIDE_BUY",
-        "order_type": "ORDER_TYPE_LIMIT",
-        "price": "2500000000",
-        "quantity": "100000",
-    }
-    order.update(overrides)
-    return order
+    return limit_order_body(f"h-{next(_ids)}", **overrides)
 
 
 def _calls(core: tuple[StandInCore, int]) -> int:

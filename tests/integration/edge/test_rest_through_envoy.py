@@ -11,23 +11,25 @@ import time
 
 import pytest
 
-from tests.integration.edge.harness import ALICE, BOB, OPERATOR, READER, Edge, now_ms
+from tests.integration.edge.harness import (
+    ALICE,
+    BOB,
+    OPERATOR,
+    READER,
+    Edge,
+    limit_order_body,
+    now_ms,
+)
 from tests.integration.edge.standin_core import StandInCore
 
 _ids = itertools.count(1)
 
 
 def _order(client_order_id: object = None, **overrides: object) -> dict[str, object]:
-    order: dict[str, object] = {
-        "client_order_id": client_order_id or f"c-{next(_ids)}",
-        "symbol": "BTC-USDT",
-        "side": "SIDE_BUY",
-        "order_type": "ORDER_TYPE_LIMIT",
-        "price": "2500000000",
-        "quantity": "100000",
-    }
-    order.update(overrides)
-    return order
+    body = limit_order_body(f"c-{next(_ids)}", **overrides)
+    if client_order_id:
+        body["client_order_id"] = client_order_id
+    return body
 
 
 def _place(edge: Edge, key: tuple[str, str, str] = ALICE, **overrides: object) -> dict[str, object]:

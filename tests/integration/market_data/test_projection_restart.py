@@ -80,6 +80,20 @@ def matches_core(gateway: GatewayProcess, core_address: str) -> tuple[bool, dict
     return state == expected, expected
 
 
+async def _followed_by_book(
+    gateway: GatewayProcess, core_address: str, subscriber: BookSubscriber, what: str
+) -> dict[str, Any]:
+    """Waits until the gateway equals the core, then until the WebSocket subscriber's book
+    reached the core's book seq; returns that book."""
+    await asyncio.to_thread(until, lambda: matches_core(gateway, core_address)[0], what)
+    _, expected = await asyncio.to_thread(matches_core, gateway, core_address)
+    book: dict[str, Any] = expected["books"][SYMBOL]
+    await asyncio.to_thread(
+        until, lambda: subscriber.seq == book["seq"], "the WebSocket book's last diff"
+    )
+    return book
+
+
 def gateway_process(
     broker: Broker, core_address: str, redis: RedisServer, log: IO[bytes]
 ) -> GatewayProcess:
@@ -197,15 +211,11 @@ def test_a_restarted_gateway_serves_the_cores_state_after_the_log_lost_its_histo
                 assert gateway_state["assets"] == ["BTC", "USDT"]  # their events left the log
                 assert gateway_state["gaps_seen"] == 0
                 await trade(core.address, traders, 300)  # live, after the snapshot
-                await asyncio.to_thread(
-                    until,
-                    lambda: matches_core(gateway, core.address)[0],
+                book = await _followed_by_book(
+                    gateway,
+                    core.address,
+                    subscriber,
                     "the restarted gateway to follow live trading",
-                )
-                _, expected = await asyncio.to_thread(matches_core, gateway, core.address)
-                book = expected["books"][SYMBOL]
-                await asyncio.to_thread(
-                    until, lambda: subscriber.seq == book["seq"], "the WebSocket book's last diff"
                 )
                 task.cancel()
                 return subscriber, book
@@ -275,15 +285,8 @@ def test_a_running_gateway_whose_position_left_the_log_takes_a_new_snapshot(
             )  # fewer records than the gateway had read: its position is past
         finally:
             os.kill(gateway.pid, signal.SIGCONT)
-        await asyncio.to_thread(
-            until,
-            lambda: matches_core(gateway, core.address)[0],
-            "the resumed gateway to equal the core",
-        )
-        _, expected = await asyncio.to_thread(matches_core, gateway, core.address)
-        book = expected["books"][SYMBOL]
-        await asyncio.to_thread(
-            until, lambda: subscriber.seq == book["seq"], "the WebSocket book's last diff"
+        book = await _followed_by_book(
+            gateway, core.address, subscriber, "the resumed gateway to equal the core"
         )
         task.cancel()
         return subscriber, book
