@@ -181,10 +181,27 @@ def _postgres_cluster(var: Path, ports: Ports) -> PostgresCluster:
 
 def _prepare_postgres(cluster: PostgresCluster) -> None:
     """initdb the first time; after a crash, first wait until the old server's backends are
-    gone (a new postmaster refuses to start beside them)."""
+    gone (a new postmaster refuses to start beside them) and drop a stale lock file."""
     if cluster.data_directory.exists():
         cluster.wait_for_old_backends()
+        # The data directory's lock, and the socket's beside it (-k: the cluster's directory).
+        sockets = cluster.data_directory.parent.glob(".s.PGSQL.*.lock")
+        for lock in [cluster.data_directory / "postmaster.pid", *sockets]:
+            _remove_stale_lock(lock)
     cluster.initialize()
+
+
+def _remove_stale_lock(lock: Path) -> None:
+    """A killed postmaster that is not reaped yet (a zombie: its parent is init, which may
+    reap it late) still answers kill(pid, 0), so PostgreSQL takes its lock files (the data
+    directory's, the socket's) for a live server's and refuses to start. A lock is stale when
+    its pid has exited."""
+    try:
+        pid = int(lock.read_text().split("\n", 1)[0])
+    except (FileNotFoundError, ValueError):
+        return
+    if not process_alive(pid):
+        lock.unlink(missing_ok=True)
 
 
 def _prepare_ledger_database(cluster: PostgresCluster) -> None:

@@ -138,7 +138,9 @@ async def inject(
         if answer.returncode == 0:
             return time.monotonic() - started, problems
         output = (answer.stdout + answer.stderr)[-600:]
-        problems.append(f"`stack up` failed after killing {component}: {output}")
+        log = stack.var / "log" / f"{component}.log"
+        tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-5:])
+        problems.append(f"`stack up` failed after killing {component}: {output}; log: {tail}")
         await asyncio.sleep(2.0)
     raise AssertionError("\n".join(problems))
 
