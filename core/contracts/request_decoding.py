@@ -38,6 +38,18 @@ class Undecodable:
     message: str
 
 
+class UndecodableRequest(Exception):  # noqa: N818  (a request, not an error of ours)
+    """Raised by the request iterator of a streaming method at a message that does not decode.
+
+    It is raised in whatever task reads the stream (a servicer may read it in a task of its
+    own) and answered by the method's wrapper in the handler's task, so the refusal is one
+    status, sent once, whoever read the message."""
+
+    def __init__(self, undecodable: Undecodable) -> None:
+        super().__init__(undecodable.message)
+        self.undecodable = undecodable
+
+
 def undecodable_status(undecodable: Undecodable) -> grpc.Status:
     status = status_pb2.Status(
         code=code_pb2.INVALID_ARGUMENT, message=f"{undecodable.reason}: {undecodable.message}"
@@ -92,28 +104,33 @@ def _unary_request(behavior: Callable[..., Any]) -> Callable[..., Any]:
     return guarded
 
 
-def _checked_requests(requests: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
-    async def checked() -> AsyncIterator[Any]:
-        async for request in requests:
-            if isinstance(request, Undecodable):
-                await _refuse(context, request)
-            yield request
-
-    return checked()
+async def _checked_requests(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        if isinstance(request, Undecodable):
+            raise UndecodableRequest(request)
+        yield request
 
 
 def _stream_request(behavior: Callable[..., Any]) -> Callable[..., Any]:
-    """A request stream whose messages are checked as the servicer reads them."""
+    """A request stream whose messages are checked as the servicer reads them; the first
+    that does not decode ends the call with INVALID_ARGUMENT (the servicer must let
+    `UndecodableRequest` out, from whichever task read the message)."""
     if inspect.isasyncgenfunction(behavior):
 
         async def streamed(requests: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
-            async for response in behavior(_checked_requests(requests, context), context):
-                yield response
+            try:
+                async for response in behavior(_checked_requests(requests), context):
+                    yield response
+            except UndecodableRequest as refused:
+                await _refuse(context, refused.undecodable)
 
         return streamed
 
     async def guarded(requests: AsyncIterator[Any], context: Context) -> Any:
-        return await behavior(_checked_requests(requests, context), context)
+        try:
+            return await behavior(_checked_requests(requests), context)
+        except UndecodableRequest as refused:
+            await _refuse(context, refused.undecodable)
 
     return guarded
 

@@ -33,6 +33,7 @@ from exchange.trading.v1 import trading_pb2, trading_pb2_grpc
 from core.contracts import orders, validation
 from core.contracts.enums import ORDER_STATUS
 from core.contracts.errors import RequestError, rejection_reason
+from core.contracts.request_decoding import UndecodableRequest
 from core.contracts.markets import balance_message
 from core.contracts.orders import FillRecord, OrderCommand
 from core.engine import ApplyResult, Outcome
@@ -259,6 +260,8 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
             while (task := await in_flight.get()) is not None:
                 try:
                     response = await task
+                except UndecodableRequest:
+                    raise  # refused by the DecodeErrorInterceptor's wrapper
                 except Exception as error:  # noqa: BLE001  (answered by name, stream ends)
                     await abort(context, error)
                     return
@@ -274,14 +277,18 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
         in_flight: asyncio.Queue[asyncio.Future[trading_pb2.StreamOrdersResponse] | None],
     ) -> None:
         loop = asyncio.get_running_loop()
-        async for batch in request_iterator:
-            # The batch is converted and handed to the gateway right here, so batches are
-            # logged in stream order; the task only waits for durability and answers.
-            try:
-                task = self._answer_batch(account_id, batch)
-            except Exception as error:  # noqa: BLE001  (e.g. BATCH_TOO_LARGE)
-                task = loop.create_task(_raise(error))
-            await in_flight.put(task)
+        try:
+            async for batch in request_iterator:
+                # The batch is converted and handed to the gateway right here, so batches
+                # are logged in stream order; the task only waits for durability and answers.
+                try:
+                    task = self._answer_batch(account_id, batch)
+                except Exception as error:  # noqa: BLE001  (e.g. BATCH_TOO_LARGE)
+                    task = loop.create_task(_raise(error))
+                await in_flight.put(task)
+        except UndecodableRequest as refused:
+            # Answered after the batches before it, in the stream's own task.
+            await in_flight.put(loop.create_task(_raise(refused)))
         await in_flight.put(None)
 
     def _answer_batch(

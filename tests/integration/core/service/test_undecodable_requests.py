@@ -73,3 +73,31 @@ def test_control_characters_in_identifiers_are_field_invalid(tmp_path: Path) -> 
     with ServerProcess(tmp_path / "core") as core:
         answers = asyncio.run(run(core.address))
     assert answers == [(grpc.StatusCode.INVALID_ARGUMENT, "FIELD_INVALID")] * 5
+
+
+def test_an_undecodable_message_in_an_order_stream_ends_it_with_a_reason(tmp_path: Path) -> None:
+    """StreamOrders reads its requests in a task of its own: the refusal still comes back as
+    one INVALID_ARGUMENT with a reason (it was INTERNAL, now and then, when that task aborted
+    the call itself), after the answers to the batches before it."""
+    good = trading_pb2.StreamOrdersRequest().SerializeToString()
+    bad = b"\x08\xff\xff"  # a truncated varint
+
+    async def run(address: str) -> list[tuple[int, grpc.StatusCode, str]]:
+        outcomes: list[tuple[int, grpc.StatusCode, str]] = []
+        async with aio.insecure_channel(address) as channel:
+            stream = channel.stream_stream("/exchange.trading.v1.TradingService/StreamOrders")
+            for _ in range(50):
+                answers = 0
+                call = stream(iter([good, bad]), metadata=trader("acct-stream"), timeout=10)
+                try:
+                    async for _answer in call:
+                        answers += 1
+                except aio.AioRpcError as error:
+                    outcomes.append((answers, error.code(), error_reason(error)))
+                else:
+                    outcomes.append((answers, grpc.StatusCode.OK, ""))
+        return outcomes
+
+    with ServerProcess(tmp_path / "core") as core:
+        outcomes = asyncio.run(run(core.address))
+    assert outcomes == [(1, grpc.StatusCode.INVALID_ARGUMENT, "MALFORMED_REQUEST")] * 50
