@@ -33,9 +33,9 @@ from exchange.trading.v1 import trading_pb2, trading_pb2_grpc
 from core.contracts import orders, validation
 from core.contracts.enums import ORDER_STATUS
 from core.contracts.errors import RequestError, rejection_reason
-from core.contracts.request_decoding import UndecodableRequest
 from core.contracts.markets import balance_message
 from core.contracts.orders import FillRecord, OrderCommand
+from core.contracts.request_decoding import UndecodableRequest
 from core.engine import ApplyResult, Outcome
 from core.service.errors import ServiceError
 from core.service.identity import Context, caller_account
