@@ -10,7 +10,10 @@ The stream is generated once (its live-order bookkeeping uses the reference book
 measured three ways in the same process:
 (a) the full engine: validation, risk reservations, fees, STP checks, events, sequencing;
 (b) a minimal price-time book (heapq + lazy deletion, no risk, no events) on the same stream;
-(c) the full engine again with per-command latency and garbage-collector pauses recorded.
+(c) the full engine again with per-command latency and garbage-collector pauses recorded;
+(d) the full engine on the same stream with every cancel keyed by a `request_id` (as the
+    service logs them since ADR 0016: one table lookup and one insert per cancel, FIFO
+    eviction once an account holds 10,000 keys), against (a): the cost of durable keys.
 The collector is tuned like the service would tune it: gc.freeze() after setup (the command
 stream and the funded engine become permanent) and raised thresholds.
 Amounts are integers in minor units; the only floats are the printed rates and latencies.
@@ -25,7 +28,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -302,6 +305,23 @@ def main() -> None:
     print(f"(a) engine:    {engine_rate:12,.0f} commands/s  ({resting:,} orders resting at end)")
     print(f"(b) reference: {reference_rate:12,.0f} commands/s")
     print(f"ratio engine/reference: {engine_rate / reference_rate:.2f}x")
+    keyed_driver = funded_engine()
+    keyed_stream = Stream(
+        commands=[
+            replace(command, request_id=f"k{command.order_id}")
+            if isinstance(command, CancelOrder)
+            else command
+            for command in stream.commands
+        ],
+        engine_seq_first=stream.engine_seq_first,
+        fills_expected=stream.fills_expected,
+    )
+    keyed_rate = run_engine(keyed_driver, keyed_stream)
+    if keyed_driver.engine.trade_id_last != throughput_driver.engine.trade_id_last:
+        msg = "keyed cancels changed the trading"
+        raise SystemExit(msg)
+    print(f"(d) engine, cancels keyed by request_id: {keyed_rate:12,.0f} commands/s")
+    print(f"ratio keyed/unkeyed: {keyed_rate / engine_rate:.3f}")
 
     gc.callbacks.append(recorder)  # pauses are recorded during the latency run only
     latencies = run_latency(latency_driver, stream)

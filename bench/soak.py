@@ -17,8 +17,7 @@ import random
 import sys
 import time
 
-from infra.local.stack import DEMO_SYMBOLS, markets_listed
-from tests.support.local_stack import local_stack, wait_until
+from tests.support.local_stack import running_local_stack
 from tests.support.soak import SoakOptions, format_aims, run_soak
 
 
@@ -49,12 +48,8 @@ def main() -> None:
         seed=seed,
     )
     print(f"soak: {arguments.minutes} min at {arguments.rate}/s, warm-up {warmup} min, seed {seed}")
-    with local_stack(keep=arguments.keep) as stack:
-        started = time.monotonic()
-        stack.up()
-        wait_until(
-            "the edge lists the markets", lambda: markets_listed(stack.edge_url, DEMO_SYMBOLS)
-        )
+    started = time.monotonic()
+    with running_local_stack(keep=arguments.keep) as stack:
         print(f"stack up in {time.monotonic() - started:.1f}s at {stack.var}")
         report = asyncio.run(run_soak(stack, options))
     print(format_aims(report))

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from exchange.apikey.v1 import apikey_pb2
 from redis.asyncio import Redis
 
+from core.contracts.validation import ID_CHARACTERS, is_identifier
 from gateway.api_keys import ApiKeyRecord, ApiKeyStore
 from gateway.envoy_config import (
     ACCOUNT_HEADER,
@@ -232,12 +233,7 @@ class Authorizer:
                     "IDEMPOTENCY_KEY_MISSING", f"{request.method} needs an Idempotency-Key header"
                 )
             return ""
-        if len(idempotency_key) > MAX_IDEMPOTENCY_KEY_LENGTH or not idempotency_key.isascii():
-            raise EdgeError(
-                "FIELD_INVALID",
-                f"Idempotency-Key must be at most {MAX_IDEMPOTENCY_KEY_LENGTH} ASCII characters",
-                metadata={"field": "Idempotency-Key"},
-            )
+        _check_idempotency_key(idempotency_key)
         fingerprint = hashlib.sha256(
             f"{request.method}\n{request.target}\n".encode() + request.body
         ).hexdigest()
@@ -255,6 +251,38 @@ class Authorizer:
                 metadata={"idempotency_key": idempotency_key},
             )
         return idempotency_key
+
+
+def _check_idempotency_key(text: str) -> None:
+    """ENCODING_INVALID for bytes that were not UTF-8, FIELD_INVALID unless 1..128
+    characters of the identifier set: the key must equal a `request_id`, which the
+    services hold to that set (core/contracts/validation.py)."""
+    if not _was_utf8(text):
+        raise EdgeError(
+            "ENCODING_INVALID", "Idempotency-Key is not UTF-8", {"field": "Idempotency-Key"}
+        )
+    if len(text) > MAX_IDEMPOTENCY_KEY_LENGTH or not is_identifier(text):
+        raise EdgeError(
+            "FIELD_INVALID",
+            f"Idempotency-Key must be 1..{MAX_IDEMPOTENCY_KEY_LENGTH} characters of "
+            f"[{ID_CHARACTERS}]",
+            metadata={"field": "Idempotency-Key"},
+        )
+
+
+def _was_utf8(header: str) -> bool:
+    """Whether the header's bytes were UTF-8. The HTTP server hands header values over as
+    Latin-1 (one character per byte), as U+FFFD or as surrogate escapes: each is checked,
+    so two different invalid keys can never be read as the same one."""
+    if any(character == "\ufffd" or "\udc80" <= character <= "\udcff" for character in header):
+        return False
+    if header.isascii():
+        return True
+    try:
+        header.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return max(map(ord, header)) > 0xFF  # already decoded text, not bytes as Latin-1
+    return True
 
 
 def _grpc_message(body: bytes) -> bytes:

@@ -372,7 +372,33 @@ def _health_filter(path: str, min_healthy_percent: dict[str, Any]) -> dict[str, 
     return {"name": path.strip("/"), "typed_config": config}
 
 
+# Header names and values a gRPC upstream accepts as metadata (lower-case token characters;
+# printable ASCII values). Envoy's HTTP/1 codec lets through more (`^`, `|`, obs-text), which
+# the services' gRPC stack then refuses with INTERNAL: the edge refuses them first.
+_HEADER_CHECK = """
+function envoy_on_request(handle)
+  for name, value in pairs(handle:headers()) do
+    if not string.match(name, "^:?[0-9a-z_.-]+$") then
+      handle:respond({[":status"] = "400"}, "a header name holds a character outside [0-9a-z_.-]")
+      return
+    end
+    if string.find(value, "[^\\32-\\126]") then
+      handle:respond({[":status"] = "400"}, "a header value holds a byte outside printable ASCII")
+      return
+    end
+  end
+end
+"""
+
+
 def _http_filters(parameters: EdgeParameters, services: Sequence[str]) -> list[dict[str, Any]]:
+    header_check = {
+        "name": "header_check",
+        "typed_config": {
+            "@type": f"{_TYPE}.filters.http.lua.v3.Lua",
+            "default_source_code": {"inline_string": _HEADER_CHECK},
+        },
+    }
     strip_identity = {
         "name": "strip_identity",
         "typed_config": {
@@ -408,7 +434,7 @@ def _http_filters(parameters: EdgeParameters, services: Sequence[str]) -> list[d
         "typed_config": {"@type": f"{_TYPE}.filters.http.router.v3.Router"},
     }
     authz = [_authz_filter(access, parameters) for access in CHECKED_ACCESS]
-    return [strip_identity, liveness, readiness, *authz, transcoder, router]
+    return [header_check, strip_identity, liveness, readiness, *authz, transcoder, router]
 
 
 def _disable(filter_name: str) -> tuple[str, dict[str, Any]]:
@@ -479,8 +505,20 @@ def _rpc_routes(rpcs: Sequence[Rpc]) -> list[dict[str, Any]]:
     return routes
 
 
+def _error_body(code: int, reason: str, message: str, **metadata: str) -> dict[str, Any]:
+    """The exchange's one JSON error shape (a google.rpc.Status with an ErrorInfo)."""
+    info: dict[str, Any] = {
+        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+        "reason": reason,
+        "domain": "exchange",
+    }
+    if metadata:
+        info["metadata"] = metadata
+    return {"code": code, "message": f"{reason}: {message}", "details": [info]}
+
+
 def _not_found_route() -> dict[str, Any]:
-    body = {"code": 5, "message": "no such route", "details": []}
+    body = _error_body(5, "ROUTE_NOT_FOUND", "no API has this method and path")
     return {
         "name": "not-found",
         "match": {"prefix": "/"},
@@ -528,37 +566,83 @@ _ACCESS_LOG_FORMAT = {
 }
 
 
-def _local_replies(parameters: EdgeParameters) -> dict[str, Any]:
-    """Envoy's own 413 speaks the exchange's error model (PAYLOAD_TOO_LARGE)."""
-    too_large = {
-        "code": 3,
-        "message": f"PAYLOAD_TOO_LARGE: the body exceeds {parameters.max_request_bytes} bytes",
-        "details": [
-            {
-                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                "reason": "PAYLOAD_TOO_LARGE",
-                "domain": "exchange",
-                "metadata": {"max_bytes": str(parameters.max_request_bytes)},
-            }
-        ],
-    }
-    status_is_413 = {
+def _status_filter(op: str, status: int) -> dict[str, Any]:
+    return {
         "status_code_filter": {
             "comparison": {
-                "op": "EQ",
-                "value": {"default_value": 413, "runtime_key": "edge.local_reply.413"},
+                "op": op,
+                "value": {"default_value": status, "runtime_key": f"edge.local_reply.{status}"},
             }
         }
     }
+
+
+def _details_filter(expression: str) -> dict[str, Any]:
+    """A CEL condition on the reply (`response.code_details` names who answered)."""
+    return {
+        "extension_filter": {
+            "name": "envoy.access_loggers.extension_filters.cel",
+            "typed_config": {
+                "@type": f"{_TYPE}.access_loggers.filters.cel.v3.ExpressionFilter",
+                "expression": expression,
+            },
+        }
+    }
+
+
+# A denial the gateway answered (ext_authz) carries its own JSON error already.
+_NOT_FROM_THE_GATEWAY = _details_filter("response.code_details != 'ext_authz_denied'")
+
+
+def _mapper(
+    match: list[dict[str, Any]], body: dict[str, Any], status: int | None = None
+) -> dict[str, Any]:
+    mapper: dict[str, Any] = {
+        "filter": match[0] if len(match) == 1 else {"and_filter": {"filters": match}},
+        "body_format_override": {"json_format": body, "content_type": "application/json"},
+    }
+    if status is not None:
+        mapper["status_code"] = status
+    return mapper
+
+
+def _local_replies(parameters: EdgeParameters) -> dict[str, Any]:
+    """Every reply Envoy makes itself speaks the exchange's error model (ADR 0015):
+    413 is PAYLOAD_TOO_LARGE; the gateway unreachable for ext_authz, or a service
+    unreachable (503, 502, 504), is SERVICE_UNAVAILABLE; an unknown route (the
+    transcoder's included) is ROUTE_NOT_FOUND; any other 4xx of Envoy's own - the
+    transcoder's parse errors, the codec's refusals - is MALFORMED_REQUEST with Envoy's
+    text as the message. The gateway's own denials keep their body."""
+    max_bytes = str(parameters.max_request_bytes)
+    authz_error = _details_filter("response.code_details == 'ext_authz_error'")
     return {
         "mappers": [
-            {
-                "filter": status_is_413,
-                "body_format_override": {
-                    "json_format": too_large,
-                    "content_type": "application/json",
-                },
-            }
+            _mapper(
+                [_status_filter("EQ", 413)],
+                _error_body(
+                    3,
+                    "PAYLOAD_TOO_LARGE",
+                    f"the body exceeds {max_bytes} bytes",
+                    max_bytes=max_bytes,
+                ),
+            ),
+            _mapper(
+                [authz_error],
+                _error_body(14, "SERVICE_UNAVAILABLE", "authorization is unavailable"),
+                503,
+            ),
+            _mapper(
+                [_NOT_FROM_THE_GATEWAY, _status_filter("EQ", 404)],
+                _error_body(5, "ROUTE_NOT_FOUND", "%LOCAL_REPLY_BODY%"),
+            ),
+            _mapper(
+                [_NOT_FROM_THE_GATEWAY, _status_filter("GE", 500)],
+                _error_body(14, "SERVICE_UNAVAILABLE", "%LOCAL_REPLY_BODY%"),
+            ),
+            _mapper(
+                [_NOT_FROM_THE_GATEWAY, _status_filter("GE", 400)],
+                _error_body(3, "MALFORMED_REQUEST", "%LOCAL_REPLY_BODY%"),
+            ),
         ]
     }
 

@@ -45,6 +45,14 @@ def grpc_code_of(reason: str) -> int:
     return code
 
 
+def http_status_of(reason: str) -> int:
+    """The HTTP status of `reason`: its `(http_status)` option, else the standard mapping of
+    its gRPC code (PAYLOAD_TOO_LARGE is 413, FIELD_INVALID 400)."""
+    value = errors_pb2.ErrorReason.DESCRIPTOR.values_by_name[f"ERROR_REASON_{reason}"]
+    declared: int = value.GetOptions().Extensions[errors_pb2.http_status]
+    return declared or HTTP_STATUS_OF_CODE.get(grpc_code_of(reason), 500)
+
+
 @dataclass(eq=False)
 class EdgeError(Exception):
     """A request the edge refuses: a named reason, a message and optional context."""
@@ -67,7 +75,7 @@ class EdgeError(Exception):
 
     @property
     def http_status(self) -> int:
-        return HTTP_STATUS_OF_CODE.get(self.grpc_code, 500)
+        return http_status_of(self.reason)
 
     def status(self) -> status_pb2.Status:
         """The `google.rpc.Status` with this error's `ErrorInfo` detail."""

@@ -1,5 +1,7 @@
 """The gateway's HTTP side, reached only through Envoy: the ext_authz check endpoint
-(`/authz/<access>/<original path>`), `/healthz`, and the `/ws` fan-out (gateway/fanout.py).
+(`/authz/<access>/<original path>`), `/healthz`, the `/ws` fan-out (gateway/fanout.py), and
+the market-data introspection `/internal/market-data[/state]` (not routed by Envoy;
+gateway/market_data/introspection.py).
 
 Envoy's HTTP ext_authz sends the original method, path, the headers named in
 `SIGNATURE_HEADERS` and the body; a 200 lets the request through with the identity
@@ -9,6 +11,8 @@ headers, anything else is sent to the client as it is (body and headers).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 from redis.exceptions import RedisError
@@ -22,10 +26,25 @@ _LOG = logging.getLogger(__name__)
 _AUTHORIZER = web.AppKey("authorizer", Authorizer)
 
 
-def build_http_app(authorizer: Authorizer, hub: Hub) -> web.Application:
+Document = Callable[[], dict[str, Any]]
+
+
+def build_http_app(
+    authorizer: Authorizer,
+    hub: Hub,
+    *,
+    market_data_status: Document | None = None,
+    market_data_state: Document | None = None,
+) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024)
     app[_AUTHORIZER] = authorizer
     app.router.add_get("/healthz", _healthz)
+    for path, document in (
+        ("/internal/market-data", market_data_status),
+        ("/internal/market-data/state", market_data_state),
+    ):
+        if document is not None:
+            app.router.add_get(path, _json_handler(document))
     add_websocket_route(app, hub, authorizer)
     app.router.add_route("*", AUTHZ_PATH_PREFIX + "/{access}/{tail:.*}", _check)
     return app
@@ -33,6 +52,13 @@ def build_http_app(authorizer: Authorizer, hub: Hub) -> web.Application:
 
 async def _healthz(_request: web.Request) -> web.Response:
     return web.Response(text="ok")
+
+
+def _json_handler(document: Document) -> Callable[[web.Request], Any]:
+    async def handler(_request: web.Request) -> web.Response:
+        return web.json_response(document())
+
+    return handler
 
 
 async def _check(request: web.Request) -> web.Response:

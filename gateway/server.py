@@ -22,12 +22,16 @@ from exchange.marketdata.v1 import types_pb2 as marketdata_types_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from redis.asyncio import Redis
 
+from core.contracts.request_decoding import DecodeErrorInterceptor
+from core.event_path_health import BrokerProbe, EventPath, HealthReporter, health_setter
 from gateway.api_key_service import ApiKeyService
 from gateway.api_keys import ApiKeyStore
 from gateway.authorization import Authorizer
 from gateway.fanout import FanoutLimits, Hub
 from gateway.http_app import build_http_app
 from gateway.market_data.consumer import ConsumerOptions, EventLogConsumer
+from gateway.market_data.core_snapshot import CoreSnapshots
+from gateway.market_data.introspection import consumer_status, projection_state
 from gateway.market_data.projection import MarketDataProjection
 from gateway.market_data.service import DEPTH_MAX, MarketDataService
 from gateway.request_validation import RestRequestValidator
@@ -90,14 +94,26 @@ async def running_gateway(
     )
     consumer: EventLogConsumer | None = None
     consumer_task: asyncio.Task[None] | None = None
+    snapshots = CoreSnapshots(settings.core_address) if settings.core_address else None
     if settings.broker:
-        consumer = EventLogConsumer(ConsumerOptions(settings.broker), projection, hub)
+        consumer = EventLogConsumer(
+            ConsumerOptions(settings.broker), projection, hub, snapshots=snapshots
+        )
         consumer_task = asyncio.create_task(_run_consumer(consumer))
-    runner = web.AppRunner(build_http_app(authorizer, hub), access_log=None)
+    app = build_http_app(
+        authorizer,
+        hub,
+        market_data_status=lambda: consumer_status(consumer),
+        market_data_state=lambda: projection_state(projection),
+    )
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.http_host, settings.http_port)
     await site.start()
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])  # no silent port sharing
+    server = grpc.aio.server(
+        interceptors=[DecodeErrorInterceptor()],
+        options=[("grpc.so_reuseport", 0)],  # no silent port sharing
+    )
     apikey_pb2_grpc.add_ApiKeyServiceServicer_to_server(ApiKeyService(keys), server)
     marketdata_pb2_grpc.add_MarketDataServiceServicer_to_server(market_data, server)
     health_servicer = health.aio.HealthServicer()
@@ -105,6 +121,7 @@ async def running_gateway(
     grpc_port = server.add_insecure_port(f"{settings.http_host}:{settings.grpc_port}")
     await server.start()
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    watch = _watch_event_path(settings, consumer, health_servicer)
     try:
         yield RunningGateway(
             http_port=settings.http_port,
@@ -114,6 +131,8 @@ async def running_gateway(
             consumer=consumer,
         )
     finally:
+        for watcher in reversed(watch):
+            await watcher.stop()
         if consumer_task is not None:
             consumer_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -121,8 +140,26 @@ async def running_gateway(
         await server.stop(grace=1)
         await runner.cleanup()
         await market_data.close()
+        if snapshots is not None:
+            await snapshots.close()
         await market_redis.aclose()
         await redis.aclose()
+
+
+def _watch_event_path(
+    settings: GatewaySettings,
+    consumer: EventLogConsumer | None,
+    health_servicer: health.aio.HealthServicer,
+) -> list[BrokerProbe | HealthReporter]:
+    """The market-data consumer's event path (core/event_path_health.py), started: its
+    aiokafka client only retries in silence, so the broker is probed for the topics it reads."""
+    if consumer is None:
+        return []
+    probe = BrokerProbe(settings.broker, consumer.topics, EventPath("gateway market-data consumer"))
+    probe.start()
+    reporter = HealthReporter([probe.path], health_setter(health_servicer.set))
+    reporter.start()
+    return [probe, reporter]
 
 
 async def _run_consumer(consumer: EventLogConsumer) -> None:

@@ -42,6 +42,10 @@ class GatewaySettings:
     grpc_port: int = 50053
     # Kafka-API bootstrap servers of the event log; empty: no market data is projected.
     broker: str = ""
+    # The core's gRPC address (CoreAdminService, direct): the market-data projection starts
+    # from its GetProjectionSnapshot (docs/adr/0017). Empty: the projection replays the
+    # whole log from its first offset.
+    core_address: str = ""
     # The market history service (streaming/: ListCandles, older trades); empty: those
     # calls answer UNAVAILABLE DEPENDENCY_UNAVAILABLE.
     market_history_address: str = ""
@@ -76,6 +80,7 @@ class GatewaySettings:
             http_port=int(env.get("EDGE_HTTP_PORT", defaults.http_port)),
             grpc_port=int(env.get("EDGE_GRPC_PORT", defaults.grpc_port)),
             broker=env.get("EDGE_BROKER", ""),
+            core_address=env.get("EDGE_CORE_ADDRESS", ""),
             market_history_address=env.get("EDGE_MARKET_HISTORY_ADDRESS", ""),
         )
 

@@ -13,17 +13,31 @@
   transaction, the offset included, and the records are read again; a redelivered record is a
   duplicate by its stream position and posts nothing.
 - A record that is not a valid core event stops the consumer (`LedgerError` or
-  `DecodeError` propagates): nothing after it is posted and nothing is skipped silently.
+  `DecodeError` propagates): nothing after it is posted and nothing is skipped silently;
+  the service then exits (ledger/service.py), so that it is seen as down, not "running".
+- A failing dependency does not stop it: when PostgreSQL or the broker fails (a restart, a
+  dropped connection), the round is dropped, the failure logged, and after a back-off
+  (0.1 s doubling to 5 s) the consumer re-reads its stored offsets and goes on. Whether the
+  failed transaction committed or not, the stored offsets say where to resume, and a record
+  posted twice is a duplicate by its stream position (found by the crash campaign,
+  tests/chaos: a PostgreSQL restart used to end settlement for good).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Final
 
+import psycopg
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.batch_planner import BatchPlanner, ReadyBatch
@@ -31,6 +45,21 @@ from ledger.settlement import OffsetAdvance, OffsetConflictError, Settlement, st
 
 CORE_EVENTS_TOPIC: Final = "core.events.v1"
 CONSUMER_GROUP: Final = "ledger-settlement"
+# What a failing dependency raises (the round is retried); anything else stops the consumer.
+# The planner process holds its own connection: it raises psycopg's errors, and a planner
+# that cannot connect at start breaks its pool (replaced on the next plan).
+DEPENDENCY_ERRORS: Final = (
+    DBAPIError,
+    PoolTimeoutError,
+    psycopg.OperationalError,
+    BrokenProcessPool,
+    KafkaError,
+    OSError,
+)
+BACKOFF_INITIAL_SECONDS: Final = 0.1
+BACKOFF_MAX_SECONDS: Final = 5.0
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +99,7 @@ class SettlementConsumer:
         self._positions: dict[int, int] = {}
         self.events_posted = 0
         self.batches_by_plan = 0  # posted by the planner's COPY plan (the rest: general path)
+        self.dependency_failures = 0  # rounds dropped because PostgreSQL or the broker failed
 
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -159,19 +189,43 @@ class SettlementConsumer:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll and post until `stop` is set. Pipelined: the next poll is fetched, parsed and
-        planned while the current one is written; posting stays in order per partition."""
+        planned while the current one is written; posting stays in order per partition.
+        A failing dependency drops the round and resumes from the stored offsets."""
         ready: list[_PartitionBatch] = []
+        backoff = BACKOFF_INITIAL_SECONDS
+        reseek = False  # after a failure nothing is posted before the stored offsets are read
         while not stop.is_set():
-            fetching = asyncio.create_task(self._fetch())
             try:
-                posted = await self._post(ready)
-            except BaseException:
-                fetching.cancel()
-                raise
-            ready = await fetching
-            if not posted:
-                ready = []  # fetched from before the re-seek
-        await self._post(ready)
+                if reseek:
+                    await self._seek_to_stored()
+                    reseek = False
+                ready = await self._round(ready)
+            except DEPENDENCY_ERRORS as error:
+                self.dependency_failures += 1
+                _log.warning(
+                    "settlement round failed (%r); resuming from the stored offsets in %.1fs",
+                    error,
+                    backoff,
+                )
+                ready, reseek = [], True
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), backoff)
+                backoff = min(BACKOFF_MAX_SECONDS, backoff * 2)
+            else:
+                backoff = BACKOFF_INITIAL_SECONDS
+        if not reseek:
+            await self._post(ready)
+
+    async def _round(self, ready: list[_PartitionBatch]) -> list[_PartitionBatch]:
+        """Posts `ready` while the next poll is fetched; returns that poll."""
+        fetching = asyncio.create_task(self._fetch())
+        try:
+            posted = await self._post(ready)
+        except BaseException:
+            fetching.cancel()
+            raise
+        fetched = await fetching
+        return fetched if posted else []  # after a re-seek, what was fetched is stale
 
     async def __aenter__(self) -> SettlementConsumer:
         await self.start()

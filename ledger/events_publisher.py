@@ -32,6 +32,7 @@ from typing import Any, Final
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from core.event_path_health import BackgroundTask, EventPath
 from core.outbox.topics import TopicSpec, ensure_topics
 from ledger.db.connection import DriverConnection, driver_connection
 from ledger.events_outbox import LEDGER_EVENTS_TOPIC, LEDGER_STREAM, entry_posted, with_seq
@@ -90,7 +91,7 @@ class _Row:
     event_count: int
 
 
-class LedgerEventsPublisher:
+class LedgerEventsPublisher(BackgroundTask):
     """`start()` in a running loop, `stop()` at the end."""
 
     def __init__(
@@ -105,7 +106,6 @@ class LedgerEventsPublisher:
         self._engine = engine
         self.options = options
         self._after_send = after_send
-        self._task: asyncio.Task[None] | None = None
         self._progress = asyncio.Event()
         self._topic_ready = False
         self.published_seq = 0  # the last seq acknowledged AND marked published
@@ -113,22 +113,11 @@ class LedgerEventsPublisher:
         self.rounds_count = 0
         self.send_failures_count = 0
         self.last_error: BaseException | None = None
+        self.path = EventPath("ledger events publisher")  # rounds published or failing
 
     @property
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
-
-    def start(self) -> None:
-        if self._task is not None:
-            raise RuntimeError("publisher started twice")
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     async def wait_published(self, seq: int, *, timeout_seconds: float) -> None:
         """Wait until every event up to `seq` is published (TimeoutError if not)."""
@@ -169,10 +158,12 @@ class LedgerEventsPublisher:
                     if self._after_send is not None:
                         await self._after_send()
                     await self._mark_published(rows)
+                    self.path.succeeded()
                     backoff_seconds = self.options.backoff_seconds_initial
             except Exception as error:  # noqa: BLE001  (broker or database: reconnect, resend)
                 self.last_error = error
                 self.send_failures_count += 1
+                self.path.failed(error)
                 LOGGER.warning("ledger events: round failed, retrying: %r", error)
             finally:
                 if producer is not None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from exchange.ledger.types.v1 import types_pb2
-from google.protobuf import timestamp_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 
 if TYPE_CHECKING:  # annotations only: corrections and reconciliation import this module
     from ledger.corrections import Correction
@@ -100,4 +100,8 @@ def reconciliation_message(
             for d in report.differences
         ],
         generated_at=timestamp(generated_at),
+        lag_engine_seqs=report.lag_engine_seqs,
+        stalled_for=duration_pb2.Duration(
+            seconds=report.stalled_ms // 1000, nanos=report.stalled_ms % 1000 * 1_000_000
+        ),
     )

@@ -12,6 +12,15 @@ market's assets. Gaps: every hole the settlement consumer recorded in the stream
 (resolved or not), plus a missing tail when the core reported (ReportEngineSeq) a stream
 further than the ledger has seen although the ledger has posted past the reported engine_seq.
 
+Lag: the balances are compared at what the ledger has posted, so a ledger that stopped
+consuming would compare equal at an old seq. Every report therefore carries the lag - the
+core's newest command with events (GetEngineStatus.last_event_engine_seq) minus the ledger's
+engine_seq - and how long the ledger has not advanced (`shard_positions.advanced_at`) while it
+lags. Past a bound (`LagBound`: more than `engine_seqs_max` seqs, or stalled for more than
+`stalled_ms_max` with a lag) the status is LAGGING, never MATCHED. A ledger that was
+idle for longer than the stall bound reads LAGGING for the moment it takes to post a new
+burst; asking again answers.
+
 Every reconciliation records a `ReconciliationCompleted` event (ledger/events_outbox.py;
 the same report twice is one event: its id is a digest of the report).
 
@@ -46,6 +55,24 @@ class ReconciliationStatus(IntEnum):
     MATCHED = types_pb2.RECONCILIATION_STATUS_MATCHED
     DIFFERENCES = types_pb2.RECONCILIATION_STATUS_DIFFERENCES
     BEHIND = types_pb2.RECONCILIATION_STATUS_BEHIND
+    LAGGING = types_pb2.RECONCILIATION_STATUS_LAGGING
+
+
+@dataclass(frozen=True, slots=True)
+class LagBound:
+    """Past either bound a lagging ledger reads LAGGING (ledger/README.md, "Reconciliation")."""
+
+    engine_seqs_max: int = 10_000  # ≈ 50 s of the soak's 200 orders/s
+    stalled_ms_max: int = 30_000
+
+    def __post_init__(self) -> None:
+        if self.engine_seqs_max < 0 or self.stalled_ms_max < 0:
+            raise ValueError("lag bounds must be >= 0")
+
+    def exceeded(self, lag_engine_seqs: int, stalled_ms: int) -> bool:
+        return lag_engine_seqs > 0 and (
+            lag_engine_seqs > self.engine_seqs_max or stalled_ms > self.stalled_ms_max
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +98,8 @@ class EngineStatus:
     epoch: int
     engine_seq: int
     market_seqs: Mapping[str, int] = field(default_factory=dict)
+    # The newest command <= engine_seq with events (0: unknown, taken as engine_seq).
+    last_event_engine_seq: int = 0
 
 
 class CoreView(Protocol):
@@ -120,10 +149,17 @@ class GrpcCoreView:
             response.epoch,
             response.engine_seq,
             {market.symbol: market.seq for market in response.markets},
+            response.last_event_engine_seq,
         )
 
 
 def _core_unavailable(error: grpc.aio.AioRpcError) -> LedgerError:
+    """DEPENDENCY_UNAVAILABLE, unless the core refused the caller's own input (an
+    `at_engine_seq` after its current seq): that is the caller's FIELD_INVALID, not a 503."""
+    if error.code() is grpc.StatusCode.INVALID_ARGUMENT:
+        return LedgerError(
+            Reason.FIELD_INVALID, f"the core refused it: {error.details()}", field="at_engine_seq"
+        )
     return LedgerError(
         Reason.DEPENDENCY_UNAVAILABLE,
         f"the core did not answer: {error.code().name} {error.details()}",
@@ -155,6 +191,8 @@ class ReconciliationReport:
     ledger_engine_seq: int
     gaps: tuple[GapReport, ...]
     differences: tuple[Difference, ...]
+    lag_engine_seqs: int = 0
+    stalled_ms: int = 0  # with a lag: how long the ledger has not advanced
 
 
 _LEDGER_BALANCES_AT = """
@@ -178,10 +216,18 @@ WHERE e.shard_id = %s AND e.symbol = %s AND a.kind IN (1, 2, 3)
 class Reconciliation:
     """Compares one core shard with the ledger."""
 
-    def __init__(self, engine: AsyncEngine, core: CoreView, *, shard_id: str) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        core: CoreView,
+        *,
+        shard_id: str,
+        lag_bound: LagBound | None = None,
+    ) -> None:
         self._engine = engine
         self._core = core
         self._shard_id = shard_id
+        self._lag_bound = lag_bound or LagBound()
 
     async def report_engine_seq(
         self, *, shard_id: str, epoch: int, engine_seq: int, market_seqs: Mapping[str, int]
@@ -207,7 +253,7 @@ class Reconciliation:
         async with self._engine.connect() as sa_connection:
             await sa_connection.execution_options(isolation_level="REPEATABLE READ")
             connection = await driver_connection(sa_connection)
-            ledger_engine_seq, _ = await _shard_position(connection, self._shard_id)
+            ledger_engine_seq, stalled_ms = await _ledger_progress(connection, self._shard_id)
             at = at_engine_seq or ledger_engine_seq
             core_balances = await self._core.engine_balances(at_engine_seq=at)
             core_status = await self._core.engine_status()
@@ -216,10 +262,15 @@ class Reconciliation:
             gaps = await _gaps(connection, self._shard_id, market, ledger_engine_seq)
             await sa_connection.rollback()
         differences = compare_balances(core_balances.balances, ledger, scope=scope)
+        core_last_event_seq = core_status.last_event_engine_seq or core_status.engine_seq
+        lag_engine_seqs = max(0, core_last_event_seq - ledger_engine_seq)
+        stalled_ms = stalled_ms if lag_engine_seqs else 0
         if (core_balances.last_event_engine_seq or at) > ledger_engine_seq:
             status = ReconciliationStatus.BEHIND
         elif differences or any(not gap.resolved for gap in gaps):
             status = ReconciliationStatus.DIFFERENCES
+        elif self._lag_bound.exceeded(lag_engine_seqs, stalled_ms):
+            status = ReconciliationStatus.LAGGING
         else:
             status = ReconciliationStatus.MATCHED
         report = ReconciliationReport(
@@ -230,6 +281,8 @@ class Reconciliation:
             ledger_engine_seq=ledger_engine_seq,
             gaps=tuple(gaps),
             differences=tuple(differences),
+            lag_engine_seqs=lag_engine_seqs,
+            stalled_ms=stalled_ms,
         )
         event = reconciliation_completed(report, shard_id=self._shard_id, generated_at=now())
         async with self._engine.begin() as sa_connection:
@@ -274,6 +327,17 @@ def compare_balances(
 async def _shard_position(connection: DriverConnection, shard_id: str) -> tuple[int, int]:
     cursor = await connection.execute(
         "SELECT engine_seq_last, epoch FROM shard_positions WHERE shard_id = %s", (shard_id,)
+    )
+    row = await cursor.fetchone()
+    return (0, 0) if row is None else (row[0], row[1])
+
+
+async def _ledger_progress(connection: DriverConnection, shard_id: str) -> tuple[int, int]:
+    """(engine_seq posted, milliseconds since the ledger last advanced it) for the shard."""
+    cursor = await connection.execute(
+        "SELECT engine_seq_last, greatest(0, (1000 * extract(epoch FROM clock_timestamp() - "
+        "advanced_at))::bigint) FROM shard_positions WHERE shard_id = %s",
+        (shard_id,),
     )
     row = await cursor.fetchone()
     return (0, 0) if row is None else (row[0], row[1])

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -27,15 +26,17 @@ from exchange.ledger.v1 import ledger_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from core.contracts.request_decoding import DecodeErrorInterceptor
+from core.event_path_health import BrokerProbe, EventPath, HealthReporter, health_setter
 from ledger.adjustments import Adjustments, FundingClient, GrpcFundingClient
-from ledger.consumer import ConsumerOptions, SettlementConsumer
+from ledger.consumer import CORE_EVENTS_TOPIC, ConsumerOptions, SettlementConsumer
 from ledger.corrections import Corrections
 from ledger.db.connection import create_engine
 from ledger.events_outbox import LEDGER_EVENTS_TOPIC
 from ledger.events_publisher import LedgerEventsOptions, LedgerEventsPublisher
 from ledger.gc_tuning import tune_garbage_collector
 from ledger.grpc_service import LedgerService
-from ledger.reconciliation import CoreView, GrpcCoreView, Reconciliation
+from ledger.reconciliation import CoreView, GrpcCoreView, LagBound, Reconciliation
 from ledger.settlement import Settlement
 
 SERVICE_NAME = "exchange.ledger.v1.LedgerService"
@@ -47,6 +48,7 @@ class RunningLedger:
     port: int
     engine: AsyncEngine
     settlement: Settlement
+    health: health.aio.HealthServicer
 
     async def stop(self) -> None:
         await self.server.stop(grace=1.0)
@@ -60,6 +62,7 @@ async def start_ledger(
     shard_id: str,
     core: CoreView,
     funding: FundingClient,
+    lag_bound: LagBound | None = None,
 ) -> RunningLedger:
     """Build and start the gRPC server (port 0 in `listen`: a free one)."""
     engine = create_engine(database_url)
@@ -68,17 +71,20 @@ async def start_ledger(
         engine=engine,
         settlement=settlement,
         corrections=Corrections(engine, settlement.writer),
-        reconciliation=Reconciliation(engine, core, shard_id=shard_id),
+        reconciliation=Reconciliation(engine, core, shard_id=shard_id, lag_bound=lag_bound),
         adjustments=Adjustments(engine, funding),
     )
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])  # no silent port sharing
+    server = grpc.aio.server(
+        interceptors=[DecodeErrorInterceptor()],
+        options=[("grpc.so_reuseport", 0)],  # no silent port sharing
+    )
     ledger_pb2_grpc.add_LedgerServiceServicer_to_server(service, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     port = server.add_insecure_port(listen)
     await server.start()
     await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
-    return RunningLedger(server, port, engine, settlement)
+    return RunningLedger(server, port, engine, settlement, health_servicer)
 
 
 async def _main(arguments: argparse.Namespace) -> None:
@@ -89,6 +95,10 @@ async def _main(arguments: argparse.Namespace) -> None:
         shard_id=arguments.shard_id,
         core=GrpcCoreView(core_channel),
         funding=GrpcFundingClient(core_channel),
+        lag_bound=LagBound(
+            engine_seqs_max=arguments.reconciliation_lag_seqs_max,
+            stalled_ms_max=1000 * arguments.reconciliation_stalled_seconds_max,
+        ),
     )
     logging.getLogger("ledger").info("LedgerService listening on port %d", ledger.port)
     if arguments.tune_garbage_collector:
@@ -107,6 +117,9 @@ async def _main(arguments: argparse.Namespace) -> None:
         consumer = SettlementConsumer(ledger.settlement, ledger.engine, options)
         await consumer.start()
         consuming = asyncio.create_task(consumer.run(stop))
+        # Settlement ending by itself (an event it cannot post) ends the service: a ledger
+        # that answers but no longer settles must be seen as down (the exit code says so).
+        consuming.add_done_callback(lambda _task: stop.set())
     publisher: LedgerEventsPublisher | None = None
     if arguments.kafka_bootstrap and arguments.publish_ledger_events:
         publisher = LedgerEventsPublisher(
@@ -116,16 +129,41 @@ async def _main(arguments: argparse.Namespace) -> None:
             ),
         )
         publisher.start()
+    reporter: HealthReporter | None = None
+    probe: BrokerProbe | None = None
+    if arguments.kafka_bootstrap:
+        # The event path's health: the broker probed for what the consumer reads and the
+        # publisher writes, and the publisher's rounds (core/event_path_health.py).
+        probe = BrokerProbe(
+            arguments.kafka_bootstrap,
+            (CORE_EVENTS_TOPIC, arguments.ledger_events_topic),
+            EventPath("ledger settlement consumer"),
+        )
+        probe.start()
+        paths = [probe.path] + ([publisher.path] if publisher is not None else [])
+        reporter = HealthReporter(
+            paths, health_setter(ledger.health.set), logger=logging.getLogger("ledger")
+        )
+        reporter.start()
     await stop.wait()
+    if reporter is not None:
+        await reporter.stop()
+    if probe is not None:
+        await probe.stop()
     if publisher is not None:
         await publisher.stop()
+    failure: BaseException | None = None
     if consuming is not None:
-        with contextlib.suppress(asyncio.CancelledError):
-            await consuming
+        (outcome,) = await asyncio.gather(consuming, return_exceptions=True)
+        if isinstance(outcome, BaseException) and not isinstance(outcome, asyncio.CancelledError):
+            failure = outcome
     if consumer is not None:
         await consumer.stop()
     await ledger.stop()
     await core_channel.close()
+    if failure is not None:
+        logging.getLogger("ledger").error("settlement stopped: %r", failure)
+        raise SystemExit(1) from failure
 
 
 def main() -> None:
@@ -152,6 +190,24 @@ def main() -> None:
         dest="publish_ledger_events",
         action="store_false",
         help="do not run the ledger events publisher in this process (the outbox keeps them)",
+    )
+    parser.add_argument(
+        "--reconciliation-lag-seqs-max",
+        type=int,
+        default=int(
+            os.environ.get("LEDGER_RECONCILIATION_LAG_SEQS_MAX", LagBound().engine_seqs_max)
+        ),
+        help="reconciliation reads LAGGING when the ledger lags the core by more engine seqs",
+    )
+    parser.add_argument(
+        "--reconciliation-stalled-seconds-max",
+        type=int,
+        default=int(
+            os.environ.get(
+                "LEDGER_RECONCILIATION_STALLED_SECONDS_MAX", LagBound().stalled_ms_max // 1000
+            )
+        ),
+        help="... or when it lags and has not advanced for longer than this",
     )
     parser.add_argument(
         "--no-tune-garbage-collector",

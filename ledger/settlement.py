@@ -447,7 +447,8 @@ async def _save_positions(
     changed_shards = sorted(key for key, state in shards.items() if state.changed)
     if changed_shards:
         await connection.execute(
-            "UPDATE shard_positions SET epoch = s.epoch, engine_seq_last = s.engine_seq_last "
+            "UPDATE shard_positions SET epoch = s.epoch, engine_seq_last = s.engine_seq_last, "
+            "advanced_at = now() "
             "FROM unnest(%s::text[], %s::bigint[], %s::bigint[]) AS s (shard_id, epoch, "
             "engine_seq_last) WHERE shard_positions.shard_id = s.shard_id",
             (

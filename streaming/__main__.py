@@ -34,8 +34,13 @@ import grpc
 from exchange.marketdata.v1 import marketdata_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from core.contracts.request_decoding import DecodeErrorInterceptor
+from core.event_path_health import BrokerProbe, EventPath, HealthReporter, health_setter
 from streaming.app import (
+    CANDLES_TOPIC,
     CONSUMER_GROUP_DEFAULT,
+    TICKERS_TOPIC,
+    TRADE_EVENTS_TOPIC,
     MarketDataSink,
     ProcessingGuarantee,
     StreamingOptions,
@@ -84,9 +89,21 @@ def run_until_stopped(
 class HistoryServer:
     """grpc.aio server with MarketDataService + health, on an event loop in its own thread."""
 
-    def __init__(self, store: HistoryStore, listen: str) -> None:
+    def __init__(self, store: HistoryStore, listen: str, *, broker: str | None = None) -> None:
         self.store = store
         self.listen = listen
+        # The event path's health (core/event_path_health.py): Quix's client only retries in
+        # silence, so the broker is probed for the topics the application reads and writes.
+        self._probe = (
+            None
+            if broker is None
+            else BrokerProbe(
+                broker,
+                (TRADE_EVENTS_TOPIC, CANDLES_TOPIC, TICKERS_TOPIC),
+                EventPath("streaming application"),
+            )
+        )
+        self._reporter: HealthReporter | None = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="grpc", daemon=True)
         self._server: grpc.aio.Server | None = None
@@ -97,7 +114,9 @@ class HistoryServer:
         asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=30)
 
     async def _start(self) -> None:
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        server = grpc.aio.server(
+            interceptors=[DecodeErrorInterceptor()], options=[("grpc.so_reuseport", 0)]
+        )
         marketdata_pb2_grpc.add_MarketDataServiceServicer_to_server(
             MarketHistoryService(self.store), server
         )
@@ -107,6 +126,12 @@ class HistoryServer:
         await server.start()
         self._server = server
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        if self._probe is not None:
+            self._probe.start()
+            self._reporter = HealthReporter(
+                [self._probe.path], health_setter(self._health.set), logger=LOGGER
+            )
+            self._reporter.start()
 
     async def _set_health(
         self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType
@@ -115,6 +140,10 @@ class HistoryServer:
             await self._health.set(name, status)
 
     async def _stop(self) -> None:
+        if self._reporter is not None:
+            await self._reporter.stop()
+        if self._probe is not None:
+            await self._probe.stop()
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         if self._server is not None:
             await self._server.stop(STOP_GRACE_SECONDS)
@@ -156,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     clickhouse_path = arguments.clickhouse_path or data_directory / "clickhouse"
     store = open_store(clickhouse_path=clickhouse_path, clickhouse_url=arguments.clickhouse_url)
     latest = LatestState(arguments.redis_url)
-    server = HistoryServer(store, arguments.listen)
+    server = HistoryServer(store, arguments.listen, broker=arguments.broker)
     try:
         server.start()
         options = StreamingOptions(

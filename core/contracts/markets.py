@@ -70,10 +70,19 @@ def create_market(request: core_admin_pb2.CreateMarketRequest) -> tuple[CreateMa
     return CreateMarket(spec=spec), initial_mode
 
 
-def set_market_mode(request: core_admin_pb2.SetMarketModeRequest) -> SetMarketMode:
-    validation.idempotency_key(request.request_id, "request_id")
+def set_market_mode(
+    operator_id: str, request: core_admin_pb2.SetMarketModeRequest
+) -> SetMarketMode:
+    """Keyed by (operator, request_id) in the engine (ADR 0016). `reason` is not logged, so
+    it is not part of what a retry is compared on."""
+    request_id = validation.idempotency_key(request.request_id, "request_id")
     validation.optional_text(request.reason, "reason")
-    return SetMarketMode(symbol=validation.symbol(request.symbol), mode=market_mode(request.mode))
+    return SetMarketMode(
+        symbol=validation.symbol(request.symbol),
+        mode=market_mode(request.mode),
+        operator_id=operator_id,
+        request_id=request_id,
+    )
 
 
 def market_spec_message(

@@ -100,14 +100,14 @@ def place_order(account_id: str, request: trading_pb2.PlaceOrderRequest) -> Plac
     constructor (see core/engine/fast_frozen.py), no keyword matching.
     """
     client_order_id = request.client_order_id
-    if not client_order_id:
-        raise RequestError(_KEY_MISSING, "client_order_id is required", field="client_order_id")
-    if len(client_order_id) > _COID_MAX:
-        raise field_invalid(
-            "client_order_id", f"client_order_id is longer than {_COID_MAX} characters"
-        )
+    if (
+        not client_order_id
+        or len(client_order_id) > _COID_MAX
+        or not validation.is_identifier(client_order_id)
+    ):
+        validation.identifier(client_order_id, "client_order_id", _COID_MAX, missing=_KEY_MISSING)
     symbol = request.symbol
-    if not symbol or len(symbol) > _SYMBOL_MAX:
+    if not symbol or len(symbol) > _SYMBOL_MAX or not validation.is_identifier(symbol):
         validation.symbol(symbol)
     side = _SIDES.get(request.side)
     if side is None:
@@ -156,20 +156,21 @@ def place_order(account_id: str, request: trading_pb2.PlaceOrderRequest) -> Plac
 
 
 def cancel_order(account_id: str, request: trading_pb2.CancelOrderRequest) -> CancelOrder:
-    validation.idempotency_key(request.request_id, "request_id")
+    request_id = validation.idempotency_key(request.request_id, "request_id")
     order_id, client_order_id = validation.order_reference(
         request.order_id, request.client_order_id
     )
-    return _new_cancel_order(account_id, order_id, client_order_id)
+    return _new_cancel_order(account_id, order_id, client_order_id, request_id)
 
 
 def amend_order(account_id: str, request: trading_pb2.AmendOrderRequest) -> AmendOrder:
     """The engine's amend takes the new price and total quantity; 0 keeps the current one.
 
-    The service fills the kept values in from the live order before logging (see
-    `amend_with_current`), so the WAL holds the complete request.
+    The WAL holds the request as sent (0 = keep): the engine fills the kept values from the
+    order when it applies the command, so replay decides the same, and a retry with the same
+    `request_id` compares equal to what was logged (ADR 0016).
     """
-    validation.idempotency_key(request.request_id, "request_id")
+    request_id = validation.idempotency_key(request.request_id, "request_id")
     order_id = validation.order_id(request.order_id)
     if request.new_quantity < 0:
         raise RequestError(
@@ -184,27 +185,19 @@ def amend_order(account_id: str, request: trading_pb2.AmendOrderRequest) -> Amen
         order_id=order_id,
         price=request.new_price,
         quantity=request.new_quantity,
-    )
-
-
-def amend_with_current(command: AmendOrder, current: OrderView | None) -> AmendOrder:
-    """Fill a kept (0) price or quantity from the live order; an unknown order stays 0s
-    (the engine then rejects it ORDER_NOT_FOUND / ORDER_NOT_OPEN by name)."""
-    if current is None or current.account_id != command.account_id:
-        return command
-    return AmendOrder(
-        account_id=command.account_id,
-        order_id=command.order_id,
-        price=command.price or current.price,
-        quantity=command.quantity or current.quantity,
+        request_id=request_id,
     )
 
 
 def cancel_all_orders(
     account_id: str, request: trading_pb2.CancelAllOrdersRequest
 ) -> CancelAllOrders:
-    validation.idempotency_key(request.request_id, "request_id")
-    return CancelAllOrders(account_id=account_id, symbol=validation.optional_symbol(request.symbol))
+    request_id = validation.idempotency_key(request.request_id, "request_id")
+    return CancelAllOrders(
+        account_id=account_id,
+        symbol=validation.optional_symbol(request.symbol),
+        request_id=request_id,
+    )
 
 
 def batch_size(request: trading_pb2.StreamOrdersRequest) -> int:

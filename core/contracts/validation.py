@@ -12,10 +12,18 @@ fails here is ever logged or applied. Limits (put a limit on everything):
 | asset code | 1..16 characters (the engine's ASSET_CODE_LENGTH_MAX) |
 | memo, reference, reason texts | at most 512 characters |
 | order_id | a decimal integer in 1..2^63-1 |
+
+Identifiers (client_order_id, request_id, transfer_id, account_id, symbol, asset code) are
+printable ASCII from `ID_CHARACTERS` only: letters, digits and `.`, `_`, `:`, `-`. Free
+texts (memo, reference, reason) may hold any Unicode but no control character (category
+Cc: NUL, CR, LF, ESC, ...): a NUL could not be stored by PostgreSQL, the others forge log
+lines (docs/adr/0015-hostile-input-at-the-edge.md).
 """
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from typing import Final
 
 from exchange.common.v1 import errors_pb2
@@ -31,6 +39,10 @@ ACCOUNT_ID_LENGTH_MAX: Final = 128
 TEXT_LENGTH_MAX: Final = 512
 ORDER_ID_DIGITS_MAX: Final = 19
 
+# The characters of every identifier (docs/api/errors.md, FIELD_INVALID).
+ID_CHARACTERS: Final = "A-Za-z0-9._:-"
+_IDENTIFIER: Final = re.compile(f"[{ID_CHARACTERS}]+")
+
 _KEY_MISSING: Final = errors_pb2.ERROR_REASON_IDEMPOTENCY_KEY_MISSING
 _FIELD_INVALID: Final = errors_pb2.ERROR_REASON_FIELD_INVALID
 
@@ -38,43 +50,66 @@ _FIELD_INVALID: Final = errors_pb2.ERROR_REASON_FIELD_INVALID
 def required_text(
     value: str, field: str, length_max: int, *, missing: ErrorReason = _FIELD_INVALID
 ) -> str:
-    """A non-empty string of at most `length_max` characters."""
+    """A non-empty string of at most `length_max` characters, none of them a control."""
+    if not value:
+        raise RequestError(missing, f"{field} is required", field=field)
+    return optional_text(value, field, length_max)
+
+
+def is_identifier(value: str) -> bool:
+    """Only `ID_CHARACTERS` (printable ASCII letters, digits and `._:-`)."""
+    return _IDENTIFIER.fullmatch(value) is not None
+
+
+def identifier(
+    value: str, field: str, length_max: int, *, missing: ErrorReason = _FIELD_INVALID
+) -> str:
+    """A required identifier: 1..`length_max` characters of `ID_CHARACTERS`."""
     if not value:
         raise RequestError(missing, f"{field} is required", field=field)
     if len(value) > length_max:
         raise field_invalid(field, f"{field} is longer than {length_max} characters")
+    if not is_identifier(value):
+        raise field_invalid(field, f"{field} may hold only the characters [{ID_CHARACTERS}]")
     return value
+
+
+def optional_identifier(value: str, field: str, length_max: int) -> str:
+    return identifier(value, field, length_max) if value else value
 
 
 def idempotency_key(value: str, field: str, length_max: int = REQUEST_ID_LENGTH_MAX) -> str:
     """A required idempotency key: missing is IDEMPOTENCY_KEY_MISSING."""
-    return required_text(value, field, length_max, missing=_KEY_MISSING)
+    return identifier(value, field, length_max, missing=_KEY_MISSING)
 
 
 def optional_text(value: str, field: str, length_max: int = TEXT_LENGTH_MAX) -> str:
+    """At most `length_max` characters, none of them a control character (category Cc)."""
     if len(value) > length_max:
         raise field_invalid(field, f"{field} is longer than {length_max} characters")
+    if any(unicodedata.category(character) == "Cc" for character in value):
+        raise field_invalid(field, f"{field} holds a control character")
     return value
 
 
 def symbol(value: str, field: str = "symbol") -> str:
-    return required_text(value, field, SYMBOL_LENGTH_MAX)
+    return identifier(value, field, SYMBOL_LENGTH_MAX)
 
 
 def optional_symbol(value: str, field: str = "symbol") -> str:
-    return optional_text(value, field, SYMBOL_LENGTH_MAX)
+    return optional_identifier(value, field, SYMBOL_LENGTH_MAX)
 
 
 def asset(value: str, field: str = "asset") -> str:
-    return required_text(value, field, ASSET_CODE_LENGTH_MAX)
+    return identifier(value, field, ASSET_CODE_LENGTH_MAX)
 
 
 def optional_asset(value: str, field: str = "asset") -> str:
-    return optional_text(value, field, ASSET_CODE_LENGTH_MAX)
+    return optional_identifier(value, field, ASSET_CODE_LENGTH_MAX)
 
 
 def account_id(value: str, field: str = "account_id") -> str:
-    return required_text(value, field, ACCOUNT_ID_LENGTH_MAX)
+    return identifier(value, field, ACCOUNT_ID_LENGTH_MAX)
 
 
 def positive_amount(value: int, field: str, *, reason: ErrorReason = _FIELD_INVALID) -> int:
@@ -100,7 +135,7 @@ def order_reference(order_id_text: str, client_order_id: str) -> tuple[int, str]
     if order_id_text:
         return order_id(order_id_text), ""
     if client_order_id:
-        return 0, required_text(client_order_id, "client_order_id", CLIENT_ORDER_ID_LENGTH_MAX)
+        return 0, identifier(client_order_id, "client_order_id", CLIENT_ORDER_ID_LENGTH_MAX)
     raise field_invalid("order_id", "order_id or client_order_id is required")
 
 

@@ -2,7 +2,10 @@
 
 Commands are immutable values. They carry no time and no engine-assigned id: the caller passes
 `engine_seq` and `timestamp_ns` to `Engine.apply`. Two commands with equal fields are the same
-request, which is what client order id / transfer id idempotency compares.
+request, which is what client order id / transfer id / request id idempotency compares.
+`request_id` (cancel, cancel-all, amend, market mode) is the caller's AIP-155 key: a non-empty
+one makes the command idempotent in the engine (see Engine._keyed and ADR 0016); "" is not
+keyed.
 """
 
 from __future__ import annotations
@@ -26,8 +29,12 @@ class CreateMarket:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SetMarketMode:
+    """`operator_id` and `request_id` key the operator's retry (both empty: not keyed)."""
+
     symbol: str
     mode: MarketMode
+    operator_id: str = ""
+    request_id: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,6 +93,7 @@ class CancelOrder:
     account_id: str
     order_id: int = 0
     client_order_id: str = ""
+    request_id: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,17 +102,20 @@ class CancelAllOrders:
 
     account_id: str
     symbol: str = ""
+    request_id: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AmendOrder:
-    """Change a resting order's price and/or total quantity (filled part included)."""
+    """Change a resting order's price and/or total quantity (filled part included); a 0
+    price or quantity keeps the order's current one (decided when the command is applied)."""
 
     account_id: str
     price: int
     quantity: int
     order_id: int = 0
     client_order_id: str = ""
+    request_id: str = ""
 
 
 Command = (
@@ -120,3 +131,5 @@ Command = (
     | AmendOrder
 )
 FundingCommand = Deposit | Withdraw | AdjustBalance
+KeyedCommand = CancelOrder | CancelAllOrders | AmendOrder | SetMarketMode
+"""Commands whose `request_id` the engine remembers (per account; per operator for modes)."""

@@ -19,8 +19,10 @@ EngineInvariantError, and by the property tests):
 5. Every notional is exact (price * quantity divisible by 10**base_scale); a remainder raises.
 6. engine_seq strictly increases from command to command (else EngineInvariantError); each
    event stream is numbered 1, 2, 3 ... without gaps.
-7. An idempotent retry (same client order id / transfer id, equal command) changes nothing and
-   emits nothing; it returns the stored original outcome.
+7. An idempotent retry (same client order id / transfer id / request id, equal command)
+   changes nothing and emits nothing; it returns the stored original outcome. The same key
+   with another command is rejected IDEMPOTENCY_KEY_REUSED (DUPLICATE_CLIENT_ORDER_ID for
+   orders) and is not remembered.
 
 Business rejections are returned (`Outcome.reason`, plus an OrderRejected event for order
 commands); they never raise.
@@ -45,6 +47,7 @@ from core.engine.commands import (
     CreateMarket,
     Deposit,
     FundingCommand,
+    KeyedCommand,
     PlaceOrder,
     SetMarketMode,
     Withdraw,
@@ -118,6 +121,7 @@ _PARTIALLY_FILLED: Final = OrderStatus.PARTIALLY_FILLED
 _NORMAL: Final = MarketMode.NORMAL
 _GTC: Final = TimeInForce.GTC
 _DUPLICATE: Final = True  # ApplyResult.duplicate
+_KEPT: Final = True  # Outcome.priority_kept
 _NOT_DUPLICATE: Final = False
 _LIMIT: Final = OrderType.LIMIT
 
@@ -142,6 +146,8 @@ class EngineConfig:
     client_order_ids_max_per_account: int = 10_000
     transfer_ids_max_per_account: int = 10_000
     closed_orders_max_per_account: int = 1_000
+    # Retention window of request ids (cancel, cancel-all, amend; per operator: market mode).
+    request_ids_max_per_account: int = 10_000
 
 
 class Market:
@@ -197,6 +203,7 @@ class Market:
 
 OrderRecord = tuple[PlaceOrder, Outcome]
 TransferRecord = tuple[FundingCommand, Outcome]
+RequestRecord = tuple[KeyedCommand, Outcome]
 
 
 class Engine:
@@ -225,21 +232,28 @@ class Engine:
         self._closed_orders: PerAccountFifo[int, OrderStatus] = PerAccountFifo(
             self.config.closed_orders_max_per_account
         )
+        # request_id -> (command, outcome): per account, and per operator for market modes.
+        self._command_requests: PerAccountFifo[str, RequestRecord] = PerAccountFifo(
+            self.config.request_ids_max_per_account
+        )
+        self._operator_requests: PerAccountFifo[str, RequestRecord] = PerAccountFifo(
+            self.config.request_ids_max_per_account
+        )
         # Scratch of the command being applied (not state): its engine_seq, time and events.
         self._command_seq = 0
         self._command_ns = 0
         self._events: list[Event] = []
         self._handlers: dict[type[Any], Callable[[Any], ApplyResult]] = {
             PlaceOrder: self._place,
-            CancelOrder: self._cancel,
-            CancelAllOrders: self._cancel_all,
-            AmendOrder: self._amend,
+            CancelOrder: self._keyed(self._cancel),
+            CancelAllOrders: self._keyed(self._cancel_all),
+            AmendOrder: self._keyed(self._amend),
             Deposit: self._deposit,
             Withdraw: self._withdraw,
             AdjustBalance: self._adjust,
             CreateAsset: self._create_asset,
             CreateMarket: self._create_market,
-            SetMarketMode: self._set_market_mode,
+            SetMarketMode: self._keyed(self._set_market_mode),
         }
 
     # ------------------------------------------------------------------ entry point
@@ -260,6 +274,39 @@ class Engine:
         if not result.duplicate:
             self._engine_seq_last = engine_seq
         return result
+
+    def _keyed(self, handler: Callable[[Any], ApplyResult]) -> Callable[[Any], ApplyResult]:
+        """`handler` with idempotency by (caller, request_id): a command with a key seen
+        before returns the stored outcome if it is equal (nothing applied, no events), else
+        IDEMPOTENCY_KEY_REUSED (not stored); a new key stores its outcome, rejections too.
+        The caller is the account, or the operator for SetMarketMode (a table of its own)."""
+        command_requests = self._command_requests
+        operator_requests = self._operator_requests
+
+        def apply_keyed(command: KeyedCommand) -> ApplyResult:
+            request_id = command.request_id
+            if not request_id:
+                return handler(command)
+            if isinstance(command, SetMarketMode):
+                table, caller = operator_requests, command.operator_id
+            else:
+                table, caller = command_requests, command.account_id
+            record = table.get(caller, request_id)
+            if record is not None:
+                if record[0] == command:
+                    return _new_result(record[1], (), _DUPLICATE)
+                reason = RejectReason.IDEMPOTENCY_KEY_REUSED
+                return ApplyResult(Outcome(engine_seq=self._command_seq, reason=reason), ())
+            result = handler(command)
+            table.put(caller, request_id, (command, result.outcome))
+            return result
+
+        return apply_keyed
+
+    def placed_order_request(self, account_id: str, client_order_id: str) -> PlaceOrder | None:
+        """The remembered PlaceOrder of this client order id (None if unknown or evicted)."""
+        record = self._order_requests.get(account_id, client_order_id)
+        return None if record is None else record[0]
 
     @property
     def engine_seq_last(self) -> int:
@@ -1231,8 +1278,8 @@ class Engine:
             return reject(market, RejectReason.MARKET_HALTED)
         if market.mode is MarketMode.CANCEL_ONLY:
             return reject(market, RejectReason.MARKET_CANCEL_ONLY)
-        price = command.price
-        quantity = command.quantity
+        price = command.price or order.price  # 0 keeps the current one
+        quantity = command.quantity or order.quantity
         # A quantity decrease at the same price is not re-checked against the (moving) band.
         price_reason = self._check_limit_price(
             market, price, quantity, check_band=price != order.price
@@ -1251,7 +1298,10 @@ class Engine:
             needed = remaining
         if price == order.price and quantity <= order.quantity:
             self._amend_in_place(market, order, quantity, needed)
-            return self._order_result(order_id, order)
+            outcome = _new_outcome(
+                self._command_seq, None, order_id, order.status, order.quantity_filled, (), _KEPT
+            )
+            return _new_result(outcome, tuple(self._events), _NOT_DUPLICATE)
         opposite = market.book.asks if is_buy else market.book.bids
         limit_key = -price if is_buy else price
         if order.post_only and opposite.keys and opposite.keys[-1] >= limit_key:

@@ -23,7 +23,7 @@ class Outcome:
 
     `order_id` is the placed / targeted order (0 if none); `status` and `quantity_filled` are
     the order's state when the command finished; `cancelled_order_ids` lists what a
-    cancel-all cancelled.
+    cancel-all cancelled; `priority_kept` tells whether an accepted amend kept time priority.
     """
 
     engine_seq: int
@@ -32,6 +32,7 @@ class Outcome:
     status: OrderStatus | None = None
     quantity_filled: int = 0
     cancelled_order_ids: tuple[int, ...] = ()
+    priority_kept: bool = False  # an amend that kept the order's time priority
 
     @property
     def accepted(self) -> bool:

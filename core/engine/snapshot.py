@@ -28,9 +28,14 @@ from core.engine.balances import Balance
 from core.engine.book import BookSide, Order
 from core.engine.commands import (
     AdjustBalance,
+    AmendOrder,
+    CancelAllOrders,
+    CancelOrder,
     Deposit,
     FundingCommand,
+    KeyedCommand,
     PlaceOrder,
+    SetMarketMode,
     Withdraw,
 )
 from core.engine.engine import Engine, EngineConfig, Market
@@ -47,7 +52,9 @@ from core.engine.errors import EngineInvariantError
 from core.engine.market import MarketSpec
 from core.engine.results import Outcome
 
-SNAPSHOT_FORMAT_VERSION: Final = 1
+SNAPSHOT_FORMAT_VERSION: Final = 2
+# Version 1 lacks the request id tables and `priority_kept` (read as empty / False).
+_FORMATS_READ: Final = (1, SNAPSHOT_FORMAT_VERSION)
 
 _ENUM_TYPES: Final[dict[str, Any]] = {
     "Side": Side,
@@ -60,6 +67,12 @@ _FUNDING_TYPES: Final[dict[str, type[FundingCommand]]] = {
     "Deposit": Deposit,
     "Withdraw": Withdraw,
     "AdjustBalance": AdjustBalance,
+}
+_KEYED_TYPES: Final[dict[str, type[KeyedCommand]]] = {
+    "CancelOrder": CancelOrder,
+    "CancelAllOrders": CancelAllOrders,
+    "AmendOrder": AmendOrder,
+    "SetMarketMode": SetMarketMode,
 }
 
 
@@ -121,6 +134,7 @@ def _outcome_to_dict(outcome: Outcome) -> dict[str, Any]:
         "status": outcome.status,
         "quantity_filled": outcome.quantity_filled,
         "cancelled_order_ids": list(outcome.cancelled_order_ids),
+        "priority_kept": outcome.priority_kept,
     }
 
 
@@ -132,6 +146,7 @@ def _outcome_from_dict(data: dict[str, Any]) -> Outcome:
         status=None if data["status"] is None else OrderStatus(data["status"]),
         quantity_filled=data["quantity_filled"],
         cancelled_order_ids=tuple(data["cancelled_order_ids"]),
+        priority_kept=data.get("priority_kept", False),
     )
 
 
@@ -175,6 +190,8 @@ class SnapshotCapture:
     order_requests: _AccountTables
     transfer_requests: _AccountTables
     closed_orders: _AccountTables
+    command_requests: _AccountTables
+    operator_requests: _AccountTables
 
     def serialize(self) -> bytes:
         """The canonical snapshot bytes (identical to `Engine.snapshot()` at capture time)."""
@@ -221,6 +238,8 @@ def capture_engine(engine: Engine) -> SnapshotCapture:
         order_requests=engine._order_requests.copy_tables(),
         transfer_requests=engine._transfer_requests.copy_tables(),
         closed_orders=engine._closed_orders.copy_tables(),
+        command_requests=engine._command_requests.copy_tables(),
+        operator_requests=engine._operator_requests.copy_tables(),
     )
 
 
@@ -290,7 +309,7 @@ def _order_requests_entry(item: tuple[str, dict[str, Any]]) -> list[Any]:
     ]
 
 
-def _transfer_requests_entry(item: tuple[str, dict[str, Any]]) -> list[Any]:
+def _typed_requests_entry(item: tuple[str, dict[str, Any]]) -> list[Any]:
     account_id, entries = item
     return [
         account_id,
@@ -328,9 +347,15 @@ def _serialize(capture: SnapshotCapture) -> bytes:
         "balances": _Chunked(sorted(capture.balances), _balance_list),
         "order_requests": _Chunked(sorted(capture.order_requests.items()), _order_requests_entry),
         "transfer_requests": _Chunked(
-            sorted(capture.transfer_requests.items()), _transfer_requests_entry
+            sorted(capture.transfer_requests.items()), _typed_requests_entry
         ),
         "closed_orders": _Chunked(sorted(capture.closed_orders.items()), _closed_orders_entry),
+        "command_requests": _Chunked(
+            sorted(capture.command_requests.items()), _typed_requests_entry
+        ),
+        "operator_requests": _Chunked(
+            sorted(capture.operator_requests.items()), _typed_requests_entry
+        ),
     }
     out: list[bytes] = []
     _encode(state, out)
@@ -367,9 +392,9 @@ def _restore_order(engine: Engine, market: Market, data: dict[str, Any]) -> Orde
     return order
 
 
-def decode_engine(data: bytes) -> Engine:
+def decode_engine(data: bytes) -> Engine:  # noqa: PLR0912  (one loop per table)
     state = json.loads(data)
-    if state.get("format_version") != SNAPSHOT_FORMAT_VERSION:
+    if state.get("format_version") not in _FORMATS_READ:
         msg = f"unsupported snapshot format {state.get('format_version')!r}"
         raise EngineInvariantError(msg)
     engine = Engine(EngineConfig(**state["config"]))
@@ -404,5 +429,13 @@ def decode_engine(data: bytes) -> Engine:
     for account_id, entries in state["closed_orders"]:
         for order_id, status in entries:
             engine._closed_orders.put(account_id, order_id, OrderStatus(status))
+    for name, table in (
+        ("command_requests", engine._command_requests),
+        ("operator_requests", engine._operator_requests),
+    ):
+        for caller, entries in state.get(name, []):
+            for key, type_name, command_data, outcome_data in entries:
+                keyed = _dataclass_from_dict(_KEYED_TYPES[type_name], command_data)
+                table.put(caller, key, (keyed, _outcome_from_dict(outcome_data)))
     engine.check_invariants()
     return engine

@@ -21,7 +21,7 @@ from core.outbox.errors import (
 )
 from core.outbox.journal import JournalOptions, JournalReader, JournalRecovery, OutboxJournal
 from core.outbox.journal_format import JournalEvent, decode_events, encode_events
-from core.outbox.publisher import OutboxPublisher, PublisherOptions
+from core.outbox.publisher import OutboxPublisher, PublishedPosition, PublisherOptions
 from core.outbox.topics import EVENTS_TOPIC, TRADE_EVENTS_TOPIC, TopicSpec, ensure_topics
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "OutboxRecoveryError",
     "OutboxTopicError",
     "PublishCursorCorruptionError",
+    "PublishedPosition",
     "PublisherOptions",
     "TopicSpec",
     "decode_events",

@@ -25,6 +25,11 @@ Invariants:
    publisher's epoch appended as a later `epoch` field (protobuf: the last value wins).
 5. Retention: journal segments wholly before the durable cursor + 1 are deleted after each
    cursor save.
+6. Position: after each acknowledged round the publisher knows the offset after the round's
+   last record in the shard's `core.events.v1` partition (`position`, in memory; None until
+   the first round of this process is acknowledged). Every event of a later command lands
+   at or after it (rounds are sequential), which is where a projection that starts from the
+   state at a later engine seq resumes reading (docs/adr/0017).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
 from core.contracts.events import varint
+from core.event_path_health import EventPath
 from core.outbox.cursor import PUBLISH_CURSOR_NAME, read_cursor, write_cursor
 from core.outbox.errors import (
     JournalFormatError,
@@ -66,6 +72,16 @@ FATAL_ERRORS: Final = (
 def epoch_override(epoch: int) -> bytes:
     """Bytes that, appended to a serialized EventEnvelope, set its epoch to `epoch`."""
     return ENVELOPE_EPOCH_TAG + varint(epoch)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PublishedPosition:
+    """Where the outbox is in the shard's partition of the events topic."""
+
+    engine_seq: int  # the last acknowledged command
+    topic: str
+    partition: int
+    next_offset: int  # the offset after the last record of that command's round
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -108,6 +124,7 @@ class OutboxPublisher:
         self._cursor_fence: EpochFence | None = None
         self._published_seq = 0
         self._cursor_seq = 0
+        self._position: PublishedPosition | None = None
         self._progress = asyncio.Event()
         self._publish_task: asyncio.Task[None] | None = None
         self._cursor_task: asyncio.Task[None] | None = None
@@ -125,6 +142,7 @@ class OutboxPublisher:
         self.cursor_writes_count = 0
         self.segments_removed_count = 0
         self._reader: JournalReader | None = None
+        self.path = EventPath("core outbox publisher")  # rounds acknowledged or failing
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -183,6 +201,11 @@ class OutboxPublisher:
         return self._published_seq
 
     @property
+    def position(self) -> PublishedPosition | None:
+        """The acknowledged position in the events partition (invariant 6)."""
+        return self._position
+
+    @property
     def cursor_seq(self) -> int:
         """Last engine_seq stored in the durable cursor (a restart resumes after it)."""
         return self._cursor_seq
@@ -228,8 +251,8 @@ class OutboxPublisher:
                         if not pending:
                             pending = await self._next_round(reader)
                         self._check_fence()
-                        await self._publish_round(producer, pending)
-                        self._acknowledged(pending)
+                        next_offset = await self._publish_round(producer, pending)
+                        self._acknowledged(pending, next_offset)
                         pending = []
                         backoff_seconds = self.options.backoff_seconds_initial
                 except FencedError:
@@ -241,6 +264,7 @@ class OutboxPublisher:
                 except Exception as error:  # noqa: BLE001  (any broker failure: reconnect, resend)
                     self.last_error = error
                     self.send_failures_count += 1
+                    self.path.failed(error)
                 finally:
                     if producer is not None:
                         await self._close_producer(producer)
@@ -304,8 +328,9 @@ class OutboxPublisher:
         partitions = self._partitions[topic]
         return int(self._partitioner(key, partitions, partitions))
 
-    async def _publish_round(self, producer: Any, records: list[WalRecord]) -> None:
-        """One batch per (topic, partition), then wait for every acknowledgement."""
+    async def _publish_round(self, producer: Any, records: list[WalRecord]) -> int | None:
+        """One batch per (topic, partition), then wait for every acknowledgement; returns the
+        offset after the round's last record in the events partition (None: no event)."""
         events_topic = self.options.events_topic.name
         trade_topic = self.options.trade_events_topic.name
         events_partition = self._partition_for(events_topic, self._shard_key)
@@ -336,13 +361,27 @@ class OutboxPublisher:
             await producer.send_batch(batch, topic, partition=partition)
             for (topic, partition), batch in batches.items()
         ]
+        acknowledged: list[Any] = []
         if futures:
             timeout_seconds = 2 * self.options.request_timeout_ms / 1000
-            await asyncio.wait_for(asyncio.gather(*futures), timeout_seconds)
+            acknowledged = await asyncio.wait_for(asyncio.gather(*futures), timeout_seconds)
         self.events_published_count += event_count
+        for key, metadata in zip(batches, acknowledged, strict=True):
+            if key == (events_topic, events_partition):
+                # The batch's base offset; every event of the round is one record of it.
+                return int(metadata.offset) + event_count
+        return None
 
-    def _acknowledged(self, records: list[WalRecord]) -> None:
+    def _acknowledged(self, records: list[WalRecord], next_offset: int | None) -> None:
         self._published_seq = records[-1].seq
+        self.path.succeeded()
+        if next_offset is not None:
+            self._position = PublishedPosition(
+                engine_seq=self._published_seq,
+                topic=self.options.events_topic.name,
+                partition=self._partition_for(self.options.events_topic.name, self._shard_key),
+                next_offset=next_offset,
+            )
         self.rounds_count += 1
         self.records_published_count += len(records)
         self._progress.set()

@@ -1,8 +1,8 @@
 """Binary codec of engine commands for WAL record payloads.
 
-Layout of one payload (format version 1):
+Layout of one payload (format version 2):
 
-    format_version u8 = 1
+    format_version u8 = 2
     command_tag    u8              (see COMMAND_TAGS; never renumbered)
     timestamp_ns   int             (the time the sequencer assigned; >= 0)
     fields ...                     (in the order of COMMAND_SCHEMAS, MarketSpec inlined)
@@ -24,6 +24,11 @@ Invariants:
   named `CodecError` subclass; nothing is guessed.
 - The schema covers every field of every command dataclass; this is checked at import time,
   so adding a field to a command without a new format version fails loudly.
+
+Versions: 2 added `request_id` to CancelOrder, CancelAllOrders and AmendOrder, and
+`operator_id`, `request_id` to SetMarketMode (ADR 0016); the encoder writes version 2 only.
+Version 1 payloads (WALs written before) still decode, by `COMMAND_SCHEMAS_V1`, with those
+fields empty; canonicality (decode(b) == c implies encode(c) == b) holds per version.
 """
 
 from __future__ import annotations
@@ -50,7 +55,8 @@ from core.engine.commands import (
 from core.engine.enums import MarketMode, OrderType, SelfTradePrevention, Side, TimeInForce
 from core.engine.market import MarketSpec
 
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 2
+FORMAT_VERSION_V1: Final = 1
 INT_BYTES_MAX: Final = 16  # signed 128-bit: far beyond int64, the API's range
 STRING_BYTES_MAX: Final = 65_536
 VARINT_BYTES_MAX: Final = 3  # enough for STRING_BYTES_MAX
@@ -131,7 +137,12 @@ MARKET_SPEC_SCHEMA: Final[tuple[tuple[str, FieldKind], ...]] = (
 COMMAND_SCHEMAS: Final[dict[type[Any], tuple[tuple[str, FieldKind], ...]]] = {
     CreateAsset: (("asset", "str"), ("scale", "int")),
     CreateMarket: (("spec", MarketSpec),),
-    SetMarketMode: (("symbol", "str"), ("mode", MarketMode)),
+    SetMarketMode: (
+        ("symbol", "str"),
+        ("mode", MarketMode),
+        ("operator_id", "str"),
+        ("request_id", "str"),
+    ),
     Deposit: (("account_id", "str"), ("asset", "str"), ("amount", "int"), ("transfer_id", "str")),
     Withdraw: (
         ("account_id", "str"),
@@ -159,16 +170,28 @@ COMMAND_SCHEMAS: Final[dict[type[Any], tuple[tuple[str, FieldKind], ...]]] = {
         ("self_trade_prevention", SelfTradePrevention),
         ("client_order_id", "str"),
     ),
-    CancelOrder: (("account_id", "str"), ("order_id", "int"), ("client_order_id", "str")),
-    CancelAllOrders: (("account_id", "str"), ("symbol", "str")),
+    CancelOrder: (
+        ("account_id", "str"),
+        ("order_id", "int"),
+        ("client_order_id", "str"),
+        ("request_id", "str"),
+    ),
+    CancelAllOrders: (("account_id", "str"), ("symbol", "str"), ("request_id", "str")),
     AmendOrder: (
         ("account_id", "str"),
         ("price", "int"),
         ("quantity", "int"),
         ("order_id", "int"),
         ("client_order_id", "str"),
+        ("request_id", "str"),
     ),
 }
+_ADDED_IN_V2: Final = frozenset({"request_id", "operator_id"})
+COMMAND_SCHEMAS_V1: Final[dict[type[Any], tuple[tuple[str, FieldKind], ...]]] = {
+    cls: tuple(field for field in schema if field[0] not in _ADDED_IN_V2)
+    for cls, schema in COMMAND_SCHEMAS.items()
+}
+"""Version 1 payloads: the fields above without the ones version 2 added."""
 
 
 def _check_schemas() -> None:
@@ -426,7 +449,13 @@ def _encode_cancel_order(command: CancelOrder, timestamp_ns: int) -> bytes:
     account_id = command.account_id
     order_id = command.order_id
     client_order_id = command.client_order_id
-    if not (type(account_id) is str and type(order_id) is int and type(client_order_id) is str):
+    request_id = command.request_id
+    if not (
+        type(account_id) is str
+        and type(order_id) is int
+        and type(client_order_id) is str
+        and type(request_id) is str
+    ):
         raise FastPathUnavailable
     return b"".join(
         (
@@ -435,6 +464,7 @@ def _encode_cancel_order(command: CancelOrder, timestamp_ns: int) -> bytes:
             _string_cache.get(account_id) or _fast_cached_str(account_id),
             _fast_int(order_id),
             _fast_str(client_order_id),
+            _fast_str(request_id),
         )
     )
 
@@ -445,12 +475,14 @@ def _encode_amend_order(command: AmendOrder, timestamp_ns: int) -> bytes:
     quantity = command.quantity
     order_id = command.order_id
     client_order_id = command.client_order_id
+    request_id = command.request_id
     if not (
         type(account_id) is str
         and type(price) is int
         and type(quantity) is int
         and type(order_id) is int
         and type(client_order_id) is str
+        and type(request_id) is str
     ):
         raise FastPathUnavailable
     return b"".join(
@@ -462,6 +494,7 @@ def _encode_amend_order(command: AmendOrder, timestamp_ns: int) -> bytes:
             _int_cache.get(quantity) or _fast_cached_int(quantity),
             _fast_int(order_id),
             _fast_str(client_order_id),
+            _fast_str(request_id),
         )
     )
 
@@ -482,8 +515,8 @@ def _check_fast_field_orders() -> None:
             "account_id symbol side order_type quantity price quote_quantity time_in_force "
             "post_only self_trade_prevention client_order_id"
         ),
-        CancelOrder: "account_id order_id client_order_id",
-        AmendOrder: "account_id price quantity order_id client_order_id",
+        CancelOrder: "account_id order_id client_order_id request_id",
+        AmendOrder: "account_id price quantity order_id client_order_id request_id",
     }
     for cls, names in expected.items():
         if tuple(name for name, _ in COMMAND_SCHEMAS[cls]) != tuple(names.split()):
@@ -577,7 +610,11 @@ def decode_command(payload: bytes) -> DecodedCommand:
     """Decode one WAL payload written by `encode_command`; strict (see module docstring)."""
     reader = _Reader(payload)
     version = reader.byte("format_version")
-    if version != FORMAT_VERSION:
+    if version == FORMAT_VERSION:
+        schemas = COMMAND_SCHEMAS
+    elif version == FORMAT_VERSION_V1:
+        schemas = COMMAND_SCHEMAS_V1
+    else:
         raise UnknownFormatVersionError(f"unknown command format version {version}")
     tag = reader.byte("command_tag")
     cls = _TAG_TO_TYPE.get(tag)
@@ -586,7 +623,7 @@ def decode_command(payload: bytes) -> DecodedCommand:
     timestamp_ns = reader.int_field("timestamp_ns")
     if timestamp_ns < 0:
         raise MalformedPayloadError(f"negative timestamp_ns {timestamp_ns}")
-    command = _decode_fields(reader, cls, COMMAND_SCHEMAS[cls])
+    command = _decode_fields(reader, cls, schemas[cls])
     if reader.offset != len(payload):
         raise MalformedPayloadError(
             f"{len(payload) - reader.offset} trailing bytes after {cls.__name__}"

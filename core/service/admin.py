@@ -7,10 +7,14 @@ otherwise. State changes are commands through the gateway.
   the same rules answers success without logging anything (so a retry after a restart works);
   other rules are ASSET_ALREADY_EXISTS / MARKET_ALREADY_EXISTS. A market with an
   `initial_mode` is created and switched in ONE batch (one WAL append, consecutive seqs).
-- SetMarketMode and PlaceCanaryTrade remember their `request_id` (idempotent_responses.py).
+- SetMarketMode's `request_id` is durable: the engine keeps it per operator, in the WAL and
+  the snapshots (ADR 0016); a retry answers the mode it set and the seq it was applied at.
+  PlaceCanaryTrade's orders are keyed by client order ids derived from its `request_id`
+  (durable); its answer is also remembered in memory (idempotent_responses.py).
 - TakeSnapshot: the state hash and the snapshot are taken in the same event-loop step, so the
   hash is the one of the snapshot written at the returned seq.
 - GetStateHash / GetEngineBalances at a seq: core/service/historical_state.py.
+- GetProjectionSnapshot: core/service/projection_snapshot.py (docs/adr/0017).
 - PlaceCanaryTrade: the canary maker (`exchange:canary-maker`) posts a post-only SELL of the
   market's minimum quantity at the best free price (the reference price, or one tick below the
   best ask), and the canary taker (`exchange:canary-taker`) buys it IOC at that price, in ONE
@@ -41,6 +45,7 @@ from core.engine import (
 from core.service.errors import ServiceError
 from core.service.historical_state import engine_at
 from core.service.identity import Context, caller_operator
+from core.service.projection_snapshot import projection_snapshot
 from core.service.rpc import unary
 from core.service.runtime import CoreRuntime
 
@@ -103,18 +108,17 @@ class CoreAdminServicer(core_admin_pb2_grpc.CoreAdminServiceServicer):
     async def SetMarketMode(  # noqa: N802
         self, request: core_admin_pb2.SetMarketModeRequest, context: Context
     ) -> core_admin_pb2.SetMarketModeResponse:
-        operator_id = caller_operator(context)
-        command = markets.set_market_mode(request)
-
-        async def execute() -> core_admin_pb2.SetMarketModeResponse:
-            await self._submit([command], {"symbol": command.symbol})
-            created = self._market(command.symbol)
-            return core_admin_pb2.SetMarketModeResponse(
-                market=created.market, engine_seq=created.engine_seq
-            )
-
-        return await self._runtime.responses.run(
-            operator_id, "SetMarketMode", request.request_id, request, execute
+        command = markets.set_market_mode(caller_operator(context), request)
+        engine_seq = await self._submit([command], {"symbol": command.symbol})
+        view = self._runtime.sequencer.engine.market(command.symbol)
+        if view is None:
+            raise ServiceError(_SYMBOL_UNKNOWN, "no such market", {"symbol": command.symbol})
+        # What the command did (a retry answers the same): its mode and its seq.
+        return core_admin_pb2.SetMarketModeResponse(
+            market=markets.market_spec_message(
+                view.spec, command.mode, reference_price=view.reference_price
+            ),
+            engine_seq=engine_seq,
         )
 
     @unary
@@ -172,6 +176,23 @@ class CoreAdminServicer(core_admin_pb2_grpc.CoreAdminServiceServicer):
         )
 
     @unary
+    async def GetProjectionSnapshot(  # noqa: N802
+        self,
+        request: core_admin_pb2.GetProjectionSnapshotRequest,  # noqa: ARG002  (empty)
+        context: Context,
+    ) -> core_admin_pb2.GetProjectionSnapshotResponse:
+        caller_operator(context)
+        runtime = self._runtime
+        # One step, no await: the state and the outbox's position belong together.
+        return projection_snapshot(
+            runtime.sequencer.engine,
+            engine_seq=runtime.sequencer.engine_seq,
+            shard_id=runtime.shard_id,
+            position=runtime.published_position(),
+            clock_ns=runtime.clock,
+        )
+
+    @unary
     async def GetEngineStatus(  # noqa: N802
         self,
         request: core_admin_pb2.GetEngineStatusRequest,  # noqa: ARG002  (empty)
@@ -188,6 +209,7 @@ class CoreAdminServicer(core_admin_pb2_grpc.CoreAdminServiceServicer):
             durable_engine_seq=sequencer.durable_engine_seq,
             published_engine_seq=runtime.published_engine_seq(),
             snapshot_engine_seq=sequencer.snapshot_seq,
+            last_event_engine_seq=runtime.history_sink.last_event_engine_seq,
         )
         for symbol in engine.symbols():
             view = engine.market(symbol)
@@ -217,7 +239,60 @@ class CoreAdminServicer(core_admin_pb2_grpc.CoreAdminServiceServicer):
     async def _canary_trade(
         self, symbol: str, request_id: str
     ) -> core_admin_pb2.PlaceCanaryTradeResponse:
+        maker, taker = self._canary_orders(symbol, request_id)
+        maker_result, taker_result = await self._runtime.gateway.submit([maker, taker])
+        metadata = {"symbol": symbol, "price": str(maker.price)}
+        if maker_result.outcome.reason is not None:
+            raise ServiceError.rejected(maker_result.outcome.reason, metadata)
+        if taker_result.outcome.reason is not None:
+            await self._runtime.gateway.submit(
+                [
+                    CancelOrder(
+                        account_id=CANARY_MAKER_ACCOUNT_ID, order_id=maker_result.outcome.order_id
+                    )
+                ]
+            )
+            raise ServiceError.rejected(taker_result.outcome.reason, metadata)
+        # A retry (the places are duplicates, no events): the fill the first taker made.
+        trades = [
+            (event.trade_id, event.price, event.quantity, event.engine_seq)
+            for event in taker_result.events
+            if type(event) is TradeExecuted
+        ] or [
+            (fill.trade_id, fill.price, fill.quantity, fill.engine_seq)
+            for fill in self._runtime.history.fills_of(CANARY_TAKER_ACCOUNT_ID, taker_result)
+        ]
+        if not trades:
+            msg = "the canary taker did not trade with the canary maker"
+            raise RuntimeError(msg)
+        trade_id, price, quantity, engine_seq = trades[0]
+        return core_admin_pb2.PlaceCanaryTradeResponse(
+            trade_id=str(trade_id),
+            symbol=symbol,
+            price=price,
+            quantity=quantity,
+            engine_seq=engine_seq,
+        )
+
+    def _canary_orders(self, symbol: str, request_id: str) -> tuple[PlaceOrder, PlaceOrder]:
+        """The canary's two orders. Their client order ids derive from `request_id`, so the
+        engine deduplicates them durably: a retry (also after a restart) resubmits the logged
+        orders (not a new price from today's book), and the same key for another market is
+        IDEMPOTENCY_KEY_REUSED."""
         engine = self._runtime.sequencer.engine
+        length_max = validation.CLIENT_ORDER_ID_LENGTH_MAX
+        maker_id = f"canary:{request_id}:maker"[:length_max]
+        taker_id = f"canary:{request_id}:taker"[:length_max]
+        known_maker = engine.placed_order_request(CANARY_MAKER_ACCOUNT_ID, maker_id)
+        known_taker = engine.placed_order_request(CANARY_TAKER_ACCOUNT_ID, taker_id)
+        if known_maker is not None and known_taker is not None:
+            if known_maker.symbol != symbol:
+                raise ServiceError(
+                    errors_pb2.ERROR_REASON_IDEMPOTENCY_KEY_REUSED,
+                    "request_id was used before with another request",
+                    {"request_id": request_id},
+                )
+            return known_maker, known_taker
         view = engine.market(symbol)
         depth = engine.book_depth(symbol, levels_max=1)
         if view is None or depth is None:
@@ -234,7 +309,7 @@ class CoreAdminServicer(core_admin_pb2_grpc.CoreAdminServiceServicer):
             quantity=quantity,
             price=price,
             post_only=True,
-            client_order_id=f"canary:{request_id}:maker"[: validation.CLIENT_ORDER_ID_LENGTH_MAX],
+            client_order_id=maker_id,
         )
         taker = PlaceOrder(
             account_id=CANARY_TAKER_ACCOUNT_ID,
@@ -244,30 +319,6 @@ class CoreAdminServicer(core_admin_pb2_grpc.CoreAdminServiceServicer):
             quantity=quantity,
             price=price,
             time_in_force=TimeInForce.IOC,
-            client_order_id=f"canary:{request_id}:taker"[: validation.CLIENT_ORDER_ID_LENGTH_MAX],
+            client_order_id=taker_id,
         )
-        maker_result, taker_result = await self._runtime.gateway.submit([maker, taker])
-        metadata = {"symbol": symbol, "price": str(price)}
-        if maker_result.outcome.reason is not None:
-            raise ServiceError.rejected(maker_result.outcome.reason, metadata)
-        if taker_result.outcome.reason is not None:
-            await self._runtime.gateway.submit(
-                [
-                    CancelOrder(
-                        account_id=CANARY_MAKER_ACCOUNT_ID, order_id=maker_result.outcome.order_id
-                    )
-                ]
-            )
-            raise ServiceError.rejected(taker_result.outcome.reason, metadata)
-        trades = [event for event in taker_result.events if type(event) is TradeExecuted]
-        if not trades:
-            msg = "the canary taker did not trade with the canary maker"
-            raise RuntimeError(msg)
-        trade = trades[0]
-        return core_admin_pb2.PlaceCanaryTradeResponse(
-            trade_id=str(trade.trade_id),
-            symbol=symbol,
-            price=trade.price,
-            quantity=trade.quantity,
-            engine_seq=trade.engine_seq,
-        )
+        return maker, taker

@@ -1,19 +1,15 @@
 """Answers of mutating calls keyed by `request_id`, so a retry returns the original answer.
 
-ADR 0006: the same key with the same body returns the original result (including an original
-rejection); the same key with another body fails IDEMPOTENCY_KEY_REUSED. PlaceOrder and the
-funding calls get this from the engine (client order id / transfer id, durable in the WAL and
-the snapshots). The engine does not remember `request_id`s of cancels, amends, cancel-alls,
-market modes and canary trades, so the service does, here:
+Since ADR 0016 the engine deduplicates cancel, amend, cancel-all and market-mode requests
+durably (the key is in the command, the WAL and the snapshots). This in-memory layer is left
+only in front of PlaceCanaryTrade (whose two orders are durable by client order ids derived
+from its key): concurrent calls with the same key share one execution.
 
-- keyed by (account or operator, method, request_id), compared on the request's
-  deterministic serialization;
-- concurrent calls with the same key share one execution;
+- keyed by (operator, method, request_id), compared on the request's deterministic
+  serialization; the same key with another body fails IDEMPOTENCY_KEY_REUSED;
 - system failures (UNAVAILABLE, INTERNAL) are not remembered: they mean "not acknowledged";
 - bounded: `keys_max_per_caller` per caller, FIFO eviction;
-- IN MEMORY ONLY: after a restart a retried cancel is answered by the engine's state
-  (ORDER_NOT_OPEN for an order that was cancelled). Making these keys durable needs the
-  engine to carry request_id on those commands (see core/service/README.md).
+- in memory only: after a restart the canary's retry is answered by the engine's tables.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from core.outbox import PublishedPosition
 from core.sequencer import Sequencer
 from core.service.command_gateway import CommandGateway
 from core.service.history_sink import HistorySink
@@ -16,6 +17,10 @@ from core.service.transfer_history import TransferHistory
 
 def _nothing_published() -> int:
     return 0
+
+
+def _no_position() -> PublishedPosition | None:
+    return None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -30,6 +35,8 @@ class CoreRuntime:
     clock: Callable[[], int] = time.time_ns
     # The outbox's published position, once one is wired (GetEngineStatus reports it).
     published_engine_seq: Callable[[], int] = _nothing_published
+    # Where the outbox is in the events partition (GetProjectionSnapshot's resume offset).
+    published_position: Callable[[], PublishedPosition | None] = _no_position
 
     @classmethod
     def create(

@@ -43,8 +43,17 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from core.contracts.orders import BATCH_COMMANDS_MAX
+from core.contracts.request_decoding import DecodeErrorInterceptor
 from core.engine import EngineConfig
+from core.event_path_health import (
+    EVENT_PATH_SERVICE,
+    BrokerProbe,
+    EventPath,
+    HealthReporter,
+    health_setter,
+)
 from core.outbox import OutboxJournal, OutboxPublisher, PublisherOptions
+from core.outbox.topics import EVENTS_TOPIC, TRADE_EVENTS_TOPIC
 from core.sequencer import Sequencer, SequencerOptions
 from core.service.admin import CoreAdminServicer
 from core.service.errors import LOGGER
@@ -108,6 +117,8 @@ class CoreService:
         self._started: list[AsyncComponent] = []
         self._journal: OutboxJournal | None = None
         self._publisher: OutboxPublisher | None = None
+        self._probe: BrokerProbe | None = None
+        self.health_reporter: HealthReporter | None = None
 
     @property
     def runtime(self) -> CoreRuntime:
@@ -144,6 +155,7 @@ class CoreService:
             )
             publisher.start()
             runtime.published_engine_seq = lambda: publisher.published_seq
+            runtime.published_position = lambda: publisher.position
         recovery = sequencer.recovery
         LOGGER.info(
             "recovered shard %s: epoch %d, snapshot %d, %d replayed, engine seq %d, "
@@ -159,13 +171,14 @@ class CoreService:
             await component.start()
             self._started.append(component)
         server = self._server = aio.server(
+            interceptors=[DecodeErrorInterceptor()],
             options=[
                 ("grpc.max_receive_message_length", MESSAGE_BYTES_MAX),
                 ("grpc.max_send_message_length", MESSAGE_BYTES_MAX),
                 # Two processes must never share a port silently (grpc sets SO_REUSEPORT by
                 # default): a second core on the same address fails to start instead.
                 ("grpc.so_reuseport", 0),
-            ]
+            ],
         )
         trading_pb2_grpc.add_TradingServiceServicer_to_server(TradingServicer(runtime), server)
         funding_pb2_grpc.add_FundingServiceServicer_to_server(FundingServicer(runtime), server)
@@ -185,6 +198,19 @@ class CoreService:
             gc.freeze()
             gc.set_threshold(*GC_THRESHOLDS)
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        if self._publisher is not None and config.broker is not None:
+            # The event path's health: the outbox's rounds, and the broker probed even when
+            # there is nothing to publish (core/event_path_health.py).
+            probe = self._probe = BrokerProbe(
+                config.broker, (EVENTS_TOPIC, TRADE_EVENTS_TOPIC), EventPath("core broker probe")
+            )
+            probe.start()
+            self.health_reporter = HealthReporter(
+                [self._publisher.path, probe.path],
+                health_setter(self._health_servicer.set),
+                logger=LOGGER,
+            )
+            self.health_reporter.start()
         return self.port
 
     async def _set_health(
@@ -195,7 +221,14 @@ class CoreService:
 
     async def stop(self) -> None:
         """Drain and close everything; safe to call once after start (or a failed start)."""
+        if self.health_reporter is not None:
+            await self.health_reporter.stop()
+        if self._probe is not None:
+            await self._probe.stop()
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self._health_servicer.set(
+            EVENT_PATH_SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING
+        )
         if self._server is not None:
             await self._server.stop(self.config.shutdown_grace_seconds)
         while self._started:

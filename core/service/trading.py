@@ -15,6 +15,10 @@ order is the summary form (`orders.fill_order_summary_with_outcome`: identity, t
 and progress as the command left it; no timestamps or fee totals, which GetOrder / ListFills
 give), written in one pass per result. Unary order entry goes through
 `CommandGateway.submit_one`, which coalesces the calls of one event-loop iteration.
+
+Idempotency (ADR 0016): places by client order id, cancels / amends / cancel-alls by
+`request_id`, all deduplicated by the engine, durably (WAL and snapshots), unary and streamed
+alike; an answer is built from the command's outcome, so a retry answers what the first did.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ from core.contracts.enums import ORDER_STATUS
 from core.contracts.errors import RequestError, rejection_reason
 from core.contracts.markets import balance_message
 from core.contracts.orders import FillRecord, OrderCommand
-from core.engine import AmendOrder, ApplyResult, OrderAmended, Outcome
+from core.contracts.request_decoding import UndecodableRequest
+from core.engine import ApplyResult, Outcome
 from core.service.errors import ServiceError
 from core.service.identity import Context, caller_account
 from core.service.paging import fill_page
@@ -95,13 +100,6 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
                 return view.order_id
         return 0
 
-    def _with_current(self, command: OrderCommand) -> OrderCommand:
-        if type(command) is AmendOrder and (command.price == 0 or command.quantity == 0):
-            return orders.amend_with_current(
-                command, self._runtime.sequencer.engine.order(command.order_id)
-            )
-        return command
-
     @staticmethod
     def _add_fills(target: Sequence[FillRecord], fills: object) -> None:
         add = fills.add  # type: ignore[attr-defined]
@@ -133,40 +131,27 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
     ) -> trading_pb2.CancelOrderResponse:
         account_id = caller_account(context)
         command = orders.cancel_order(account_id, request)
-
-        async def execute() -> trading_pb2.CancelOrderResponse:
-            result = await self._submit_one(
-                command, {"order_id": request.order_id, "client_order_id": request.client_order_id}
-            )
-            response = trading_pb2.CancelOrderResponse()
-            self._write_order(response.order, account_id, result.outcome.order_id)
-            return response
-
-        return await self._runtime.responses.run(
-            account_id, "CancelOrder", request.request_id, request, execute
+        result = await self._submit_one(
+            command, {"order_id": request.order_id, "client_order_id": request.client_order_id}
         )
+        response = trading_pb2.CancelOrderResponse()
+        self._write_order(response.order, account_id, result.outcome.order_id)
+        return response
 
     @unary
     async def AmendOrder(  # noqa: N802
         self, request: trading_pb2.AmendOrderRequest, context: Context
     ) -> trading_pb2.AmendOrderResponse:
         account_id = caller_account(context)
-        command = self._with_current(orders.amend_order(account_id, request))
-
-        async def execute() -> trading_pb2.AmendOrderResponse:
-            result = await self._submit_one(command, {"order_id": request.order_id})
-            response = trading_pb2.AmendOrderResponse(
-                priority_kept=any(
-                    type(event) is OrderAmended and event.priority_kept for event in result.events
-                )
-            )
-            self._write_order(response.order, account_id, result.outcome.order_id)
-            self._add_fills(self._history.fills_of(account_id, result), response.fills)
-            return response
-
-        return await self._runtime.responses.run(
-            account_id, "AmendOrder", request.request_id, request, execute
-        )
+        command = orders.amend_order(account_id, request)
+        result = await self._submit_one(command, {"order_id": request.order_id})
+        # Written from the outcome the same way first and on a retry (ADR 0016): status,
+        # progress and seq as the amend left them, its fills, priority_kept.
+        response = trading_pb2.AmendOrderResponse(priority_kept=result.outcome.priority_kept)
+        self._write_order(response.order, account_id, result.outcome.order_id)
+        orders.write_outcome(response.order, result.outcome)
+        self._add_fills(self._history.fills_of(account_id, result), response.fills)
+        return response
 
     @unary
     async def CancelAllOrders(  # noqa: N802
@@ -174,17 +159,11 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
     ) -> trading_pb2.CancelAllOrdersResponse:
         account_id = caller_account(context)
         command = orders.cancel_all_orders(account_id, request)
-
-        async def execute() -> trading_pb2.CancelAllOrdersResponse:
-            result = await self._submit_one(command, {"symbol": request.symbol})
-            response = trading_pb2.CancelAllOrdersResponse()
-            for order_id in result.outcome.cancelled_order_ids:
-                self._write_order(response.cancelled_orders.add(), account_id, order_id)
-            return response
-
-        return await self._runtime.responses.run(
-            account_id, "CancelAllOrders", request.request_id, request, execute
-        )
+        result = await self._submit_one(command, {"symbol": request.symbol})
+        response = trading_pb2.CancelAllOrdersResponse()
+        for order_id in result.outcome.cancelled_order_ids:
+            self._write_order(response.cancelled_orders.add(), account_id, order_id)
+        return response
 
     # ------------------------------------------------------------------ queries
 
@@ -281,6 +260,8 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
             while (task := await in_flight.get()) is not None:
                 try:
                     response = await task
+                except UndecodableRequest:
+                    raise  # refused by the DecodeErrorInterceptor's wrapper
                 except Exception as error:  # noqa: BLE001  (answered by name, stream ends)
                     await abort(context, error)
                     return
@@ -296,14 +277,18 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
         in_flight: asyncio.Queue[asyncio.Future[trading_pb2.StreamOrdersResponse] | None],
     ) -> None:
         loop = asyncio.get_running_loop()
-        async for batch in request_iterator:
-            # The batch is converted and handed to the gateway right here, so batches are
-            # logged in stream order; the task only waits for durability and answers.
-            try:
-                task = self._answer_batch(account_id, batch)
-            except Exception as error:  # noqa: BLE001  (e.g. BATCH_TOO_LARGE)
-                task = loop.create_task(_raise(error))
-            await in_flight.put(task)
+        try:
+            async for batch in request_iterator:
+                # The batch is converted and handed to the gateway right here, so batches
+                # are logged in stream order; the task only waits for durability and answers.
+                try:
+                    task = self._answer_batch(account_id, batch)
+                except Exception as error:  # noqa: BLE001  (e.g. BATCH_TOO_LARGE)
+                    task = loop.create_task(_raise(error))
+                await in_flight.put(task)
+        except UndecodableRequest as refused:
+            # Answered after the batches before it, in the stream's own task.
+            await in_flight.put(loop.create_task(_raise(refused)))
         await in_flight.put(None)
 
     def _answer_batch(
@@ -313,7 +298,6 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
         returned awaitable answers once the batch is durable."""
         orders.batch_size(batch)
         convert = orders.place_order
-        with_current = self._with_current
         commands: list[OrderCommand] = []
         slots: list[RequestError | None] = []
         for item in batch.commands:
@@ -321,7 +305,7 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
                 if item.HasField("place"):
                     command: OrderCommand = convert(account_id, item.place)
                 else:
-                    command = with_current(orders.order_command(account_id, item))
+                    command = orders.order_command(account_id, item)
             except RequestError as error:
                 slots.append(error)
                 continue

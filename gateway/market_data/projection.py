@@ -25,6 +25,12 @@ test against the real engine, tests/property/gateway/test_projection_matches_eng
    the property test compares every account's available/held with the engine's.
 6. Memory is bounded: live orders only (closed orders are forgotten at once), at most
    `trades_per_symbol_max` trades per symbol.
+7. `restore(snapshot)` (the core's GetProjectionSnapshot, docs/adr/0017) sets the state to
+   the engine's after one command: every stream's seq, so the events at or below it that the
+   log still holds are skipped as duplicates (invariant 2) and the first one after it is
+   applied, and the result equals the projection that had read every event. Each book whose
+   seq moves gets one BookUpdate from its old seq to the snapshot's with every changed
+   level (a subscriber's chain holds across a re-snapshot), each changed balance an update.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from exchange.common.v1 import types_pb2
+from exchange.core.v1 import core_admin_pb2
 from exchange.events.v1 import core_events_pb2, envelope_pb2
 from exchange.marketdata.v1 import types_pb2 as marketdata_types_pb2
 from exchange.websocket.v1 import websocket_pb2
@@ -44,6 +51,7 @@ FEE_ACCOUNT_ID: Final = "exchange:fees"
 TRADES_PER_SYMBOL_MAX_DEFAULT: Final = 1_000
 
 EventEnvelope = envelope_pb2.EventEnvelope
+ProjectionSnapshot = core_admin_pb2.GetProjectionSnapshotResponse
 PriceLevels = dict[int, list[int]]  # price -> [quantity, order count]
 
 _BUY: Final = types_pb2.SIDE_BUY
@@ -172,6 +180,7 @@ class MarketDataProjection:
         self.events_applied = 0
         self.duplicates_skipped = 0
         self.gaps_seen = 0
+        self.snapshots_restored = 0
 
     # ------------------------------------------------------------------ reads
 
@@ -237,13 +246,91 @@ class MarketDataProjection:
             updates.append(PublicUpdate(f"book:{symbol}", message))
         for account_id, asset in sorted(command.balances):
             available, held = self.balance(account_id, asset)
-            message = websocket_pb2.ServerMessage()
-            message.balance.balance.asset = asset
-            message.balance.balance.available = available
-            message.balance.balance.held = held
-            message.balance.engine_seq = command.engine_seq
-            updates.append(PrivateUpdate("balances", account_id, message))
+            updates.append(_balance_update(account_id, asset, available, held, command.engine_seq))
         return updates
+
+    def restore(self, snapshot: ProjectionSnapshot) -> list[Update]:
+        """Takes the shard's state from `snapshot` (invariant 7); returns the updates that
+        bring subscribers from the state before to the snapshot's."""
+        updates = self.end_command()
+        for asset in snapshot.assets:
+            copy = types_pb2.Asset()
+            copy.CopyFrom(asset)
+            self.assets[copy.asset] = copy
+        symbols = {market.market.symbol for market in snapshot.markets}
+        for order_id in [o.order_id for o in self._orders.values() if o.symbol in symbols]:
+            del self._orders[order_id]
+        levels: dict[str, tuple[PriceLevels, PriceLevels]] = {s: ({}, {}) for s in symbols}
+        for resting in snapshot.orders:
+            order = _Order(
+                order_id=resting.order_id,
+                account_id=resting.account_id,
+                client_order_id=resting.client_order_id,
+                symbol=resting.symbol,
+                side=resting.side,
+                price=resting.price,
+                remaining=resting.remaining_quantity,
+                can_rest=True,
+                in_book=True,
+            )
+            self._orders[order.order_id] = order
+            level = levels[order.symbol][0 if order.side == _BUY else 1].setdefault(
+                order.price, [0, 0]
+            )
+            level[0] += order.remaining
+            level[1] += 1
+        for entry in snapshot.markets:
+            market = types_pb2.Market()
+            market.CopyFrom(entry.market)
+            symbol = market.symbol
+            book = self.books.get(symbol)
+            if book is None:
+                book = self.books[symbol] = Book(market=market)
+            previous_seq = book.seq
+            old_bids, old_asks = book.bids, book.asks
+            book.market = market
+            book.bids, book.asks = levels[symbol]
+            book.as_of_seconds = snapshot.taken_at.seconds
+            book.as_of_nanos = snapshot.taken_at.nanos
+            if entry.seq != previous_seq:
+                # The trades up to the snapshot are the history service's (ListTrades).
+                book.trades.clear()
+                book.trades_dropped_seq = entry.seq
+                book.seq = entry.seq
+                message = websocket_pb2.ServerMessage()
+                diff = message.book_update
+                diff.symbol = symbol
+                diff.previous_seq = previous_seq
+                diff.seq = entry.seq
+                diff.bids.extend(_changed(book.bids, set(old_bids) | set(book.bids), reverse=True))
+                diff.asks.extend(_changed(book.asks, set(old_asks) | set(book.asks), reverse=False))
+                updates.append(PublicUpdate(f"book:{symbol}", message))
+        self._account_seqs[snapshot.shard_id] = snapshot.account_stream_seq
+        for balance in snapshot.balances:
+            key = (balance.account_id, balance.asset)
+            before = self.balances.get(key)
+            self.balances[key] = [balance.available, balance.held]
+            if before == [balance.available, balance.held]:
+                continue
+            updates.append(
+                _balance_update(
+                    balance.account_id,
+                    balance.asset,
+                    balance.available,
+                    balance.held,
+                    snapshot.engine_seq,
+                )
+            )
+        self.snapshots_restored += 1
+        return updates
+
+    def open_orders(self) -> list[tuple[str, str, str, int, int, int]]:
+        """Every resting order as (order id, account, symbol, side, price, remaining)."""
+        return sorted(
+            (o.order_id, o.account_id, o.symbol, o.side, o.price, o.remaining)
+            for o in self._orders.values()
+            if o.in_book
+        )
 
     # ------------------------------------------------------------------ internals
 
@@ -500,6 +587,17 @@ class MarketDataProjection:
         cell = self.balances.setdefault((account_id, asset), [0, 0])
         cell[1] += amount
         command.balances.add((account_id, asset))
+
+
+def _balance_update(
+    account_id: str, asset: str, available: int, held: int, engine_seq: int
+) -> PrivateUpdate:
+    message = websocket_pb2.ServerMessage()
+    message.balance.balance.asset = asset
+    message.balance.balance.available = available
+    message.balance.balance.held = held
+    message.balance.engine_seq = engine_seq
+    return PrivateUpdate("balances", account_id, message)
 
 
 def _changed(levels: PriceLevels, prices: set[int], *, reverse: bool) -> list[types_pb2.PriceLevel]:

@@ -159,6 +159,11 @@ class MarketDataService(marketdata_pb2_grpc.MarketDataServiceServicer):
             has_more = (book.trades and book.trades[0].seq < oldest) or book.trades_dropped_seq
             if has_more:
                 next_token = f"{_TRADE_TOKEN_PREFIX}{oldest}"
+        elif book.trades_dropped_seq:
+            # The ring ends here and holds every trade after `trades_dropped_seq` (a projection
+            # started from a snapshot holds only the trades after it): older pages are the
+            # history service's.
+            next_token = f"{_TRADE_TOKEN_PREFIX}{book.trades_dropped_seq + 1}"
         return marketdata_pb2.ListTradesResponse(trades=page, next_page_token=next_token)
 
     @answers_edge_errors

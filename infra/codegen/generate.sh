@@ -17,3 +17,4 @@ python infra/codegen/write_package_inits.py gen/exchange
 mkdir -p gen/descriptors
 buf build --as-file-descriptor-set --exclude-source-info -o gen/descriptors/exchange.binpb
 python infra/codegen/write_error_docs.py proto/exchange/common/v1/errors.proto docs/api/errors.md
+python infra/codegen/write_openapi.py gen/descriptors/exchange.binpb gen/openapi/exchange.openapi.json

@@ -24,7 +24,10 @@ _HTTP_STATUS = {
     "UNAVAILABLE": 503,
     "UNKNOWN": 500,
 }
-_VALUE = re.compile(r"^\s*ERROR_REASON_([A-Z0-9_]+) = (\d+) \[\(status_code\) = ([A-Z_]+)\];")
+_VALUE = re.compile(
+    r"^\s*ERROR_REASON_([A-Z0-9_]+) = (\d+) \[\(status_code\) = ([A-Z_]+)"
+    r"(?:, \(http_status\) = (\d+))?\];"
+)
 _SECTION = re.compile(r"^\s*// ---- (.+) ----")
 _COMMENT = re.compile(r"^\s*// ?(.*)")
 
@@ -37,6 +40,23 @@ Every error carries a `google.rpc.ErrorInfo` with `domain = "exchange"` and
 `reason` = one of the names below. REST clients get the HTTP status through
 Envoy and the same reason in the JSON error body; gRPC clients read it from the
 status details. See `docs/adr/0003-errors.md`.
+
+Every refusal has one JSON shape, Envoy's own replies included (unknown route,
+transcoder and codec errors, an unreachable service; `docs/adr/0015-hostile-input-at-the-edge.md`):
+
+```json
+{"code": 3, "message": "DUPLICATE_FIELD: 'price' is set twice",
+ "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
+              "reason": "DUPLICATE_FIELD", "domain": "exchange", "metadata": {"field": "price"}}]}
+```
+
+Identifiers (`client_order_id`, `request_id`, `transfer_id`, `Idempotency-Key`, account
+ids, symbols, asset codes) are 1..max characters of `[A-Za-z0-9._:-]` (client_order_id
+64, symbol 32, asset 16, the others 128); anything else is `FIELD_INVALID` naming the
+field. Free texts (memo, reason) refuse control characters. Integers travel as JSON
+integers or strings of digits; JSON numbers with a fraction or an exponent are
+`MALFORMED_REQUEST`. Header names outside `[0-9a-z_.-]` and header values outside
+printable ASCII are `MALFORMED_REQUEST`.
 """
 
 
@@ -54,10 +74,11 @@ def render(proto_text: str) -> str:
             ]
             comment = []
         elif value := _VALUE.match(line):
-            name, _number, code = value.groups()
+            name, _number, code, http_status = value.groups()
             if name != "UNSPECIFIED":
                 meaning = " ".join(comment) or "-"
-                lines.append(f"| `{name}` | {code} | {_HTTP_STATUS[code]} | {meaning} |")
+                http = http_status or _HTTP_STATUS[code]
+                lines.append(f"| `{name}` | {code} | {http} | {meaning} |")
             comment = []
         elif text := _COMMENT.match(line):
             comment.append(text.group(1).strip())

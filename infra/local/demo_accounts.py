@@ -29,7 +29,12 @@ from infra.local.edge_client import ApiKey, place_limit_order
 from infra.local.reference_data import STACK_OPERATOR_ID
 
 OPERATOR_METADATA: Final = (("x-exchange-operator-id", STACK_OPERATOR_ID),)
-DEMO_ACCOUNTS: Final = ("demo-alice", "demo-bob")
+# The README's example users, and the demo bots' own accounts: the bots never trade as the
+# example users, so their quotes cannot stand in front of an example's order (self-trade
+# prevention would cancel it) nor change the balances the examples print.
+EXAMPLE_ACCOUNTS: Final = ("demo-alice", "demo-bob")
+BOT_ACCOUNTS: Final = ("demo-maker", "demo-taker")
+DEMO_ACCOUNTS: Final = (*EXAMPLE_ACCOUNTS, *BOT_ACCOUNTS)
 # Minor units (asset scales of reference_data.ASSETS): 1,000,000 USDT, 10 BTC, 100 ETH.
 DEMO_FUNDS: Final = (("USDT", 1_000_000 * 10**6), ("BTC", 10 * 10**8), ("ETH", 100 * 10**8))
 TRADER_PERMISSIONS: Final = (

@@ -18,6 +18,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +43,20 @@ def postgres_bin_directory() -> Path:
         )
         raise FileNotFoundError(message)
     return candidates[-1].parent
+
+
+def _processes_in(directory: str) -> list[int]:
+    """The pids of the processes whose working directory is `directory`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if str((entry / "cwd").readlink()) == directory:
+                found.append(int(entry.name))
+        except OSError:  # gone, or not ours to read
+            continue
+    return found
 
 
 def _as_postgres_user(command: list[str]) -> list[str]:
@@ -119,6 +134,22 @@ class PostgresCluster:
             capture_output=True,
         )
         wait_for_port(self.port, timeout_seconds=timeout_seconds)
+
+    def wait_for_old_backends(self, *, timeout_seconds: float = 30.0) -> None:
+        """Waits until no process of a previous server runs in the data directory.
+
+        A postmaster killed with SIGKILL leaves its backends running for a moment (they
+        `setsid()`, so killing the postmaster's process group misses them; they exit once
+        they notice the postmaster is gone), and a new postmaster refuses to start while
+        they still hold the old shared memory. Their working directory is the data
+        directory, which is how they are found."""
+        deadline = time.monotonic() + timeout_seconds
+        data = str(self.data_directory)
+        while _processes_in(data):
+            if time.monotonic() > deadline:
+                message = f"processes of an old server still run in {data}: {_processes_in(data)}"
+                raise TimeoutError(message)
+            time.sleep(0.1)
 
     def initialize(self) -> None:
         """The cluster's directory (owned by the `postgres` OS user when we are root) and,

@@ -7,19 +7,26 @@ its data under `var/<component>/`, its log in `var/log/<component>.log` and its 
 one, else its port); then runs the idempotent set-up (assets, markets, funded demo accounts
 with API keys), places a signed smoke order through Envoy when something was started, and
 prints the endpoints and keys. `down` stops them in reverse order (SIGTERM, SIGINT for
-PostgreSQL's fast shutdown; SIGKILL after a grace period); `status` prints what runs;
-`smoke` places the smoke order again. Running `up` twice is safe: what runs is left alone.
+PostgreSQL's fast shutdown; SIGKILL after a grace period); `smoke` places the smoke order
+again. `status` prints each component as stopped, or running and healthy / unhealthy (with
+the reason): its readiness check (the broker must answer a metadata request, not only
+accept connections) and, for core, ledger, streaming and gateway, their event path's
+`grpc.health.v1` status (core/event_path_health.py: a publisher or consumer failing for
+longer than EXCHANGE_EVENT_PATH_BOUND_SECONDS, default 30 s, is NOT_SERVING; the reason is
+the last `event path unhealthy:` line of its log). It exits 1 when a service is stopped or
+unhealthy (the bots are optional). Running `up` twice is safe: what runs is left alone.
 
 Start order (each depends only on the ones before it):
 s3 (s3rver, on disk) -> broker (Tansu on s3://) -> postgres -> redis -> core -> ledger
 -> streaming (candles, tickers, history; Quix state and chdb under var/streaming) -> gateway
 -> envoy; then the set-up; then the demo bots (they sign with the demo keys the
-set-up writes): market-maker (the SDK's `exchange_sdk.demo.market_maker` as demo-alice,
+set-up writes): market-maker (the SDK's `exchange_sdk.demo.market_maker` as demo-maker,
 two post-only levels per side on BTC-USDT and ETH-USDT, one round every 2 s) -> taker
-(`exchange_sdk.demo.taker` as demo-bob, one IOC order every 2 s), both until stopped, so
-the book, trades and WebSocket streams are alive. `up --no-bots` (or EXCHANGE_DEMO_BOTS=0)
-leaves them out - for a quiet market, as the tests that count balances need; bots already
-running are left alone either way. `down` stops the bots first.
+(`exchange_sdk.demo.taker` as demo-taker, one IOC order every 2 s), both until stopped, so
+the book, trades and WebSocket streams are alive. The bots have accounts of their own: the
+README's example users (demo-alice, demo-bob) are left to the examples. `up --no-bots` (or
+EXCHANGE_DEMO_BOTS=0) leaves them out - for a quiet market, as the tests that count balances
+need; bots already running are left alone either way. `down` stops the bots first.
 
 Everything durable lives under var/ and survives `down` + `up`: the broker's topics (in
 s3rver's directory, so the ledger's stored offsets never point past an empty topic), the
@@ -48,6 +55,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from core.event_path_health import EVENT_PATH_SERVICE, UNHEALTHY_PREFIX
 from gateway.envoy_config import EdgeParameters, Endpoint, render, write_edge_descriptor
 from infra.local.demo_accounts import demo_keys, fund_demo_accounts, smoke_order
 from infra.local.edge_client import ApiKey
@@ -55,7 +63,13 @@ from infra.local.envoy import envoy_binary, validate_config
 from infra.local.kafka_broker import TANSU_BINARY
 from infra.local.ports import port_open
 from infra.local.postgres import POSTGRES_OS_USER, PostgresCluster, postgres_bin_directory
-from infra.local.probes import grpc_serving, http_ok, postgres_accepts
+from infra.local.probes import (
+    grpc_health_status,
+    grpc_serving,
+    http_ok,
+    kafka_answers,
+    postgres_accepts,
+)
 from infra.local.redis import answers_ping, redis_server_arguments
 from infra.local.reference_data import list_reference_data
 from infra.local.streaming import streaming_arguments, streaming_ready
@@ -134,6 +148,10 @@ class Component:
     user: str | None = None  # the OS user to run as (PostgreSQL refuses root)
     stop_signal: signal.Signals = signal.SIGTERM
     ready_timeout_seconds: float = 30.0
+    # `status`: True while it serves (None: `ready`), and the gRPC address whose
+    # EVENT_PATH_SERVICE health reports its event path (None: it has none).
+    healthy: Callable[[], bool] | None = None
+    event_path: str | None = None
 
 
 def _broker_environment(ports: Ports) -> dict[str, str]:
@@ -159,6 +177,31 @@ def _master_secret(var: Path) -> str:
 
 def _postgres_cluster(var: Path, ports: Ports) -> PostgresCluster:
     return PostgresCluster(directory=var / "postgres", port=ports.postgres)
+
+
+def _prepare_postgres(cluster: PostgresCluster) -> None:
+    """initdb the first time; after a crash, first wait until the old server's backends are
+    gone (a new postmaster refuses to start beside them) and drop a stale lock file."""
+    if cluster.data_directory.exists():
+        cluster.wait_for_old_backends()
+        # The data directory's lock, and the socket's beside it (-k: the cluster's directory).
+        sockets = cluster.data_directory.parent.glob(".s.PGSQL.*.lock")
+        for lock in [cluster.data_directory / "postmaster.pid", *sockets]:
+            _remove_stale_lock(lock)
+    cluster.initialize()
+
+
+def _remove_stale_lock(lock: Path) -> None:
+    """A killed postmaster that is not reaped yet (a zombie: its parent is init, which may
+    reap it late) still answers kill(pid, 0), so PostgreSQL takes its lock files (the data
+    directory's, the socket's) for a live server's and refuses to start. A lock is stale when
+    its pid has exited."""
+    try:
+        pid = int(lock.read_text().split("\n", 1)[0])
+    except (FileNotFoundError, ValueError):
+        return
+    if not process_alive(pid):
+        lock.unlink(missing_ok=True)
 
 
 def _prepare_ledger_database(cluster: PostgresCluster) -> None:
@@ -239,6 +282,7 @@ def components(ports: Ports, var: Path) -> list[Component]:
             ],
             port=ports.broker,
             ready=lambda: port_open(ports.broker),
+            healthy=lambda: kafka_answers(broker_url.removeprefix("tcp://")),
             environment=lambda: _broker_environment(ports),
         ),
         Component(
@@ -251,7 +295,7 @@ def components(ports: Ports, var: Path) -> list[Component]:
             ],
             port=ports.postgres,
             ready=lambda: postgres_accepts(ports.postgres),
-            prepare=postgres.initialize,
+            prepare=lambda: _prepare_postgres(postgres),
             configure=lambda: _prepare_ledger_database(postgres),
             user=POSTGRES_OS_USER if os.geteuid() == 0 else None,
             stop_signal=signal.SIGINT,  # fast shutdown: clients are disconnected
@@ -279,6 +323,7 @@ def components(ports: Ports, var: Path) -> list[Component]:
             ],
             port=ports.core,
             ready=lambda: grpc_serving(f"127.0.0.1:{ports.core}"),
+            event_path=f"127.0.0.1:{ports.core}",
             ready_timeout_seconds=120.0,  # recovery replays the WAL tail first
         ),
         Component(
@@ -302,6 +347,7 @@ def components(ports: Ports, var: Path) -> list[Component]:
             ],
             port=ports.ledger,
             ready=lambda: grpc_serving(f"127.0.0.1:{ports.ledger}", LEDGER_SERVICE),
+            event_path=f"127.0.0.1:{ports.ledger}",
         ),
         Component(
             name="streaming",
@@ -313,6 +359,7 @@ def components(ports: Ports, var: Path) -> list[Component]:
             ),
             port=ports.streaming,
             ready=lambda: streaming_ready(f"127.0.0.1:{ports.streaming}"),
+            event_path=f"127.0.0.1:{ports.streaming}",
             ready_timeout_seconds=60.0,
         ),
         Component(
@@ -323,6 +370,7 @@ def components(ports: Ports, var: Path) -> list[Component]:
                 grpc_serving(f"127.0.0.1:{ports.gateway_grpc}")
                 and http_ok(f"http://127.0.0.1:{ports.gateway_http}/healthz")
             ),
+            event_path=f"127.0.0.1:{ports.gateway_grpc}",
             environment=lambda: {
                 "EDGE_REDIS_URL": f"redis://127.0.0.1:{ports.redis}/0",
                 "EDGE_HTTP_PORT": str(ports.gateway_http),
@@ -330,6 +378,8 @@ def components(ports: Ports, var: Path) -> list[Component]:
                 "EDGE_API_KEY_MASTER_SECRET": _master_secret(var),
                 # Market data and the WebSocket channels from the core's event log.
                 "EDGE_BROKER": f"127.0.0.1:{ports.broker}",
+                # The projection starts from the core's snapshot (docs/adr/0017).
+                "EDGE_CORE_ADDRESS": f"127.0.0.1:{ports.core}",
                 # Where the gateway forwards ListCandles / ListTrades (the streaming process).
                 "EDGE_MARKET_HISTORY_ADDRESS": f"127.0.0.1:{ports.streaming}",
             },
@@ -420,20 +470,34 @@ def demo_bot_components(ports: Ports, var: Path) -> list[Component]:
                 "exchange_sdk.demo.market_maker",
                 *common,
                 "--key-name",
-                "demo-alice",
+                "demo-maker",
                 "--levels",
                 DEMO_MAKER_LEVELS,
             ],
             port=None,
             ready=lambda: all(book_quoted(edge_url, symbol) for symbol in DEMO_SYMBOLS),
+            healthy=lambda: True,  # a client: running is all it can say
         ),
         Component(
             name="taker",
-            argv=[*bot_argv, "exchange_sdk.demo.taker", *common, "--key-name", "demo-bob"],
+            argv=[*bot_argv, "exchange_sdk.demo.taker", *common, "--key-name", "demo-taker"],
             port=None,
             ready=running_for(2.0),
+            healthy=lambda: True,
         ),
     ]
+
+
+def last_line_with(path: Path, text: str, *, tail_bytes: int = 256 * 1024) -> str | None:
+    """The last line of the file's tail that contains `text`, or None."""
+    try:
+        with path.open("rb") as log:
+            log.seek(max(0, path.stat().st_size - tail_bytes))
+            tail = log.read().decode(errors="replace")
+    except FileNotFoundError:
+        return None
+    found = [line for line in tail.splitlines() if text in line]
+    return found[-1] if found else None
 
 
 def demo_bots_wanted(environ: Mapping[str, str]) -> bool:
@@ -572,17 +636,39 @@ class Stack:
             self.stop(component)
 
     def status(self) -> bool:
-        """Print each component's state; True when all services run (the bots are optional)."""
-        all_running = True
+        """Print each component's state and health; True when every service runs and is
+        healthy (the bots are optional)."""
+        all_healthy = True
         bot_names = {bot.name for bot in self.bots}
         for component in [*self.components, *self.bots]:
             pid = self.pid(component)
-            if component.name not in bot_names:
-                all_running = all_running and pid is not None
-            state = f"running (pid {pid})" if pid is not None else "stopped"
             where = "" if component.port is None else f", port {component.port}"
+            if pid is None:
+                state = "stopped"
+                healthy = component.name in bot_names
+            else:
+                problem = self.health_problem(component)
+                healthy = problem is None
+                health = "healthy" if problem is None else f"unhealthy: {problem}"
+                state = f"running (pid {pid}{where}), {health}"
+                where = ""
+            all_healthy = all_healthy and healthy
             print(f"{component.name}: {state}{where}")
-        return all_running
+        return all_healthy
+
+    def health_problem(self, component: Component) -> str | None:
+        """Why a running component is unhealthy, or None when it is healthy."""
+        check = component.healthy or component.ready
+        if not check():
+            return "it does not answer its health check"
+        if component.event_path is None:
+            return None
+        status = grpc_health_status(component.event_path, EVENT_PATH_SERVICE)
+        if status == "SERVING":
+            return None
+        logged = last_line_with(self.var / "log" / f"{component.name}.log", UNHEALTHY_PREFIX)
+        reason = logged.split(UNHEALTHY_PREFIX, 1)[1] if logged else "no reason logged"
+        return f"event path {status or 'unanswered'} ({reason})"
 
     def set_up_exchange(self) -> dict[str, ApiKey]:
         """Reference data, funded demo accounts and their keys (idempotent)."""
@@ -659,8 +745,8 @@ def print_endpoints(stack: Stack, keys: Mapping[str, ApiKey]) -> None:
     running_bots = [bot.name for bot in stack.bots if stack.pid(bot) is not None]
     if running_bots:
         lines.append(
-            f"Demo bots running: {', '.join(running_bots)} (market maker as demo-alice, "
-            f"taker as demo-bob, on {', '.join(DEMO_SYMBOLS)}; logs in {stack.var / 'log'})"
+            f"Demo bots running: {', '.join(running_bots)} (market maker as demo-maker, "
+            f"taker as demo-taker, on {', '.join(DEMO_SYMBOLS)}; logs in {stack.var / 'log'})"
         )
     else:
         lines.append(f"Demo bots: off (`up` starts them unless --no-bots/{DEMO_BOTS_VARIABLE}=0)")

@@ -7,16 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from infra.local.stack import DEMO_SYMBOLS, markets_listed
-from tests.support.local_stack import StackCommand, local_stack, wait_until
+from tests.support.local_stack import StackCommand, running_local_stack
 
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[StackCommand]:
-    with local_stack() as command:
-        command.up()
-        # The gateway projects the markets from the event log after it starts.
-        wait_until(
-            "the edge lists the markets", lambda: markets_listed(command.edge_url, DEMO_SYMBOLS)
-        )
+    with running_local_stack() as command:
         yield command

@@ -17,7 +17,14 @@ from pathlib import Path
 from infra.local.demo_accounts import read_demo_keys
 from infra.local.edge_client import ApiKey
 from infra.local.ports import free_port
-from infra.local.stack import DEMO_BOTS_VARIABLE, PORT_VARIABLES, Ports, ports_from_environment
+from infra.local.stack import (
+    DEMO_BOTS_VARIABLE,
+    DEMO_SYMBOLS,
+    PORT_VARIABLES,
+    Ports,
+    markets_listed,
+    ports_from_environment,
+)
 from tests.paths import REPO_ROOT
 
 
@@ -73,7 +80,7 @@ class StackCommand:
         return self.var / "demo-keys.json"
 
     def keys(self) -> dict[str, ApiKey]:
-        """The demo keys `up` stored (demo-alice, demo-bob, operator)."""
+        """The demo keys `up` stored (demo-alice, demo-bob, demo-maker, demo-taker, operator)."""
         return read_demo_keys(self.keys_file)
 
     def pid(self, component: str) -> int:
@@ -113,3 +120,15 @@ def wait_until(
     while not check():
         assert time.monotonic() < deadline, f"not within {timeout_seconds}s: {condition_name}"
         time.sleep(0.2)
+
+
+@contextmanager
+def running_local_stack(*, bots: bool = False, keep: bool = False) -> Iterator[StackCommand]:
+    """`local_stack`, started: `up` succeeded and the edge lists the demo markets (the
+    gateway projects them from the event log after it starts)."""
+    with local_stack(bots=bots, keep=keep) as command:
+        command.up()
+        wait_until(
+            "the edge lists the markets", lambda: markets_listed(command.edge_url, DEMO_SYMBOLS)
+        )
+        yield command

@@ -333,7 +333,7 @@ class TradingLoad:
     def _quantity(self, market: MarketSpec, lots_max: int) -> Decimal:
         return max(market.min_quantity, market.lot_step * self._random.randint(1, lots_max))
 
-    async def _maker_step(self) -> None:
+    async def _maker_step(self) -> bool:
         account = self._random.choice(self.makers)
         market = self._random.choice(self.markets)
         mid = self._mids[market.symbol]
@@ -348,7 +348,7 @@ class TradingLoad:
                 amended = await self.amend(account, market, oldest, price)
                 if amended is not None and amended.order.status in _OPEN_STATUSES:
                     quotes.append(oldest)
-                    return
+                    return False
             else:
                 await self.cancel(account, oldest)
         result = await self.place(
@@ -356,8 +356,9 @@ class TradingLoad:
         )
         if result is not None and result.order.status in _OPEN_STATUSES:
             quotes.append(result.order.order_id)
+        return True
 
-    async def _taker_step(self) -> None:
+    async def _taker_step(self) -> bool:
         account = self._random.choice(self.takers)
         market = self._random.choice(self.markets)
         side = self._random.choice((Side.BUY, Side.SELL))
@@ -366,15 +367,17 @@ class TradingLoad:
         await self.place(
             account, market, side, self._quantity(market, 5), price, time_in_force="IOC"
         )
+        return True
 
-    async def _trader_step(self) -> None:
+    async def _trader_step(self) -> bool:
         account = self._random.choice(self.traders)
         open_orders = self._open.setdefault(account, deque())
         draw = self._random.random()
         if open_orders and (draw < 0.3 or len(open_orders) >= self.profile.open_orders_max):
             order_id, _symbol = open_orders.popleft()
             await self.cancel(account, order_id)
-        elif open_orders and draw < 0.5:
+            return False
+        if open_orders and draw < 0.5:
             order_id, symbol = open_orders.popleft()
             market = next(spec for spec in self.markets if spec.symbol == symbol)
             amended = await self.amend(
@@ -382,7 +385,7 @@ class TradingLoad:
             )
             if amended is not None and amended.order.status in _OPEN_STATUSES:
                 open_orders.append((order_id, symbol))
-            return
+            return False
         market = self._random.choice(self.markets)
         side = self._random.choice((Side.BUY, Side.SELL))
         result = await self.place(
@@ -394,6 +397,7 @@ class TradingLoad:
         )
         if result is not None and result.order.status in _OPEN_STATUSES:
             open_orders.append((result.order.order_id, market.symbol))
+        return True
 
     def _near(self) -> Decimal:
         return Decimal(self._random.randint(-30, 30)) / Decimal(10_000)  # within 0.3 %
@@ -430,16 +434,22 @@ class TradingLoad:
 
     # ---------------------------------------------------------------- running
     async def _role(
-        self, step: Callable[[], Awaitable[None]], pacer: Pacer, stop: asyncio.Event
+        self, step: Callable[[], Awaitable[bool]], pacer: Pacer, stop: asyncio.Event
     ) -> None:
+        """Runs `step` until `stop`; the pacer spaces the placements (a step that only
+        cancelled or amended is followed at once by the next, so that the rate asked is the
+        rate of placements)."""
+        placed = True
         while not stop.is_set():
-            await pacer.wait()
+            if placed:
+                await pacer.wait()
             if stop.is_set():
                 return
             try:
-                await step()
+                placed = await step()
             except ExchangeError as error:  # e.g. a market lookup while the edge is down
                 self.stats.errors[error.reason] += 1
+                placed = True
                 await asyncio.sleep(0.1)
 
     async def _funding(self, stop: asyncio.Event) -> None:
@@ -452,7 +462,7 @@ class TradingLoad:
     async def run(self, stop: asyncio.Event) -> None:
         rate = self.profile.orders_per_second
         trader_share = 1 - self.profile.maker_share - self.profile.taker_share
-        roles: list[tuple[Callable[[], Awaitable[None]], float]] = [
+        roles: list[tuple[Callable[[], Awaitable[bool]], float]] = [
             (self._maker_step, rate * self.profile.maker_share),
             (self._taker_step, rate * self.profile.taker_share),
             (self._trader_step, rate * trader_share),

@@ -40,6 +40,20 @@ STATIC_KEYS = ",".join(
 )
 
 
+def limit_order_body(client_order_id: str, **overrides: object) -> dict[str, object]:
+    """A REST PlaceOrder body: a BTC-USDT limit buy (2,500 USDT, 0.001 BTC), `overrides` on top."""
+    order: dict[str, object] = {
+        "client_order_id": client_order_id,
+        "symbol": "BTC-USDT",
+        "side": "SIDE_BUY",
+        "order_type": "ORDER_TYPE_LIMIT",
+        "price": "2500000000",
+        "quantity": "100000",
+    }
+    order.update(overrides)
+    return order
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -74,6 +88,13 @@ class GatewayProcess:
         )
         wait_for_port(self.http_port, timeout_seconds=30)
         wait_for_port(self.grpc_port, timeout_seconds=30)
+
+    @property
+    def pid(self) -> int:
+        if self._process is None:
+            message = "the gateway is not running"
+            raise RuntimeError(message)
+        return self._process.pid
 
     def stop(self) -> None:
         process, self._process = self._process, None

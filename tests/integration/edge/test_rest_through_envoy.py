@@ -11,23 +11,25 @@ import time
 
 import pytest
 
-from tests.integration.edge.harness import ALICE, BOB, OPERATOR, READER, Edge, now_ms
+from tests.integration.edge.harness import (
+    ALICE,
+    BOB,
+    OPERATOR,
+    READER,
+    Edge,
+    limit_order_body,
+    now_ms,
+)
 from tests.integration.edge.standin_core import StandInCore
 
 _ids = itertools.count(1)
 
 
 def _order(client_order_id: object = None, **overrides: object) -> dict[str, object]:
-    order: dict[str, object] = {
-        "client_order_id": client_order_id or f"c-{next(_ids)}",
-        "symbol": "BTC-USDT",
-        "side": "SIDE_BUY",
-        "order_type": "ORDER_TYPE_LIMIT",
-        "price": "2500000000",
-        "quantity": "100000",
-    }
-    order.update(overrides)
-    return order
+    body = limit_order_body(f"c-{next(_ids)}", **overrides)
+    if client_order_id:
+        body["client_order_id"] = client_order_id
+    return body
 
 
 def _place(edge: Edge, key: tuple[str, str, str] = ALICE, **overrides: object) -> dict[str, object]:
@@ -248,14 +250,14 @@ def test_idempotency_key_is_required_bound_to_its_body_and_survives_a_gateway_re
 
 
 @pytest.mark.parametrize(
-    ("body", "field"),
+    ("body", "reason", "field"),
     [
-        (b'{"client_order_id": "x",', ""),
-        (b"[1, 2]", ""),
-        (json.dumps(_order(bogus=1)).encode(), "bogus"),
-        (json.dumps(_order(price=2.5)).encode(), "price"),
-        (json.dumps(_order(client_order_id=7)).encode(), "client_order_id"),
-        (json.dumps(_order(side="SIDE_SIDEWAYS")).encode(), "side"),
+        (b'{"client_order_id": "x",', "MALFORMED_REQUEST", ""),
+        (b"[1, 2]", "MALFORMED_REQUEST", ""),
+        (json.dumps(_order(bogus=1)).encode(), "FIELD_INVALID", "bogus"),
+        (json.dumps(_order(price=2.5)).encode(), "MALFORMED_REQUEST", ""),
+        (json.dumps(_order(client_order_id=7)).encode(), "FIELD_INVALID", "client_order_id"),
+        (json.dumps(_order(side="SIDE_SIDEWAYS")).encode(), "FIELD_INVALID", "side"),
     ],
     ids=[
         "truncated-json",
@@ -267,13 +269,13 @@ def test_idempotency_key_is_required_bound_to_its_body_and_survives_a_gateway_re
     ],
 )
 def test_malformed_bodies_are_400_and_never_reach_the_core(
-    edge: Edge, standin_core: tuple[StandInCore, int], body: bytes, field: str
+    edge: Edge, standin_core: tuple[StandInCore, int], body: bytes, reason: str, field: str
 ) -> None:
     before = _calls(standin_core)
     response = edge.signed(
         "POST", "/v1/orders", key=ALICE, body=body, idempotency_key=f"bad-{next(_ids)}"
     )
-    assert (response.status, response.reason) == (400, "FIELD_INVALID"), response.body
+    assert (response.status, response.reason) == (400, reason), response.body
     if field:
         metadata = response.json()["details"][0]["metadata"]
         assert metadata["field"] == field

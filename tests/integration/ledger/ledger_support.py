@@ -53,9 +53,16 @@ class LedgerDatabase:
 class FakeCore:
     """The core's balances per engine_seq, as a test states them."""
 
-    def __init__(self, by_engine_seq: Mapping[int, list[EngineBalance]], engine_seq: int) -> None:
+    def __init__(
+        self,
+        by_engine_seq: Mapping[int, list[EngineBalance]],
+        engine_seq: int,
+        *,
+        last_event_engine_seq: int = 0,  # 0: every command up to engine_seq had events
+    ) -> None:
         self.by_engine_seq = by_engine_seq
         self.engine_seq = engine_seq
+        self.last_event_engine_seq = last_event_engine_seq
         self.asked: list[int] = []
 
     async def engine_balances(self, *, at_engine_seq: int) -> EngineBalances:
@@ -65,4 +72,6 @@ class FakeCore:
         return EngineBalances(at, tuple(self.by_engine_seq[known]))
 
     async def engine_status(self) -> EngineStatus:
-        return EngineStatus("shard-1", 1, self.engine_seq)
+        return EngineStatus(
+            "shard-1", 1, self.engine_seq, last_event_engine_seq=self.last_event_engine_seq
+        )

@@ -82,7 +82,9 @@ def _journal(database: LedgerDatabase) -> list[tuple[object, ...]]:
 def _positions(database: LedgerDatabase) -> list[tuple[object, ...]]:
     with database.owner_connection() as connection:
         return [
-            *connection.execute("SELECT * FROM shard_positions ORDER BY 1").fetchall(),
+            *connection.execute(  # advanced_at: when each database posted, differs
+                "SELECT shard_id, epoch, engine_seq_last FROM shard_positions ORDER BY 1"
+            ).fetchall(),
             *connection.execute("SELECT * FROM stream_positions ORDER BY 1, 2").fetchall(),
         ]
 

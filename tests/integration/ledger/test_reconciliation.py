@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.journal import AccountKey, AccountKind
 from ledger.reconciliation import (
     EngineBalance,
     GapReport,
+    LagBound,
     Reconciliation,
     ReconciliationStatus,
 )
@@ -123,3 +125,64 @@ async def test_the_ledger_behind_the_requested_engine_seq(
         symbol="-", at_engine_seq=6
     )
     assert (report.status, report.ledger_engine_seq) == (ReconciliationStatus.BEHIND, 2)
+
+
+async def _stall_ledger_for(ledger_engine: AsyncEngine, seconds: int) -> None:
+    """As if the ledger had last advanced `seconds` ago (a consumer that stopped)."""
+    async with ledger_engine.begin() as connection:
+        await connection.execute(
+            text(
+                "UPDATE shard_positions SET advanced_at = now() - make_interval(secs => :seconds)"
+            ),
+            {"seconds": seconds},
+        )
+
+
+async def test_a_lagging_ledger_never_reads_matched(
+    settlement: Settlement, ledger_engine: AsyncEngine
+) -> None:
+    # The ledger posted engine_seq 1-2; the core is at 6, every command with events.
+    await settlement.post(_day(EventStream())[:2])
+    core = _core()
+    bound = LagBound(engine_seqs_max=10, stalled_ms_max=30_000)
+    reconciliation = Reconciliation(ledger_engine, core, shard_id="shard-1", lag_bound=bound)
+    # Within both bounds: what was compared matches, and the lag is reported.
+    report = await reconciliation.reconcile(symbol="-")
+    assert (report.status, report.engine_seq, report.lag_engine_seqs) == (
+        ReconciliationStatus.MATCHED,
+        2,
+        4,
+    )
+    assert report.stalled_ms < 30_000
+    # Stalled past the time bound with events unposted: LAGGING, for one market too.
+    await _stall_ledger_for(ledger_engine, 31)
+    for symbol in ("-", "BTC-USDT"):
+        report = await reconciliation.reconcile(symbol=symbol)
+        assert (report.status, report.lag_engine_seqs) == (ReconciliationStatus.LAGGING, 4)
+        assert 31_000 <= report.stalled_ms < 60_000
+    # Past the seq bound, however recently the ledger advanced.
+    await _stall_ledger_for(ledger_engine, 0)
+    tight = Reconciliation(
+        ledger_engine, core, shard_id="shard-1", lag_bound=LagBound(engine_seqs_max=3)
+    )
+    assert (await tight.reconcile(symbol="-")).status is ReconciliationStatus.LAGGING
+    # Differences still read DIFFERENCES: they say more than the lag.
+    core.by_engine_seq = {2: [EngineBalance("alice", "USDT", 1, 0)], 6: AFTER_RELEASE}
+    assert (await tight.reconcile(symbol="-")).status is ReconciliationStatus.DIFFERENCES
+
+
+async def test_an_idle_ledger_without_unposted_events_is_not_lagging(
+    settlement: Settlement, ledger_engine: AsyncEngine
+) -> None:
+    # The core sequenced 3-6 without events (retried commands): nothing is missing.
+    await settlement.post(_day(EventStream())[:2])
+    core = FakeCore({1: AFTER_FUNDING[:1], 2: AFTER_FUNDING}, 6, last_event_engine_seq=2)
+    await _stall_ledger_for(ledger_engine, 3600)
+    report = await Reconciliation(
+        ledger_engine, core, shard_id="shard-1", lag_bound=LagBound(engine_seqs_max=0)
+    ).reconcile(symbol="-")
+    assert (report.status, report.lag_engine_seqs, report.stalled_ms) == (
+        ReconciliationStatus.MATCHED,
+        0,
+        0,
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import psycopg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from infra.local.kafka_broker import LocalBroker
@@ -69,3 +70,49 @@ async def test_concurrent_consumers_of_different_partitions(
             await consumer.stop()
     # The same traders and the fee account in every shard: the rows every batch touched.
     assert ledger_database.balances() == expected_balances(shards=shards, rounds=60)
+
+
+async def test_dropped_database_connections_stop_nothing_and_post_nothing_twice(
+    kafka_broker: TansuBroker, ledger_engine: AsyncEngine, ledger_database: LedgerDatabase
+) -> None:
+    """PostgreSQL drops every connection of the ledger and refuses new ones for a while (as
+    in a restart) while `run` settles: the consumer logs, backs off, resumes from its stored
+    offsets and settles the rest exactly once (the crash campaign found `run` ending for
+    good instead)."""
+    await create_topic(kafka_broker.bootstrap_servers, partitions=1)
+    events = shard_events("shard-1", rounds=40)
+    options = ConsumerOptions(kafka_broker.bootstrap_servers, partitions=[0], batch_records_max=8)
+    stop = asyncio.Event()
+    async with SettlementConsumer(Settlement(ledger_engine), ledger_engine, options) as consumer:
+        running = asyncio.create_task(consumer.run(stop))
+        try:
+            for start in range(0, len(events), 41):
+                # As in a PostgreSQL restart: every connection dropped, none accepted for a
+                # while, and events to settle arrive meanwhile.
+                name = ledger_database.database.name
+                with psycopg.connect(
+                    ledger_database.database.cluster.conninfo("postgres"), autocommit=True
+                ) as connection:
+                    connection.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+                    connection.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                        (name,),
+                    )
+                    await publish(
+                        kafka_broker.bootstrap_servers, events[start : start + 41], partition=0
+                    )
+                    await asyncio.sleep(1.0)
+                    connection.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+
+            async def settled() -> None:
+                while ledger_database.count("journal_entries") < 2 + 40 * 4:
+                    assert not running.done(), running
+                    await asyncio.sleep(0.1)
+
+            await asyncio.wait_for(settled(), timeout=60)
+        finally:
+            stop.set()
+            await asyncio.wait_for(running, timeout=30)
+    assert consumer.dependency_failures >= 1
+    assert ledger_database.balances() == expected_balances(shards=1, rounds=40)
+    assert ledger_database.count("journal_entries") == 2 + 40 * 4

@@ -4,7 +4,9 @@ cancel-alls, mode changes, funding, two markets), turned into envelopes by the c
 mapping (core/contracts/events.py) and fed to the gateway's projection — in random fetch
 batches, with redelivered batches — leave books equal to the engine's (`book_depth`: price,
 quantity, order count, seq), balances equal to the engine's, and a chain of book diffs that
-rebuilds each book from an empty one."""
+rebuilds each book from an empty one. A projection restored from the core's snapshot
+(core/service/projection_snapshot.py) at any command, with the log read again from any
+earlier command, ends equal to the engine too, its diffs still chaining (docs/adr/0017)."""
 
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ from core.engine import (
 )
 from core.engine.commands import Command
 from core.engine.testing import BTC, USDT, EngineDriver, coarse_spec
+from core.service.projection_snapshot import projection_snapshot
 from gateway.market_data import projection as projection_module
 from gateway.market_data.projection import MarketDataProjection, PublicUpdate
 
@@ -185,55 +188,30 @@ def _run(step_list: Sequence[object]) -> tuple[Engine, list[list[EventEnvelope]]
     return driver.engine, per_command
 
 
-def _levels(levels: object) -> list[tuple[int, int, int]]:
-    return [(level.price, level.quantity, level.order_count) for level in levels]  # type: ignore[attr-defined]
+Mirrors = dict[str, dict[str, dict[int, tuple[int, int]]]]
 
 
-def test_the_fee_account_is_the_core_one() -> None:
-    assert projection_module.FEE_ACCOUNT_ID == FEE_ACCOUNT_ID
+def _follow(updates: Sequence[object], last_seq: dict[str, int], mirrors: Mirrors) -> None:
+    """A subscriber's books from the diffs: each must chain from the last seq seen."""
+    for update in updates:
+        if not (isinstance(update, PublicUpdate) and update.channel.startswith("book:")):
+            continue
+        diff = update.message.book_update
+        assert diff.previous_seq == last_seq.get(diff.symbol, 0)
+        assert diff.seq > diff.previous_seq
+        last_seq[diff.symbol] = diff.seq
+        mirror = mirrors.setdefault(diff.symbol, {"bids": {}, "asks": {}})
+        for name in ("bids", "asks"):
+            for level in getattr(diff, name):
+                if level.quantity:
+                    mirror[name][level.price] = (level.quantity, level.order_count)
+                else:
+                    mirror[name].pop(level.price, None)
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    step_list=st.lists(steps, min_size=30, max_size=150),
-    cuts=st.lists(st.integers(min_value=1, max_value=6), min_size=1, max_size=40),
-    redeliver=st.lists(st.booleans(), min_size=1, max_size=40),
-)
-def test_projection_equals_the_engine(
-    step_list: list[object], cuts: list[int], redeliver: list[bool]
+def _assert_equals_engine(
+    projection: MarketDataProjection, engine: Engine, last_seq: dict[str, int], mirrors: Mirrors
 ) -> None:
-    engine, per_command = _run(step_list)
-    projection = MarketDataProjection()
-    mirrors: dict[str, dict[str, dict[int, tuple[int, int]]]] = {}  # rebuilt from diffs
-    last_seq: dict[str, int] = {}
-    # Fetch batches hold whole commands (the outbox publishes a command in one batch).
-    position = 0
-    batch_number = 0
-    while position < len(per_command):
-        size = cuts[batch_number % len(cuts)]
-        batch = [
-            envelope for command in per_command[position : position + size] for envelope in command
-        ]
-        updates = projection.apply_all(batch)
-        if redeliver[batch_number % len(redeliver)]:
-            assert projection.apply_all(batch) == []  # a redelivered batch changes nothing
-        for update in updates:
-            if not (isinstance(update, PublicUpdate) and update.channel.startswith("book:")):
-                continue
-            diff = update.message.book_update
-            assert diff.previous_seq == last_seq.get(diff.symbol, 0)
-            assert diff.seq > diff.previous_seq
-            last_seq[diff.symbol] = diff.seq
-            mirror = mirrors.setdefault(diff.symbol, {"bids": {}, "asks": {}})
-            for name in ("bids", "asks"):
-                for level in getattr(diff, name):
-                    if level.quantity:
-                        mirror[name][level.price] = (level.quantity, level.order_count)
-                    else:
-                        mirror[name].pop(level.price, None)
-        position += size
-        batch_number += 1
-
     assert projection.gaps_seen == 0
     for symbol in SPECS:
         expected = engine.book_depth(symbol, levels_max=10_000)
@@ -257,3 +235,80 @@ def test_projection_equals_the_engine(
     # Only live orders are kept.
     open_orders = sum(len(engine.open_orders(account_id)) for account_id in ACCOUNTS)
     assert projection.live_orders == open_orders
+
+
+def _levels(levels: object) -> list[tuple[int, int, int]]:
+    return [(level.price, level.quantity, level.order_count) for level in levels]  # type: ignore[attr-defined]
+
+
+def test_the_fee_account_is_the_core_one() -> None:
+    assert projection_module.FEE_ACCOUNT_ID == FEE_ACCOUNT_ID
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    step_list=st.lists(steps, min_size=30, max_size=150),
+    cuts=st.lists(st.integers(min_value=1, max_value=6), min_size=1, max_size=40),
+    redeliver=st.lists(st.booleans(), min_size=1, max_size=40),
+)
+def test_projection_equals_the_engine(
+    step_list: list[object], cuts: list[int], redeliver: list[bool]
+) -> None:
+    engine, per_command = _run(step_list)
+    projection = MarketDataProjection()
+    mirrors: Mirrors = {}  # rebuilt from diffs
+    last_seq: dict[str, int] = {}
+    # Fetch batches hold whole commands (the outbox publishes a command in one batch).
+    position = 0
+    batch_number = 0
+    while position < len(per_command):
+        size = cuts[batch_number % len(cuts)]
+        batch = [
+            envelope for command in per_command[position : position + size] for envelope in command
+        ]
+        updates = projection.apply_all(batch)
+        if redeliver[batch_number % len(redeliver)]:
+            assert projection.apply_all(batch) == []  # a redelivered batch changes nothing
+        _follow(updates, last_seq, mirrors)
+        position += size
+        batch_number += 1
+    _assert_equals_engine(projection, engine, last_seq, mirrors)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    step_list=st.lists(steps, min_size=20, max_size=120),
+    cut=st.floats(min_value=0.0, max_value=1.0),
+    overlap=st.integers(min_value=0, max_value=40),
+    read_before=st.integers(min_value=0, max_value=200),
+)
+def test_a_projection_restored_from_a_snapshot_equals_the_engine(
+    step_list: list[object], cut: float, overlap: int, read_before: int
+) -> None:
+    """The snapshot at command `n`; a running projection had read `read_before` commands
+    (0: a fresh gateway); the log is read again from `n - overlap` (the resume offset lies
+    at or before the snapshot's position)."""
+    engine, per_command = _run(step_list)
+    snapshot_engine, snapshot_commands = _run(step_list[: int(cut * len(step_list))])
+    n = len(snapshot_commands)
+    assert per_command[:n] == snapshot_commands  # the engine is deterministic
+    snapshot = projection_snapshot(
+        snapshot_engine,
+        engine_seq=snapshot_engine.engine_seq_last,
+        shard_id=SHARD,
+        position=None,
+        clock_ns=lambda: 0,
+    )
+    projection = MarketDataProjection()
+    mirrors: Mirrors = {}
+    last_seq: dict[str, int] = {}
+    for command in per_command[: min(read_before, n)]:
+        _follow(projection.apply_all(command), last_seq, mirrors)
+    _follow(projection.restore(snapshot), last_seq, mirrors)
+    for command in per_command[max(0, n - overlap) :]:
+        _follow(projection.apply_all(command), last_seq, mirrors)
+    _assert_equals_engine(projection, engine, last_seq, mirrors)
+    replayed = MarketDataProjection()
+    for command in per_command:
+        replayed.apply_all(command)
+    assert projection.open_orders() == replayed.open_orders()

@@ -88,9 +88,15 @@ def test_routes_reach_every_rpc_over_grpc_and_every_binding_over_rest() -> None:
 def test_identity_headers_are_stripped_first_and_admin_is_on_loopback() -> None:
     config = render(EdgeParameters())
     manager = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
-    first = manager["typed_config"]["http_filters"][0]
-    removed = {item["remove"] for item in first["typed_config"]["mutations"]["request_mutations"]}
-    assert removed == set(IDENTITY_HEADERS)
+    filters = manager["typed_config"]["http_filters"]
+    names = [item["name"] for item in filters]
+    # Stripped before any filter that reads them (only the header check, which refuses
+    # malformed headers outright, runs earlier).
+    strip = names.index("strip_identity")
+    assert strip < min(index for index, name in enumerate(names) if name.startswith("ext_authz"))
+    assert names[:strip] == ["header_check"]
+    mutations = filters[strip]["typed_config"]["mutations"]["request_mutations"]
+    assert {item["remove"] for item in mutations} == set(IDENTITY_HEADERS)
     assert config["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
 
 

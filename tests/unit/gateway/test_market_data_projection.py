@@ -6,12 +6,15 @@ subscription starts from is followed by diffs that continue from its seq."""
 from __future__ import annotations
 
 from exchange.events.v1.envelope_pb2 import EventEnvelope
+from exchange.marketdata.v1 import marketdata_pb2
 from exchange.websocket.v1 import websocket_pb2
+from redis.asyncio import Redis
 
 from core.contracts.events import envelopes_for
 from core.engine import CancelOrder, CreateAsset, CreateMarket, Deposit, Side
 from core.engine.commands import Command
 from core.engine.testing import BTC, USDT, EngineDriver, btc_usdt_spec, limit_order
+from core.service.projection_snapshot import projection_snapshot
 from gateway.fanout import OutboundQueue
 from gateway.market_data.projection import (
     MarketDataProjection,
@@ -19,6 +22,7 @@ from gateway.market_data.projection import (
     PublicUpdate,
     Update,
 )
+from gateway.market_data.service import MarketDataService
 
 SPEC = btc_usdt_spec()
 PRICE = 50_000 * USDT
@@ -143,3 +147,31 @@ def test_a_snapshot_queued_for_a_subscription_goes_before_later_diffs() -> None:
         "diff 2-3",
         None,
     ]
+
+
+async def test_after_a_snapshot_list_trades_pages_on_to_the_history_service() -> None:
+    """A projection restored from the core's snapshot holds only the trades after it: the
+    last page of the ring links to the history (before the snapshot's seq + 1)."""
+    run = Run()
+    for number in range(2):
+        run.command_updates(
+            limit_order("bob", Side.SELL, BTC // 100, PRICE, client_order_id=f"s{number}")
+        )
+        run.command_updates(
+            limit_order("alice", Side.BUY, BTC // 100, PRICE, client_order_id=f"b{number}")
+        )
+    engine = run.driver.engine
+    snapshot = projection_snapshot(
+        engine, engine_seq=engine.engine_seq_last, shard_id="s", position=None, clock_ns=lambda: 0
+    )
+    restored = MarketDataProjection()
+    restored.restore(snapshot)
+    snapshot_seq = restored.books["BTC-USDT"].seq
+    run.projection = restored
+    run.command_updates(limit_order("bob", Side.SELL, BTC // 100, PRICE, client_order_id="s9"))
+    run.command_updates(limit_order("alice", Side.BUY, BTC // 100, PRICE, client_order_id="b9"))
+    service = MarketDataService(restored, Redis())
+    request = marketdata_pb2.ListTradesRequest(symbol="BTC-USDT", page_size=10)
+    page = await service.ListTrades(request, None)  # type: ignore[arg-type]  # no error: no context
+    assert [trade.seq > snapshot_seq for trade in page.trades] == [True]
+    assert page.next_page_token == f"before-seq:{snapshot_seq + 1}"

@@ -80,6 +80,17 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """A journal entry's postings do not sum to zero per asset."""
     ERROR_REASON_PAYLOAD_TOO_LARGE: _ErrorReason.ValueType  # 17
     """A request body is larger than the edge accepts."""
+    ERROR_REASON_MALFORMED_REQUEST: _ErrorReason.ValueType  # 18
+    """The request cannot be read: not JSON, a byte-order mark, a number where the contract
+    wants an integer string or an integer the contract cannot hold exactly, a body where
+    none is taken, or a message whose bytes do not decode (docs/adr/0015).
+    """
+    ERROR_REASON_ENCODING_INVALID: _ErrorReason.ValueType  # 19
+    """Text that is not valid UTF-8 (path, query, header or body; gRPC string fields)."""
+    ERROR_REASON_DUPLICATE_FIELD: _ErrorReason.ValueType  # 20
+    """A JSON key or a query parameter appears twice: ambiguous, refused outright."""
+    ERROR_REASON_NESTING_TOO_DEEP: _ErrorReason.ValueType  # 21
+    """JSON nested deeper than the edge reads (32 levels)."""
     ERROR_REASON_SYMBOL_UNKNOWN: _ErrorReason.ValueType  # 100
     """---- Unknown things ----
     No market has this symbol.
@@ -98,6 +109,8 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """No journal entry has this id."""
     ERROR_REASON_TRANSFER_NOT_FOUND: _ErrorReason.ValueType  # 107
     """No transfer of this account has this id."""
+    ERROR_REASON_ROUTE_NOT_FOUND: _ErrorReason.ValueType  # 108
+    """No API has this method and path (Envoy's own 404)."""
     ERROR_REASON_DUPLICATE_CLIENT_ORDER_ID: _ErrorReason.ValueType  # 200
     """---- Conflicts ----
     The client order id was used before by this account with different parameters.
@@ -172,6 +185,8 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """A dependency (database, broker, cache) is unreachable."""
     ERROR_REASON_INTERNAL: _ErrorReason.ValueType  # 604
     """A bug: an invariant broke. Nothing was half-applied; report it."""
+    ERROR_REASON_SERVICE_UNAVAILABLE: _ErrorReason.ValueType  # 605
+    """The edge could not reach the service behind the route (Envoy's own 503)."""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """The named reason of every error and every business rejection."""
@@ -213,6 +228,17 @@ ERROR_REASON_ENTRY_UNBALANCED: ErrorReason.ValueType  # 16
 """A journal entry's postings do not sum to zero per asset."""
 ERROR_REASON_PAYLOAD_TOO_LARGE: ErrorReason.ValueType  # 17
 """A request body is larger than the edge accepts."""
+ERROR_REASON_MALFORMED_REQUEST: ErrorReason.ValueType  # 18
+"""The request cannot be read: not JSON, a byte-order mark, a number where the contract
+wants an integer string or an integer the contract cannot hold exactly, a body where
+none is taken, or a message whose bytes do not decode (docs/adr/0015).
+"""
+ERROR_REASON_ENCODING_INVALID: ErrorReason.ValueType  # 19
+"""Text that is not valid UTF-8 (path, query, header or body; gRPC string fields)."""
+ERROR_REASON_DUPLICATE_FIELD: ErrorReason.ValueType  # 20
+"""A JSON key or a query parameter appears twice: ambiguous, refused outright."""
+ERROR_REASON_NESTING_TOO_DEEP: ErrorReason.ValueType  # 21
+"""JSON nested deeper than the edge reads (32 levels)."""
 ERROR_REASON_SYMBOL_UNKNOWN: ErrorReason.ValueType  # 100
 """---- Unknown things ----
 No market has this symbol.
@@ -231,6 +257,8 @@ ERROR_REASON_ENTRY_NOT_FOUND: ErrorReason.ValueType  # 106
 """No journal entry has this id."""
 ERROR_REASON_TRANSFER_NOT_FOUND: ErrorReason.ValueType  # 107
 """No transfer of this account has this id."""
+ERROR_REASON_ROUTE_NOT_FOUND: ErrorReason.ValueType  # 108
+"""No API has this method and path (Envoy's own 404)."""
 ERROR_REASON_DUPLICATE_CLIENT_ORDER_ID: ErrorReason.ValueType  # 200
 """---- Conflicts ----
 The client order id was used before by this account with different parameters.
@@ -305,6 +333,8 @@ ERROR_REASON_DEPENDENCY_UNAVAILABLE: ErrorReason.ValueType  # 603
 """A dependency (database, broker, cache) is unreachable."""
 ERROR_REASON_INTERNAL: ErrorReason.ValueType  # 604
 """A bug: an invariant broke. Nothing was half-applied; report it."""
+ERROR_REASON_SERVICE_UNAVAILABLE: ErrorReason.ValueType  # 605
+"""The edge could not reach the service behind the route (Envoy's own 503)."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 
 @_typing.final
@@ -361,5 +391,10 @@ class CommandError(_message.Message):
 Global___CommandError: _TypeAlias = CommandError  # noqa: Y015
 
 STATUS_CODE_FIELD_NUMBER: _builtins.int
+HTTP_STATUS_FIELD_NUMBER: _builtins.int
 status_code: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.EnumValueOptions, _code_pb2.Code.ValueType]
 """The gRPC status code an error with this reason is returned with."""
+http_status: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.EnumValueOptions, _builtins.int]
+"""The HTTP status a REST client gets, where it is not the standard mapping of
+status_code (PAYLOAD_TOO_LARGE: Envoy's own 413 for a body over its limit).
+"""

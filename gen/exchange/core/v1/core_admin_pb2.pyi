@@ -401,6 +401,7 @@ class GetEngineStatusResponse(_message.Message):
     PUBLISHED_ENGINE_SEQ_FIELD_NUMBER: _builtins.int
     SNAPSHOT_ENGINE_SEQ_FIELD_NUMBER: _builtins.int
     MARKETS_FIELD_NUMBER: _builtins.int
+    LAST_EVENT_ENGINE_SEQ_FIELD_NUMBER: _builtins.int
     shard_id: _builtins.str
     epoch: _builtins.int
     """The fencing epoch this instance writes under."""
@@ -412,6 +413,10 @@ class GetEngineStatusResponse(_message.Message):
     """The last command whose events the outbox published."""
     snapshot_engine_seq: _builtins.int
     """The engine sequence number of the newest snapshot."""
+    last_event_engine_seq: _builtins.int
+    """The newest command up to `engine_seq` that produced events (0: none yet): a consumer
+    that has applied its events has seen everything the core has sequenced.
+    """
     @_builtins.property
     def markets(self) -> _containers.RepeatedCompositeFieldContainer[Global___MarketSequence]: ...
     def __init__(
@@ -424,14 +429,167 @@ class GetEngineStatusResponse(_message.Message):
         published_engine_seq: _builtins.int = ...,
         snapshot_engine_seq: _builtins.int = ...,
         markets: _abc.Iterable[Global___MarketSequence] | None = ...,
+        last_event_engine_seq: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["durable_engine_seq", b"durable_engine_seq", "engine_seq", b"engine_seq", "epoch", b"epoch", "markets", b"markets", "published_engine_seq", b"published_engine_seq", "shard_id", b"shard_id", "snapshot_engine_seq", b"snapshot_engine_seq"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["durable_engine_seq", b"durable_engine_seq", "engine_seq", b"engine_seq", "epoch", b"epoch", "last_event_engine_seq", b"last_event_engine_seq", "markets", b"markets", "published_engine_seq", b"published_engine_seq", "shard_id", b"shard_id", "snapshot_engine_seq", b"snapshot_engine_seq"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetEngineStatusResponse: _TypeAlias = GetEngineStatusResponse  # noqa: Y015
+
+@_typing.final
+class GetProjectionSnapshotRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetProjectionSnapshotRequest: _TypeAlias = GetProjectionSnapshotRequest  # noqa: Y015
+
+@_typing.final
+class RestingOrder(_message.Message):
+    """One order resting in a book (LIMIT GTC, quantity left), as the engine holds it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    CLIENT_ORDER_ID_FIELD_NUMBER: _builtins.int
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    SIDE_FIELD_NUMBER: _builtins.int
+    PRICE_FIELD_NUMBER: _builtins.int
+    REMAINING_QUANTITY_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    account_id: _builtins.str
+    client_order_id: _builtins.str
+    symbol: _builtins.str
+    side: _types_pb2.Side.ValueType
+    price: _builtins.int
+    remaining_quantity: _builtins.int
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        account_id: _builtins.str = ...,
+        client_order_id: _builtins.str = ...,
+        symbol: _builtins.str = ...,
+        side: _types_pb2.Side.ValueType = ...,
+        price: _builtins.int = ...,
+        remaining_quantity: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "client_order_id", b"client_order_id", "order_id", b"order_id", "price", b"price", "remaining_quantity", b"remaining_quantity", "side", b"side", "symbol", b"symbol"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RestingOrder: _TypeAlias = RestingOrder  # noqa: Y015
+
+@_typing.final
+class ProjectionMarket(_message.Message):
+    """One market at the snapshot: its rules (mode and reference price included) and the seq of
+    the last event of its stream.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MARKET_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    seq: _builtins.int
+    @_builtins.property
+    def market(self) -> _types_pb2.Market: ...
+    def __init__(
+        self,
+        *,
+        market: _types_pb2.Market | None = ...,
+        seq: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["market", b"market"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["market", b"market", "seq", b"seq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProjectionMarket: _TypeAlias = ProjectionMarket  # noqa: Y015
+
+@_typing.final
+class GetProjectionSnapshotResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHARD_ID_FIELD_NUMBER: _builtins.int
+    ENGINE_SEQ_FIELD_NUMBER: _builtins.int
+    ACCOUNT_STREAM_SEQ_FIELD_NUMBER: _builtins.int
+    ASSETS_FIELD_NUMBER: _builtins.int
+    MARKETS_FIELD_NUMBER: _builtins.int
+    ORDERS_FIELD_NUMBER: _builtins.int
+    BALANCES_FIELD_NUMBER: _builtins.int
+    EVENTS_TOPIC_FIELD_NUMBER: _builtins.int
+    EVENTS_PARTITION_FIELD_NUMBER: _builtins.int
+    RESUME_OFFSET_FIELD_NUMBER: _builtins.int
+    PUBLISHED_ENGINE_SEQ_FIELD_NUMBER: _builtins.int
+    TAKEN_AT_FIELD_NUMBER: _builtins.int
+    shard_id: _builtins.str
+    engine_seq: _builtins.int
+    """The state below is the engine's after this command (every event of a command at or
+    before it is in the state; none after it).
+    """
+    account_stream_seq: _builtins.int
+    """The seq of the last event of the shard's account stream (events with an empty symbol)."""
+    events_topic: _builtins.str
+    """Where to resume: the topic and partition the shard's events go to, and an offset at or
+    before the first record of any event after `engine_seq` (the offset after the last
+    record the outbox had acknowledged when the state was taken). -1: not known yet (no
+    round acknowledged since the core started); ask again later.
+    """
+    events_partition: _builtins.int
+    resume_offset: _builtins.int
+    published_engine_seq: _builtins.int
+    """The outbox's acknowledged engine seq when the state was taken (<= engine_seq)."""
+    @_builtins.property
+    def assets(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Asset]: ...
+    @_builtins.property
+    def markets(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProjectionMarket]: ...
+    @_builtins.property
+    def orders(self) -> _containers.RepeatedCompositeFieldContainer[Global___RestingOrder]:
+        """Resting orders in each book's priority order (best price first, then time)."""
+
+    @_builtins.property
+    def balances(self) -> _containers.RepeatedCompositeFieldContainer[Global___EngineBalance]: ...
+    @_builtins.property
+    def taken_at(self) -> _timestamp_pb2.Timestamp:
+        """When the state was taken (the core's clock)."""
+
+    def __init__(
+        self,
+        *,
+        shard_id: _builtins.str = ...,
+        engine_seq: _builtins.int = ...,
+        account_stream_seq: _builtins.int = ...,
+        assets: _abc.Iterable[_types_pb2.Asset] | None = ...,
+        markets: _abc.Iterable[Global___ProjectionMarket] | None = ...,
+        orders: _abc.Iterable[Global___RestingOrder] | None = ...,
+        balances: _abc.Iterable[Global___EngineBalance] | None = ...,
+        events_topic: _builtins.str = ...,
+        events_partition: _builtins.int = ...,
+        resume_offset: _builtins.int = ...,
+        published_engine_seq: _builtins.int = ...,
+        taken_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["taken_at", b"taken_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_stream_seq", b"account_stream_seq", "assets", b"assets", "balances", b"balances", "engine_seq", b"engine_seq", "events_partition", b"events_partition", "events_topic", b"events_topic", "markets", b"markets", "orders", b"orders", "published_engine_seq", b"published_engine_seq", "resume_offset", b"resume_offset", "shard_id", b"shard_id", "taken_at", b"taken_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetProjectionSnapshotResponse: _TypeAlias = GetProjectionSnapshotResponse  # noqa: Y015
 
 @_typing.final
 class PlaceCanaryTradeRequest(_message.Message):

@@ -70,6 +70,11 @@ class CoreAdminServiceStub:
                 request_serializer=exchange_dot_core_dot_v1_dot_core__admin__pb2.GetEngineStatusRequest.SerializeToString,
                 response_deserializer=exchange_dot_core_dot_v1_dot_core__admin__pb2.GetEngineStatusResponse.FromString,
                 _registered_method=True)
+        self.GetProjectionSnapshot = channel.unary_unary(
+                '/exchange.core.v1.CoreAdminService/GetProjectionSnapshot',
+                request_serializer=exchange_dot_core_dot_v1_dot_core__admin__pb2.GetProjectionSnapshotRequest.SerializeToString,
+                response_deserializer=exchange_dot_core_dot_v1_dot_core__admin__pb2.GetProjectionSnapshotResponse.FromString,
+                _registered_method=True)
         self.PlaceCanaryTrade = channel.unary_unary(
                 '/exchange.core.v1.CoreAdminService/PlaceCanaryTrade',
                 request_serializer=exchange_dot_core_dot_v1_dot_core__admin__pb2.PlaceCanaryTradeRequest.SerializeToString,
@@ -131,6 +136,15 @@ class CoreAdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetProjectionSnapshot(self, request, context):
+        """The state the gateway's market-data projection starts from (docs/adr/0017): assets,
+        markets, every resting order, every balance and each event stream's seq at ONE engine
+        seq, and where in `core.events.v1` to resume reading so that nothing after it is missed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def PlaceCanaryTrade(self, request, context):
         """Canary: two of the exchange's own canary accounts trade the minimum quantity with
         each other on a market, so an operator can watch one trade cross every stage
@@ -177,6 +191,11 @@ def add_CoreAdminServiceServicer_to_server(servicer, server):
                     servicer.GetEngineStatus,
                     request_deserializer=exchange_dot_core_dot_v1_dot_core__admin__pb2.GetEngineStatusRequest.FromString,
                     response_serializer=exchange_dot_core_dot_v1_dot_core__admin__pb2.GetEngineStatusResponse.SerializeToString,
+            ),
+            'GetProjectionSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetProjectionSnapshot,
+                    request_deserializer=exchange_dot_core_dot_v1_dot_core__admin__pb2.GetProjectionSnapshotRequest.FromString,
+                    response_serializer=exchange_dot_core_dot_v1_dot_core__admin__pb2.GetProjectionSnapshotResponse.SerializeToString,
             ),
             'PlaceCanaryTrade': grpc.unary_unary_rpc_method_handler(
                     servicer.PlaceCanaryTrade,
@@ -374,6 +393,33 @@ class CoreAdminService:
             '/exchange.core.v1.CoreAdminService/GetEngineStatus',
             exchange_dot_core_dot_v1_dot_core__admin__pb2.GetEngineStatusRequest.SerializeToString,
             exchange_dot_core_dot_v1_dot_core__admin__pb2.GetEngineStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetProjectionSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exchange.core.v1.CoreAdminService/GetProjectionSnapshot',
+            exchange_dot_core_dot_v1_dot_core__admin__pb2.GetProjectionSnapshotRequest.SerializeToString,
+            exchange_dot_core_dot_v1_dot_core__admin__pb2.GetProjectionSnapshotResponse.FromString,
             options,
             channel_credentials,
             insecure,

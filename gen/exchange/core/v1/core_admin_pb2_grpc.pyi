@@ -54,6 +54,11 @@ class CoreAdminServiceStub:
     """
     GetEngineStatus: _grpc.UnaryUnaryMultiCallable[_core_admin_pb2.GetEngineStatusRequest, _core_admin_pb2.GetEngineStatusResponse]
     """Where the engine is: epoch, sequence numbers, WAL and outbox positions, per-market seqs."""
+    GetProjectionSnapshot: _grpc.UnaryUnaryMultiCallable[_core_admin_pb2.GetProjectionSnapshotRequest, _core_admin_pb2.GetProjectionSnapshotResponse]
+    """The state the gateway's market-data projection starts from (docs/adr/0017): assets,
+    markets, every resting order, every balance and each event stream's seq at ONE engine
+    seq, and where in `core.events.v1` to resume reading so that nothing after it is missed.
+    """
     PlaceCanaryTrade: _grpc.UnaryUnaryMultiCallable[_core_admin_pb2.PlaceCanaryTradeRequest, _core_admin_pb2.PlaceCanaryTradeResponse]
     """Canary: two of the exchange's own canary accounts trade the minimum quantity with
     each other on a market, so an operator can watch one trade cross every stage
@@ -81,6 +86,11 @@ class CoreAdminServiceAsyncStub(CoreAdminServiceStub):
     """
     GetEngineStatus: _aio.UnaryUnaryMultiCallable[_core_admin_pb2.GetEngineStatusRequest, _core_admin_pb2.GetEngineStatusResponse]  # type: ignore[assignment]
     """Where the engine is: epoch, sequence numbers, WAL and outbox positions, per-market seqs."""
+    GetProjectionSnapshot: _aio.UnaryUnaryMultiCallable[_core_admin_pb2.GetProjectionSnapshotRequest, _core_admin_pb2.GetProjectionSnapshotResponse]  # type: ignore[assignment]
+    """The state the gateway's market-data projection starts from (docs/adr/0017): assets,
+    markets, every resting order, every balance and each event stream's seq at ONE engine
+    seq, and where in `core.events.v1` to resume reading so that nothing after it is missed.
+    """
     PlaceCanaryTrade: _aio.UnaryUnaryMultiCallable[_core_admin_pb2.PlaceCanaryTradeRequest, _core_admin_pb2.PlaceCanaryTradeResponse]  # type: ignore[assignment]
     """Canary: two of the exchange's own canary accounts trade the minimum quantity with
     each other on a market, so an operator can watch one trade cross every stage
@@ -147,6 +157,17 @@ class CoreAdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_core_admin_pb2.GetEngineStatusResponse, _abc.Awaitable[_core_admin_pb2.GetEngineStatusResponse]]:
         """Where the engine is: epoch, sequence numbers, WAL and outbox positions, per-market seqs."""
+
+    @_abc_1.abstractmethod
+    def GetProjectionSnapshot(
+        self,
+        request: _core_admin_pb2.GetProjectionSnapshotRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_core_admin_pb2.GetProjectionSnapshotResponse, _abc.Awaitable[_core_admin_pb2.GetProjectionSnapshotResponse]]:
+        """The state the gateway's market-data projection starts from (docs/adr/0017): assets,
+        markets, every resting order, every balance and each event stream's seq at ONE engine
+        seq, and where in `core.events.v1` to resume reading so that nothing after it is missed.
+        """
 
     @_abc_1.abstractmethod
     def PlaceCanaryTrade(

@@ -108,7 +108,7 @@ def _stop_on_sigterm(_signal_number: int, _frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    command = parser("Demo market maker (StreamOrders).", key_name="demo-alice", rate=2.0)
+    command = parser("Demo market maker (StreamOrders).", key_name="demo-maker", rate=2.0)
     command.add_argument("--levels", type=int, default=3)
     command.add_argument("--spread-bps", type=int, default=10)
     arguments = command.parse_args(argv)

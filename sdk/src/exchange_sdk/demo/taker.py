@@ -63,7 +63,7 @@ def run(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    command = parser("Demo taker (random marketable orders).", key_name="demo-bob", rate=1.0)
+    command = parser("Demo taker (random marketable orders).", key_name="demo-taker", rate=1.0)
     arguments = command.parse_args(argv)
     seed = arguments.seed if arguments.seed is not None else random.randrange(2**32)  # noqa: S311
     print(f"taker: seed {seed}, symbols {' '.join(arguments.symbols)}", flush=True)

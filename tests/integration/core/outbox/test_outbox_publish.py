@@ -55,6 +55,12 @@ async def test_every_event_reaches_both_topics_in_order(
         kafka_broker.bootstrap_servers, tmp_path, trade_partitions=2
     )
     assert {item.envelope.epoch for item in consumed} == {sequencer.epoch}
+    # The resume position (docs/adr/0017): after the last acknowledged record, nothing resent.
+    position = publisher.position
+    assert position is not None
+    assert (position.topic, position.partition) == ("core.events.v1", 0)
+    assert position.engine_seq == publisher.published_seq
+    assert position.next_offset == len(consumed)
 
 
 async def test_a_restarted_outbox_resumes_from_its_cursor(

@@ -37,7 +37,12 @@ from core.sequencer import (
     decode_command,
     encode_command,
 )
-from core.sequencer.codec import COMMAND_TAGS, FORMAT_VERSION, INT_BYTES_MAX
+from core.sequencer.codec import (
+    COMMAND_TAGS,
+    FORMAT_VERSION,
+    INT_BYTES_MAX,
+    encode_command_generic,
+)
 
 # Ints across the whole range the codec carries (int64 and beyond, negatives included).
 ints = st.one_of(
@@ -150,10 +155,44 @@ def test_encoding_is_deterministic_and_compact() -> None:
 
 def test_unknown_format_version_is_a_named_error() -> None:
     payload = bytearray(encode_command(CancelAllOrders(account_id="a"), timestamp_ns=5))
-    for version in (0, 2, 255):
+    for version in (0, 3, 255):
         payload[0] = version
         with pytest.raises(UnknownFormatVersionError, match=f"version {version}"):
             decode_command(bytes(payload))
+
+
+def test_version_1_payloads_still_decode_with_empty_keys() -> None:
+    """WALs written before request ids were logged (format 1) replay as unkeyed commands."""
+    cases: list[Command] = [
+        CancelOrder(account_id="a", order_id=7, client_order_id="c"),
+        CancelAllOrders(account_id="a", symbol="BTC-USDT"),
+        AmendOrder(account_id="a", price=5, quantity=3, order_id=7),
+        SetMarketMode(symbol="BTC-USDT", mode=MarketMode.HALTED),
+    ]
+    for command in cases:
+        version_2 = encode_command(command, timestamp_ns=9)
+        keys = b"\x00\x00" if type(command) is SetMarketMode else b"\x00"  # empty strings
+        assert version_2[0] == FORMAT_VERSION == 2
+        assert version_2.endswith(keys)
+        version_1 = bytes((1,)) + version_2[1 : len(version_2) - len(keys)]
+        assert decode_command(version_1).command == command
+        with pytest.raises(MalformedPayloadError):
+            decode_command(version_1 + b"\x00")  # strict per version: no trailing keys
+
+
+def test_keys_round_trip_in_version_2() -> None:
+    cases: list[Command] = [
+        CancelOrder(account_id="a", order_id=7, request_id="r-1"),
+        CancelAllOrders(account_id="a", request_id="r-2"),
+        AmendOrder(account_id="a", price=0, quantity=3, order_id=7, request_id="r-3"),
+        SetMarketMode(
+            symbol="BTC-USDT", mode=MarketMode.NORMAL, operator_id="op", request_id="r-4"
+        ),
+    ]
+    for command in cases:
+        payload = encode_command(command, timestamp_ns=9)
+        assert payload == encode_command_generic(command, timestamp_ns=9)
+        assert decode_command(payload).command == command
 
 
 def test_unknown_command_tag_is_a_named_error() -> None:

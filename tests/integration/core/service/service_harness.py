@@ -24,6 +24,21 @@ PRICE = 50_000 * USDT
 LOT = BTC // 10_000
 
 
+def limit_request(
+    client_order_id: str, side: int, quantity: int, price: int, **fields: Any
+) -> trading_pb2.PlaceOrderRequest:
+    """A BTC-USDT PlaceOrderRequest, LIMIT unless `order_type` says otherwise."""
+    return trading_pb2.PlaceOrderRequest(
+        client_order_id=client_order_id,
+        symbol="BTC-USDT",
+        side=side,  # type: ignore[arg-type]
+        order_type=fields.pop("order_type", 1),
+        quantity=quantity,
+        price=price,
+        **fields,
+    )
+
+
 @dataclass
 class Harness:
     core: CoreService
@@ -41,15 +56,7 @@ class Harness:
         price: int,
         **fields: Any,
     ) -> trading_pb2.PlaceOrderResponse:
-        request = trading_pb2.PlaceOrderRequest(
-            client_order_id=client_order_id,
-            symbol="BTC-USDT",
-            side=side,  # type: ignore[arg-type]
-            order_type=fields.pop("order_type", 1),
-            quantity=quantity,
-            price=price,
-            **fields,
-        )
+        request = limit_request(client_order_id, side, quantity, price, **fields)
         response: trading_pb2.PlaceOrderResponse = await self.trading.PlaceOrder(
             request, metadata=trader(account_id)
         )

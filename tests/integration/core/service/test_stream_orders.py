@@ -11,23 +11,20 @@ from exchange.trading.v1 import trading_pb2
 
 from core.engine.testing import USDT
 from core.service.testing import trader
-from tests.integration.core.service.service_harness import LOT, PRICE, Harness, expect_error
+from tests.integration.core.service.service_harness import (
+    LOT,
+    PRICE,
+    Harness,
+    expect_error,
+    limit_request,
+)
 
 BUY = types_pb2.SIDE_BUY
 SELL = types_pb2.SIDE_SELL
 
 
 def _place(client_order_id: str, side: int, quantity: int, price: int) -> trading_pb2.OrderCommand:
-    return trading_pb2.OrderCommand(
-        place=trading_pb2.PlaceOrderRequest(
-            client_order_id=client_order_id,
-            symbol="BTC-USDT",
-            side=side,  # type: ignore[arg-type]
-            order_type=types_pb2.ORDER_TYPE_LIMIT,
-            quantity=quantity,
-            price=price,
-        )
-    )
+    return trading_pb2.OrderCommand(place=limit_request(client_order_id, side, quantity, price))
 
 
 async def _batches(

@@ -120,7 +120,9 @@ def test_stream_commands_dispatch_by_kind() -> None:
     cancel = trading_pb2.OrderCommand(
         cancel=trading_pb2.CancelOrderRequest(order_id="42", request_id="r-1")
     )
-    assert orders.order_command("bob", cancel) == CancelOrder(account_id="bob", order_id=42)
+    assert orders.order_command("bob", cancel) == CancelOrder(
+        account_id="bob", order_id=42, request_id="r-1"
+    )
     with pytest.raises(RequestError) as raised:
         orders.order_command("bob", trading_pb2.OrderCommand())
     assert raised.value.field == "command"

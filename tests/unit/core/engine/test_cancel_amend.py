@@ -240,8 +240,8 @@ def test_amend_validation(driver: EngineDriver) -> None:
     cases = [
         (PRICE + 1, BTC, RejectReason.PRICE_TICK_VIOLATION),
         (PRICE, BTC + 1, RejectReason.QUANTITY_STEP_VIOLATION),
-        (0, BTC, RejectReason.PRICE_INVALID),
-        (PRICE, 0, RejectReason.QUANTITY_INVALID),
+        (-PRICE, BTC, RejectReason.PRICE_INVALID),
+        (PRICE, -BTC, RejectReason.QUANTITY_INVALID),
         (60_000 * USDT, BTC, RejectReason.PRICE_OUT_OF_BAND),
     ]
     for price, quantity, reason in cases:
@@ -249,6 +249,26 @@ def test_amend_validation(driver: EngineDriver) -> None:
             AmendOrder(account_id="alice", order_id=order_id, price=price, quantity=quantity)
         )
         assert result.outcome.reason is reason
+
+
+def test_amend_zero_keeps_the_current_price_or_quantity(driver: EngineDriver) -> None:
+    order_id = rest(driver, "alice", Side.BUY, 2 * BTC, PRICE)
+    kept_price = driver.apply(
+        AmendOrder(account_id="alice", order_id=order_id, price=0, quantity=BTC)
+    )
+    assert kept_price.outcome.accepted
+    assert kept_price.outcome.priority_kept  # same price, smaller: in place
+    order = driver.engine.order(order_id)
+    assert order is not None
+    assert (order.price, order.quantity) == (PRICE, BTC)
+    kept_quantity = driver.apply(
+        AmendOrder(account_id="alice", order_id=order_id, price=PRICE - TICK, quantity=0)
+    )
+    assert kept_quantity.outcome.accepted
+    assert not kept_quantity.outcome.priority_kept
+    order = driver.engine.order(order_id)
+    assert order is not None
+    assert (order.price, order.quantity) == (PRICE - TICK, BTC)
 
 
 def test_amend_by_other_account_or_unknown(driver: EngineDriver) -> None:

@@ -55,6 +55,7 @@ def _legacy_outcome_to_dict(outcome: Outcome) -> dict[str, Any]:
         "status": outcome.status,
         "quantity_filled": outcome.quantity_filled,
         "cancelled_order_ids": list(outcome.cancelled_order_ids),
+        "priority_kept": outcome.priority_kept,
     }
 
 
@@ -98,6 +99,8 @@ def legacy_encode(engine: Engine) -> bytes:
         "order_requests": engine._order_requests,
         "transfer_requests": engine._transfer_requests,
         "closed_orders": engine._closed_orders,
+        "command_requests": engine._command_requests,
+        "operator_requests": engine._operator_requests,
     }
     rows = {
         name: [
@@ -107,7 +110,7 @@ def legacy_encode(engine: Engine) -> bytes:
         for name, table in tables.items()
     }
     state = {
-        "format_version": 1,
+        "format_version": 2,
         "config": _legacy_dataclass_to_dict(engine.config),
         "engine_seq_last": engine._engine_seq_last,
         "trade_id_last": engine._trade_id_last,
@@ -131,21 +134,24 @@ def legacy_encode(engine: Engine) -> bytes:
             ]
             for account_id, entries in rows["order_requests"]
         ],
-        "transfer_requests": [
-            [
-                account_id,
+        **{
+            name: [
                 [
+                    account_id,
                     [
-                        key,
-                        type(command).__name__,
-                        _legacy_dataclass_to_dict(command),
-                        _legacy_outcome_to_dict(outcome),
-                    ]
-                    for key, (command, outcome) in entries
-                ],
+                        [
+                            key,
+                            type(command).__name__,
+                            _legacy_dataclass_to_dict(command),
+                            _legacy_outcome_to_dict(outcome),
+                        ]
+                        for key, (command, outcome) in entries
+                    ],
+                ]
+                for account_id, entries in rows[name]
             ]
-            for account_id, entries in rows["transfer_requests"]
-        ],
+            for name in ("transfer_requests", "command_requests", "operator_requests")
+        },
         "closed_orders": [
             [account_id, [[order_id, status] for order_id, status in entries]]
             for account_id, entries in rows["closed_orders"]
@@ -161,8 +167,14 @@ def random_command(rng: random.Random, engine: Engine, step: int) -> Command:
     account_id = rng.choice(ACCOUNTS)
     draw = rng.random()
     open_orders = engine.open_orders(account_id)
+    # Keyed commands draw from few request ids: retries, reuses and the tables in snapshots.
+    request_id = f"r{rng.randrange(40)}" if rng.random() < 0.5 else ""
     if draw < 0.15 and open_orders:
-        return CancelOrder(account_id=account_id, order_id=rng.choice(open_orders).order_id)
+        return CancelOrder(
+            account_id=account_id,
+            order_id=rng.choice(open_orders).order_id,
+            request_id=request_id,
+        )
     if draw < 0.20 and open_orders:
         order = rng.choice(open_orders)
         price = order.price if rng.random() < 0.5 else order.price + rng.randint(-3, 3) * TICK
@@ -171,9 +183,10 @@ def random_command(rng: random.Random, engine: Engine, step: int) -> Command:
             order_id=order.order_id,
             price=price,
             quantity=order.quantity + rng.randint(-2, 2) * LOT,
+            request_id=request_id,
         )
     if draw < 0.22:
-        return CancelAllOrders(account_id=account_id)
+        return CancelAllOrders(account_id=account_id, request_id=request_id)
     if draw < 0.25:
         return Deposit(
             account_id=account_id, asset="USDT", amount=USDT, transfer_id=f"t{rng.randrange(20)}"

@@ -13,6 +13,7 @@ the negative of everything on the exchange and every asset sums to zero.
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -168,7 +169,12 @@ class _ReconciliationStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_
     RECONCILIATION_STATUS_DIFFERENCES: _ReconciliationStatus.ValueType  # 2
     """Differences or unresolved gaps, listed in the report."""
     RECONCILIATION_STATUS_BEHIND: _ReconciliationStatus.ValueType  # 3
-    """The ledger has not yet posted up to the core's sequence number; compared what it could."""
+    """The ledger has not yet posted up to the requested sequence number; compared what it could."""
+    RECONCILIATION_STATUS_LAGGING: _ReconciliationStatus.ValueType  # 4
+    """The ledger lags the core past the bound (more than N engine sequence numbers with events
+    unposted, or no progress for more than T seconds while events are unposted): the outcome
+    is not exact, whatever the balances compared at `engine_seq` say (ledger/README.md).
+    """
 
 class ReconciliationStatus(_ReconciliationStatus, metaclass=_ReconciliationStatusEnumTypeWrapper):
     """The outcome of comparing the ledger with the core."""
@@ -179,7 +185,12 @@ RECONCILIATION_STATUS_MATCHED: ReconciliationStatus.ValueType  # 1
 RECONCILIATION_STATUS_DIFFERENCES: ReconciliationStatus.ValueType  # 2
 """Differences or unresolved gaps, listed in the report."""
 RECONCILIATION_STATUS_BEHIND: ReconciliationStatus.ValueType  # 3
-"""The ledger has not yet posted up to the core's sequence number; compared what it could."""
+"""The ledger has not yet posted up to the requested sequence number; compared what it could."""
+RECONCILIATION_STATUS_LAGGING: ReconciliationStatus.ValueType  # 4
+"""The ledger lags the core past the bound (more than N engine sequence numbers with events
+unposted, or no progress for more than T seconds while events are unposted): the outcome
+is not exact, whatever the balances compared at `engine_seq` say (ledger/README.md).
+"""
 Global___ReconciliationStatus: _TypeAlias = ReconciliationStatus  # noqa: Y015
 
 @_typing.final
@@ -587,6 +598,8 @@ class ReconciliationReport(_message.Message):
     GAPS_FIELD_NUMBER: _builtins.int
     DIFFERENCES_FIELD_NUMBER: _builtins.int
     GENERATED_AT_FIELD_NUMBER: _builtins.int
+    LAG_ENGINE_SEQS_FIELD_NUMBER: _builtins.int
+    STALLED_FOR_FIELD_NUMBER: _builtins.int
     symbol: _builtins.str
     status: Global___ReconciliationStatus.ValueType
     engine_seq: _builtins.int
@@ -594,12 +607,20 @@ class ReconciliationReport(_message.Message):
     core_engine_seq: _builtins.int
     """The last engine sequence number the core reported and the ledger posted."""
     ledger_engine_seq: _builtins.int
+    lag_engine_seqs: _builtins.int
+    """How many engine sequence numbers the ledger lags the core: the core's newest command with
+    events minus `ledger_engine_seq` (0: the ledger has posted everything the core has).
+    """
     @_builtins.property
     def gaps(self) -> _containers.RepeatedCompositeFieldContainer[Global___SequenceGap]: ...
     @_builtins.property
     def differences(self) -> _containers.RepeatedCompositeFieldContainer[Global___BalanceDifference]: ...
     @_builtins.property
     def generated_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def stalled_for(self) -> _duration_pb2.Duration:
+        """With a lag: how long the ledger has not advanced (0 without a lag)."""
+
     def __init__(
         self,
         *,
@@ -611,10 +632,12 @@ class ReconciliationReport(_message.Message):
         gaps: _abc.Iterable[Global___SequenceGap] | None = ...,
         differences: _abc.Iterable[Global___BalanceDifference] | None = ...,
         generated_at: _timestamp_pb2.Timestamp | None = ...,
+        lag_engine_seqs: _builtins.int = ...,
+        stalled_for: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["generated_at", b"generated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["generated_at", b"generated_at", "stalled_for", b"stalled_for"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["core_engine_seq", b"core_engine_seq", "differences", b"differences", "engine_seq", b"engine_seq", "gaps", b"gaps", "generated_at", b"generated_at", "ledger_engine_seq", b"ledger_engine_seq", "status", b"status", "symbol", b"symbol"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["core_engine_seq", b"core_engine_seq", "differences", b"differences", "engine_seq", b"engine_seq", "gaps", b"gaps", "generated_at", b"generated_at", "lag_engine_seqs", b"lag_engine_seqs", "ledger_engine_seq", b"ledger_engine_seq", "stalled_for", b"stalled_for", "status", b"status", "symbol", b"symbol"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
