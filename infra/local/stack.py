@@ -17,7 +17,8 @@ the last `event path unhealthy:` line of its log). It exits 1 when a service is 
 unhealthy (the bots are optional). Running `up` twice is safe: what runs is left alone.
 
 Start order (each depends only on the ones before it):
-s3 (s3rver, on disk) -> broker (Tansu on s3://) -> postgres -> redis -> core -> ledger
+broker (infra/broker: our durable Kafka-API broker, segment logs under var/broker; ADR
+0014) -> postgres -> redis -> core -> ledger
 -> streaming (candles, tickers, history; Quix state and chdb under var/streaming) -> gateway
 -> envoy; then the set-up; then the demo bots (they sign with the demo keys the
 set-up writes): market-maker (the SDK's `exchange_sdk.demo.market_maker` as demo-maker,
@@ -28,8 +29,9 @@ README's example users (demo-alice, demo-bob) are left to the examples. `up --no
 EXCHANGE_DEMO_BOTS=0) leaves them out - for a quiet market, as the tests that count balances
 need; bots already running are left alone either way. `down` stops the bots first.
 
-Everything durable lives under var/ and survives `down` + `up`: the broker's topics (in
-s3rver's directory, so the ledger's stored offsets never point past an empty topic), the
+Everything durable lives under var/ and survives `down` + `up`: the broker's topics (segment
+files in var/broker, fsynced before each ack, so the ledger's stored offsets never point
+past an empty topic), the
 PostgreSQL cluster (ledger), Redis's append-only file (API keys, replay marks, idempotency
 bindings), the core's WAL and snapshots, the gateway's master secret (so created keys'
 secrets stay valid) and the demo keys. Reset = `down`, then delete var/.
@@ -60,8 +62,6 @@ from gateway.envoy_config import EdgeParameters, Endpoint, render, write_edge_de
 from infra.local.demo_accounts import demo_keys, fund_demo_accounts, smoke_order
 from infra.local.edge_client import ApiKey
 from infra.local.envoy import envoy_binary, validate_config
-from infra.local.kafka_broker import TANSU_BINARY
-from infra.local.ports import port_open
 from infra.local.postgres import POSTGRES_OS_USER, PostgresCluster, postgres_bin_directory
 from infra.local.probes import (
     grpc_health_status,
@@ -75,9 +75,6 @@ from infra.local.reference_data import list_reference_data
 from infra.local.streaming import streaming_arguments, streaming_ready
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
-S3RVER_BINARY: Final = REPO_ROOT / "infra" / "node" / "node_modules" / ".bin" / "s3rver"
-BROKER_BUCKET: Final = "tansu"
-S3_CREDENTIAL: Final = "S3RVER"  # s3rver's built-in access key and secret (loopback only)
 LEDGER_DATABASE: Final = "exchange_ledger"
 LEDGER_LOGIN: Final = "ledger_app"
 CORE_SHARD_ID: Final = "core-0"
@@ -92,7 +89,6 @@ DEMO_MAKER_LEVELS: Final = "2"
 
 @dataclass(frozen=True)
 class Ports:
-    s3: int
     broker: int
     postgres: int
     redis: int
@@ -106,7 +102,6 @@ class Ports:
 
 
 PORT_VARIABLES: Final = {
-    "s3": ("EXCHANGE_S3_PORT", 19090),
     "broker": ("EXCHANGE_BROKER_PORT", 19092),
     "postgres": ("EXCHANGE_POSTGRES_PORT", 15432),
     "redis": ("EXCHANGE_REDIS_PORT", 16379),
@@ -152,16 +147,6 @@ class Component:
     # EVENT_PATH_SERVICE health reports its event path (None: it has none).
     healthy: Callable[[], bool] | None = None
     event_path: str | None = None
-
-
-def _broker_environment(ports: Ports) -> dict[str, str]:
-    return {
-        "AWS_ACCESS_KEY_ID": S3_CREDENTIAL,
-        "AWS_SECRET_ACCESS_KEY": S3_CREDENTIAL,
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT": f"http://127.0.0.1:{ports.s3}",
-        "AWS_ALLOW_HTTP": "true",
-    }
 
 
 def _master_secret(var: Path) -> str:
@@ -244,46 +229,24 @@ def _render_envoy_config(var: Path, ports: Ports) -> None:
 
 def components(ports: Ports, var: Path) -> list[Component]:
     """Every component, in start order (stopped in reverse)."""
-    broker_url = f"tcp://127.0.0.1:{ports.broker}"
+    broker_url = f"127.0.0.1:{ports.broker}"
     postgres = _postgres_cluster(var, ports)
     python = sys.executable
     return [
         Component(
-            name="s3",
-            argv=[
-                str(S3RVER_BINARY),
-                "--directory",
-                str(var / "s3"),
-                "--address",
-                "127.0.0.1",
-                "--port",
-                str(ports.s3),
-                "--silent",
-                "--allow-mismatched-signatures",
-                "--no-vhost-buckets",
-                "--configure-bucket",
-                BROKER_BUCKET,
-            ],
-            port=ports.s3,
-            ready=lambda: port_open(ports.s3),
-            prepare=lambda: (var / "s3").mkdir(parents=True, exist_ok=True),
-        ),
-        Component(
             name="broker",
             argv=[
-                str(TANSU_BINARY),
-                "broker",
-                "--listener-url",
-                broker_url,
-                "--advertised-listener-url",
-                broker_url,
-                "--storage-engine",
-                f"s3://{BROKER_BUCKET}/",
+                python,
+                "-m",
+                "infra.broker",
+                "--data-dir",
+                str(var / "broker"),
+                "--port",
+                str(ports.broker),
             ],
             port=ports.broker,
-            ready=lambda: port_open(ports.broker),
-            healthy=lambda: kafka_answers(broker_url.removeprefix("tcp://")),
-            environment=lambda: _broker_environment(ports),
+            ready=lambda: kafka_answers(broker_url),
+            ready_timeout_seconds=60.0,  # start-up reads each partition's segment index
         ),
         Component(
             name="postgres",
@@ -356,6 +319,9 @@ def components(ports: Ports, var: Path) -> list[Component]:
                 redis_url=f"redis://127.0.0.1:{ports.redis}/0",
                 data_directory=var / "streaming",
                 listen=f"127.0.0.1:{ports.streaming}",
+                # Until infra/broker has transactions (ADR 0014): its sinks are idempotent
+                # by key (ADR 0012), so a replay after a crash rewrites the same candles.
+                extra=("--processing-guarantee", "at-least-once"),
             ),
             port=ports.streaming,
             ready=lambda: streaming_ready(f"127.0.0.1:{ports.streaming}"),
@@ -735,7 +701,6 @@ def print_endpoints(stack: Stack, keys: Mapping[str, ApiKey]) -> None:
         f"  Kafka-API broker:                    127.0.0.1:{ports.broker}",
         f"  PostgreSQL (ledger):                 {postgres.url(LEDGER_DATABASE)}",
         f"  Redis:                               redis://127.0.0.1:{ports.redis}/0",
-        f"  S3 (broker storage):                 http://127.0.0.1:{ports.s3}",
         "Demo API keys (also in " + str(stack.keys_file) + "):",
     ]
     lines += [

@@ -1,4 +1,4 @@
-"""The local exchange as a newcomer runs it, every component real (s3rver, Tansu on S3,
+"""The local exchange as a newcomer runs it, every component real (our Kafka-API broker,
 PostgreSQL, Redis, core, ledger, streaming, gateway, Envoy), on free ports in a temporary var/:
 
 `up` starts detached processes that are healthy, lists the markets, funds demo accounts
