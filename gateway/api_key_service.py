@@ -13,6 +13,7 @@ from typing import TypeVar
 
 import grpc
 from exchange.apikey.v1 import apikey_pb2, apikey_pb2_grpc
+from redis.exceptions import RedisError
 
 from gateway.api_keys import ApiKeyStore
 from gateway.envoy_config import OPERATOR_HEADER
@@ -46,6 +47,9 @@ def answers_edge_errors(
         except EdgeError as error:
             await abort_with(context, error)
             raise  # abort raises; this line is never reached
+        except RedisError as error:  # the key store is down: a named, retryable answer
+            await abort_with(context, EdgeError("DEPENDENCY_UNAVAILABLE", f"redis: {error}"))
+            raise
 
     return handler
 

@@ -20,7 +20,6 @@ from exchange.apikey.v1 import apikey_pb2_grpc
 from exchange.marketdata.v1 import marketdata_pb2_grpc
 from exchange.marketdata.v1 import types_pb2 as marketdata_types_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from redis.asyncio import Redis
 
 from core.contracts.request_decoding import DecodeErrorInterceptor
 from core.event_path_health import BrokerProbe, EventPath, HealthReporter, health_setter
@@ -34,6 +33,7 @@ from gateway.market_data.core_snapshot import CoreSnapshots
 from gateway.market_data.introspection import consumer_status, projection_state
 from gateway.market_data.projection import MarketDataProjection
 from gateway.market_data.service import DEPTH_MAX, MarketDataService
+from gateway.redis_client import redis_client
 from gateway.request_validation import RestRequestValidator
 from gateway.settings import GatewaySettings
 
@@ -75,7 +75,7 @@ async def running_gateway(
     settings: GatewaySettings, *, fanout_limits: FanoutLimits | None = None
 ) -> AsyncIterator[RunningGateway]:
     """Starts both servers, yields their ports, and stops them (and Redis) on exit."""
-    redis = Redis.from_url(settings.redis_url, decode_responses=True)
+    redis = redis_client(settings.redis_url, decode_responses=True)
     await redis.ping()
     keys = ApiKeyStore(redis, settings, clock_ms=wall_clock_ms)
     authorizer = Authorizer(
@@ -88,7 +88,7 @@ async def running_gateway(
     projection = MarketDataProjection()
     hub = Hub(limits=fanout_limits or FanoutLimits(), book_snapshot=book_snapshots(projection))
     # Tickers are stored as protobuf bytes: a client that does not decode responses.
-    market_redis = Redis.from_url(settings.redis_url, decode_responses=False)
+    market_redis = redis_client(settings.redis_url, decode_responses=False)
     market_data = MarketDataService(
         projection, market_redis, history_address=settings.market_history_address
     )

@@ -18,12 +18,6 @@ pytestmark = pytest.mark.slow
 SEED = int(os.environ.get("SOAK_SEED", random.randrange(2**32)))
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open in issue 14 (ADR 0014): the stack's broker, Tansu on s3rver, starts failing "
-    "after ~1.5 min at 30 orders/s (broker errors, the ledger's lag grows); the aims need the "
-    "durable broker that is not merged yet",
-)
 async def test_three_minutes_of_load_meet_the_soak_aims() -> None:
     options = SoakOptions(
         minutes=3, orders_per_second=30, warmup_minutes=1, sample_seconds=30, seed=SEED
