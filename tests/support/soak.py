@@ -56,6 +56,9 @@ MEMORY_GROWTH_FRACTION_MAX: Final = 0.10
 MEMORY_GROWTH_BYTES_MAX: Final = 24 * MIB
 OPEN_FILES_GROWTH_FRACTION_MAX: Final = 0.10
 OPEN_FILES_GROWTH_MAX: Final = 10
+# The load is paced (tests/support/trading_load.py's Pacer): the rate reached is the aim's
+# less the first interval's start-up and scheduling jitter, never more.
+RATE_SHORTFALL_MAX: Final = 0.02
 LAG_GROWTH_SECONDS_MAX: Final = 60.0
 LAG_NOISE_SEQS: Final = 100
 _CLIENT_ERROR = re.compile(r"Kafka(Connection|Timeout)Error|KafkaError|NodeNotReadyError")
@@ -226,7 +229,11 @@ def judge(report: SoakReport, *, rate_aim: float) -> None:
     total_placed = sum(sample.placed for sample in samples)
     elapsed = samples[-1].elapsed_seconds if samples else 0.0
     rate = total_placed / elapsed if elapsed else 0.0
-    report.aims["order rate"] = (rate >= rate_aim, f"{rate:.0f}/s (aim >= {rate_aim:.0f}/s)")
+    floor = rate_aim * (1 - RATE_SHORTFALL_MAX)
+    report.aims["order rate"] = (
+        rate >= floor,
+        f"{rate:.1f}/s (aim {rate_aim:.0f}/s, at least {floor:.1f}/s)",
+    )
     errors = sum(sample.broker_errors for sample in samples)
     report.aims["broker errors"] = (errors == 0, f"{errors}")
     report.aims["ledger lag bounded"] = _lag_bounded(samples, options.orders_per_second)

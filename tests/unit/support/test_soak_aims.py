@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from tests.support.process_usage import ProcessUsage
 from tests.support.soak import MIB, Sample, SoakOptions, SoakReport, judge
 
@@ -50,3 +52,11 @@ def test_growing_memory_or_files_after_warm_up_and_a_lagging_ledger_fail() -> No
     assert _judged(files)["open files flat after warm-up"] is False
     steady = [_sample(m + 1, lag=0) for m in range(4)]
     assert _judged(steady, status="LAGGING")["reconciliation exact"] is False
+
+
+def test_a_rate_short_of_the_aim_by_more_than_the_pacing_allowance_is_not_met() -> None:
+    def placed(per_minute: int) -> list[Sample]:
+        return [dataclasses.replace(_sample(m + 1, lag=0), placed=per_minute) for m in range(3)]
+
+    assert _judged(placed(int(200 * 60 * 0.99)))["order rate"] is True
+    assert _judged(placed(int(200 * 60 * 0.95)))["order rate"] is False
