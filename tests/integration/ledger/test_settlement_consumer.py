@@ -73,7 +73,7 @@ async def test_concurrent_consumers_of_different_partitions(
 
 
 async def test_dropped_database_connections_stop_nothing_and_post_nothing_twice(
-    kafka_broker: TansuBroker, ledger_engine: AsyncEngine, ledger_database: LedgerDatabase
+    kafka_broker: LocalBroker, ledger_engine: AsyncEngine, ledger_database: LedgerDatabase
 ) -> None:
     """PostgreSQL drops every connection of the ledger and refuses new ones for a while (as
     in a restart) while `run` settles: the consumer logs, backs off, resumes from its stored
