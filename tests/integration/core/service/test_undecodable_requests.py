@@ -85,7 +85,9 @@ def test_an_undecodable_message_in_an_order_stream_ends_it_with_a_reason(tmp_pat
     async def run(address: str) -> list[tuple[int, grpc.StatusCode, str]]:
         outcomes: list[tuple[int, grpc.StatusCode, str]] = []
         async with aio.insecure_channel(address) as channel:
-            stream = channel.stream_stream("/exchange.trading.v1.TradingService/StreamOrders")
+            stream: aio.StreamStreamMultiCallable[bytes, bytes] = channel.stream_stream(
+                "/exchange.trading.v1.TradingService/StreamOrders"
+            )
             for _ in range(50):
                 answers = 0
                 call = stream(iter([good, bad]), metadata=trader("acct-stream"), timeout=10)
