@@ -44,6 +44,11 @@ def produce(producer: Producer, topic: str, *values: bytes) -> None:
     assert producer.flush(TIMEOUT) == 0
 
 
+def flush_and_commit(producer: Producer) -> None:
+    producer.flush(TIMEOUT)
+    producer.commit_transaction(TIMEOUT)
+
+
 def read(broker: LocalBroker, topic: str, isolation: str = "read_committed") -> list[bytes]:
     """Every record of partition 0 of `topic` the isolation level lets through, read up to
     the end the broker reports for it (the last stable offset for read_committed)."""
@@ -169,8 +174,7 @@ def test_a_newer_producer_fences_the_older_and_aborts_its_open_transaction(
 
     older.produce("txn.fence", value=b"zombie again", partition=0)
     with pytest.raises(KafkaException) as fenced:  # the produce or the commit: fatal
-        older.flush(TIMEOUT)
-        older.commit_transaction(TIMEOUT)
+        flush_and_commit(older)
     assert fenced.value.args[0].code() in (
         KafkaError._FENCED,
         KafkaError.PRODUCER_FENCED,
