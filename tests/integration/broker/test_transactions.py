@@ -8,6 +8,8 @@ commit, and all of it survives a broker restart or crash on the same data direct
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import uuid
 
@@ -242,3 +244,70 @@ def test_transactions_survive_a_broker_restart_and_an_open_one_is_aborted(
     produce(newer, "txn.restart", b"after")
     newer.commit_transaction(TIMEOUT)
     assert read(kafka_broker, "txn.restart") == [b"before", b"after"]
+
+
+def wait_until_stable(broker: LocalBroker, topic: str, *, timeout_seconds: float) -> float:
+    """Poll until no transaction holds `topic`'s LSO below its end; the seconds it took."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_seconds:
+        if end_offset(broker, topic, "read_committed") == end_offset(
+            broker, topic, "read_uncommitted"
+        ):
+            return time.monotonic() - start
+        time.sleep(0.1)
+    raise TimeoutError(f"the LSO of {topic} stayed behind for {timeout_seconds} s")
+
+
+ZOMBIE = """
+import sys
+from confluent_kafka import Producer
+producer = Producer({"bootstrap.servers": sys.argv[1], "transactional.id": "txn-orphan",
+                     "transaction.timeout.ms": 60000})
+producer.init_transactions(15)
+producer.begin_transaction()
+producer.produce("txn.orphan", value=b"never committed", partition=0)
+assert producer.flush(15) == 0
+print("open", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_the_open_transaction_of_a_killed_producer_is_aborted_without_its_timeout(
+    kafka_broker: LocalBroker,
+) -> None:
+    zombie = subprocess.Popen(
+        [sys.executable, "-c", ZOMBIE, kafka_broker.bootstrap_servers],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert zombie.stdout is not None
+        assert zombie.stdout.readline() == b"open\n"
+        assert end_offset(kafka_broker, "txn.orphan", "read_committed") == 0  # held open
+    finally:
+        zombie.kill()  # SIGKILL: its sockets close, nothing else is sent
+        zombie.wait()
+    # Aborted once the producer has had no connection for 5 s, not after its 60 s timeout.
+    wait_until_stable(kafka_broker, "txn.orphan", timeout_seconds=20)
+    assert read(kafka_broker, "txn.orphan") == []
+    assert read(kafka_broker, "txn.orphan", "read_uncommitted") == [b"never committed"]
+
+
+def test_a_transaction_open_past_its_timeout_is_aborted_and_its_producer_fenced(
+    kafka_broker: LocalBroker,
+) -> None:
+    producer = Producer(
+        {
+            "bootstrap.servers": kafka_broker.bootstrap_servers,
+            "transactional.id": "txn-timeout",
+            "transaction.timeout.ms": 2000,
+        }
+    )
+    producer.init_transactions(TIMEOUT)
+    producer.begin_transaction()
+    produce(producer, "txn.timeout", b"too slow")
+    assert end_offset(kafka_broker, "txn.timeout", "read_committed") == 0
+    wait_until_stable(kafka_broker, "txn.timeout", timeout_seconds=15)  # the producer is alive
+    with pytest.raises(KafkaException):
+        producer.commit_transaction(TIMEOUT)
+    assert read(kafka_broker, "txn.timeout") == []
