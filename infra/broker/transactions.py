@@ -20,7 +20,9 @@ records.
 Durability: `transactions.log` in the data directory, JSON lines, fsynced (with the
 segments' group commit) before a request that changed it is answered: transaction records
 (last wins), `begin` (first transactional offset on a partition) and `marker` lines. It is
-replayed and compacted on start (aborted entries below the log start offset dropped).
+replayed and compacted on start (aborted entries below the log start offset dropped, and
+transactional ids idle for 7 days forgotten, as Kafka's transactional.id.expiration.ms).
+Pending offsets are kept in memory until EndTxn: a crash before it aborts the transaction.
 
 Restart: a transaction left Ongoing is aborted at start with an epoch bump (ABORT markers
 written before the broker serves); one left in PrepareCommit/PrepareAbort is completed
@@ -83,6 +85,8 @@ PREPARING = (PREPARE_COMMIT, PREPARE_ABORT)
 
 MAX_EPOCH = 32766
 MAX_TRANSACTION_TIMEOUT_MS = 15 * 60 * 1000  # Kafka's transaction.max.timeout.ms
+# Kafka's transactional.id.expiration.ms: an idle id is forgotten (at the next start).
+ID_EXPIRATION_SECONDS = 7 * 24 * 60 * 60
 
 TopicPartition = tuple[str, int]
 OffsetKey = tuple[str, str, int]  # group, topic, partition
@@ -101,6 +105,7 @@ class Transaction:
     groups: set[str] = field(default_factory=set)
     offsets: dict[OffsetKey, tuple[int, str | None]] = field(default_factory=dict)
     started: float = 0.0
+    updated: float = field(default_factory=time.time)  # wall clock of the last record
     connections: set[int] = field(default_factory=set)
     orphaned_at: float | None = None
 
@@ -116,6 +121,7 @@ class Transaction:
             "partitions": sorted([t, p] for t, p in self.partitions),
             "groups": sorted(self.groups),
             "offsets": [[g, t, p, o, m] for (g, t, p), (o, m) in self.offsets.items()],
+            "updated": self.updated,
         }
 
 
@@ -187,6 +193,7 @@ class TransactionCoordinator:
                 partitions={(t, p) for t, p in entry["partitions"]},
                 groups=set(entry["groups"]),
                 offsets={(g, t, p): (o, m) for g, t, p, o, m in entry["offsets"]},
+                updated=entry.get("updated", time.time()),
             )
             old = self.transactions.get(txn.transactional_id)
             if old is not None and self.by_producer.get(old.producer_id) is old:
@@ -203,6 +210,12 @@ class TransactionCoordinator:
                 bisect.insort(state.aborted, (entry["last"], entry["pid"], entry["first"]))
 
     def _compact(self) -> None:
+        expired = time.time() - ID_EXPIRATION_SECONDS
+        for tid, txn in list(self.transactions.items()):
+            if txn.state in (EMPTY, COMPLETE_COMMIT, COMPLETE_ABORT) and txn.updated < expired:
+                del self.transactions[tid]
+                if self.by_producer.get(txn.producer_id) is txn:
+                    del self.by_producer[txn.producer_id]
         lines: list[dict[str, Any]] = [txn.record() for txn in self.transactions.values()]
         for (topic, number), state in list(self.partitions.items()):
             log = self._log_for(topic, number)
@@ -239,6 +252,7 @@ class TransactionCoordinator:
         await self._syncer.sync(self._fd)
 
     async def _persist(self, txn: Transaction) -> None:
+        txn.updated = time.time()
         self._write(txn.record())
         await self.sync()
 

@@ -8,6 +8,7 @@ commit, and all of it survives a broker restart or crash on the same data direct
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -311,3 +312,34 @@ def test_a_transaction_open_past_its_timeout_is_aborted_and_its_producer_fenced(
     with pytest.raises(KafkaException):
         producer.commit_transaction(TIMEOUT)
     assert read(kafka_broker, "txn.timeout") == []
+
+
+def test_a_commit_prepared_before_a_crash_is_completed_at_start(
+    kafka_broker: LocalBroker,
+) -> None:
+    producer = transactional(kafka_broker, "txn-prepared")
+    producer.begin_transaction()
+    produce(producer, "txn.prepared", b"committed")
+    producer.commit_transaction(TIMEOUT)
+    end = end_offset(kafka_broker, "txn.prepared", "read_uncommitted")
+    kafka_broker.kill()
+    # A crash right after EndTxn(commit) made PrepareCommit durable, before the markers and
+    # the offsets: the log holds the prepared record last.
+    assert kafka_broker.data_dir is not None
+    path = kafka_broker.data_dir / "transactions.log"
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    last = [r for r in records if r["k"] == "txn" and r["tid"] == "txn-prepared"][-1]
+    prepared = {
+        **last,
+        "state": "PrepareCommit",
+        "partitions": [["txn.prepared", 0]],
+        "groups": ["prepared-group"],
+        "offsets": [["prepared-group", "txn.prepared", 0, 42, ""]],
+    }
+    with path.open("a") as file:
+        file.write(json.dumps(prepared) + "\n")
+    kafka_broker.start()
+
+    assert committed(kafka_broker, "prepared-group", "txn.prepared") == 42
+    assert end_offset(kafka_broker, "txn.prepared", "read_uncommitted") == end + 1  # COMMIT
+    assert read(kafka_broker, "txn.prepared") == [b"committed"]
