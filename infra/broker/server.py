@@ -274,8 +274,8 @@ class Broker:
             self.groups.expire()
             try:
                 await self.transactions.expire()
-            except OSError as error:
-                LOG.error("ERROR aborting an expired transaction failed: %s", error)
+            except Exception:
+                LOG.exception("ERROR aborting an expired transaction failed")
 
     # ------------------------------------------------------------------ connections
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -777,7 +777,7 @@ class Broker:
                 entries,
                 connection=request.connection,
             )
-        code = _fenced(code, 3 if request.api_version >= 3 else 1)
+        code = _fenced(code, request.api_version)
         return {
             "throttle_time": ZERO,
             "topics": [
