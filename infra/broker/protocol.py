@@ -28,7 +28,9 @@ from kio.static.primitive import i32
 API_VERSIONS = 18
 
 # The versions this broker speaks, per API key: kio's range capped below the versions that
-# switch to topic ids (Fetch 13, Produce 13) or batched group keys, which no client here needs.
+# switch to topic ids (Fetch 13, Produce 13) or batched group keys, which no client here needs;
+# the transaction APIs stop below KIP-890's server-side verification versions
+# (AddPartitionsToTxn 4, EndTxn 4, TxnOffsetCommit 4, InitProducerId 5).
 SUPPORTED: dict[int, tuple[int, int]] = {
     0: (3, 9),  # Produce
     1: (4, 12),  # Fetch
@@ -47,6 +49,10 @@ SUPPORTED: dict[int, tuple[int, int]] = {
     19: (2, 5),  # CreateTopics
     20: (1, 6),  # DeleteTopics
     22: (0, 4),  # InitProducerId
+    24: (0, 3),  # AddPartitionsToTxn
+    25: (0, 3),  # AddOffsetsToTxn
+    26: (0, 3),  # EndTxn
+    28: (0, 3),  # TxnOffsetCommit
     32: (1, 4),  # DescribeConfigs
 }
 
@@ -62,6 +68,7 @@ class Request:
     correlation_id: int
     client_id: str | None
     body: Any
+    connection: int = 0  # which connection of the broker it came on
 
 
 def decode_request(frame: bytes) -> Request:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime
+import itertools
 import json
 import logging
 import os
@@ -39,6 +41,7 @@ from infra.broker.storage import (
     fsync_directory,
     parse_batches,
 )
+from infra.broker.transactions import PRODUCER_FENCED, TransactionCoordinator
 
 LOG = logging.getLogger("infra.broker")
 
@@ -60,6 +63,7 @@ OUT_OF_ORDER_SEQUENCE_NUMBER = 45
 DUPLICATE_SEQUENCE_NUMBER = 46
 INVALID_PRODUCER_EPOCH = 47
 KAFKA_STORAGE_ERROR = 56
+UNSTABLE_OFFSET_COMMIT = 88
 
 READ_COMMITTED = 1
 EARLIEST = -2
@@ -107,6 +111,7 @@ class Broker:
         auto_create_topics: bool = True,
         default_partitions: int = 1,
         retention_check_seconds: float = 5.0,
+        orphan_transaction_seconds: float = 5.0,
     ) -> None:
         self.data_dir = data_dir
         self.host = host
@@ -125,6 +130,18 @@ class Broker:
         (data_dir / "topics").mkdir(exist_ok=True)
         self._load_state()
         self.offsets = OffsetStore(data_dir / "offsets.log", self.syncer)
+        self.transactions = TransactionCoordinator(
+            data_dir / "transactions.log",
+            self.syncer,
+            log_for=self._partition,
+            allocate_producer_id=self._allocate_producer_id,
+            commit_offsets=self.offsets.commit,
+            on_marker=self._on_marker,
+            notify=self._notify_data,
+            orphan_seconds=orphan_transaction_seconds,
+        )
+        self.transactions.migrate(self._legacy_transactional)
+        self._connections = itertools.count(1)
         self._handlers: dict[int, Callable[[Request], Awaitable[dict[str, Any] | None]]] = {
             0: self._produce,
             1: self._fetch,
@@ -143,17 +160,22 @@ class Broker:
             19: self._create_topics,
             20: self._delete_topics,
             22: self._init_producer_id,
+            24: self._add_partitions_to_txn,
+            25: self._add_offsets_to_txn,
+            26: self._end_txn,
+            28: self._txn_offset_commit,
             32: self._describe_configs,
         }
 
     # ------------------------------------------------------------------ state
     def _load_state(self) -> None:
         state_path = self.data_dir / "state.json"
-        state: dict[str, Any] = {"topics": {}, "next_producer_id": 1000, "transactional": {}}
+        state: dict[str, Any] = {"topics": {}, "next_producer_id": 1000}
         if state_path.exists():
             state = json.loads(state_path.read_text())
         self.next_producer_id: int = state["next_producer_id"]
-        self.transactional: dict[str, list[int]] = state["transactional"]
+        # Transactional ids live in transactions.log now; older data dirs had them here.
+        self._legacy_transactional: dict[str, list[int]] = state.get("transactional", {})
         for name, topic in state["topics"].items():
             self._open_topic(name, uuid.UUID(topic["id"]), topic["partitions"], topic["configs"])
 
@@ -169,7 +191,6 @@ class Broker:
             },
             # Reserve ids ahead, so a crash never hands out an id twice.
             "next_producer_id": self.next_producer_id,
-            "transactional": self.transactional,
         }
         path = self.data_dir / "state.json"
         temporary = path.with_suffix(".tmp")
@@ -200,6 +221,7 @@ class Broker:
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
+        await self.transactions.recover()  # before serving: no client sees a half-done txn
         self._server = await asyncio.start_server(self._serve, self.host, self.port)
         self._background = [
             asyncio.create_task(self._retention_loop()),
@@ -220,6 +242,7 @@ class Broker:
             for log in topic.partitions:
                 log.close()
         self.offsets.close()
+        self.transactions.close()
 
     async def _retention_loop(self) -> None:
         while True:
@@ -236,6 +259,7 @@ class Broker:
                         LOG.error("ERROR retention of %s-%d failed: %s", topic.name, number, error)
                         continue
                     if deleted:
+                        self.transactions.prune(topic.name, number, log.log_start_offset)
                         LOG.info(
                             "retention deleted %d segments of %s-%d, log start offset %d",
                             deleted,
@@ -248,11 +272,16 @@ class Broker:
         while True:
             await asyncio.sleep(0.5)
             self.groups.expire()
+            try:
+                await self.transactions.expire()
+            except Exception:
+                LOG.exception("ERROR aborting an expired transaction failed")
 
     # ------------------------------------------------------------------ connections
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         responses: asyncio.Queue[asyncio.Task[bytes | None] | None] = asyncio.Queue(MAX_IN_FLIGHT)
         sender = asyncio.create_task(self._send(responses, writer))
+        connection = next(self._connections)
         try:
             while True:
                 size_bytes = await reader.readexactly(4)
@@ -260,7 +289,7 @@ class Broker:
                 if not 0 < size <= MAX_FRAME:
                     raise ProtocolError(f"frame size {size}")
                 frame = await reader.readexactly(size)
-                request = decode_request(frame)
+                request = dataclasses.replace(decode_request(frame), connection=connection)
                 await responses.put(asyncio.create_task(self._handle(request)))
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -273,6 +302,7 @@ class Broker:
                 responses.put_nowait(None)
             await sender
             writer.close()
+            self.transactions.connection_closed(connection)
 
     async def _send(
         self,
@@ -420,6 +450,7 @@ class Broker:
                     path.unlink()
                 log.directory.rmdir()
             (self.data_dir / "topics" / name).rmdir()
+            self.transactions.forget_topic(name)
             self._save_state()
             responses.append({"name": name, "error_code": NONE})
         return {"throttle_time": ZERO, "responses": responses}
@@ -461,64 +492,81 @@ class Broker:
     async def _produce(self, request: Request) -> dict[str, Any] | None:
         body = request.body
         pending: list[tuple[dict[str, Any], PartitionLog, int]] = []
+        sync_transactions = False
         responses = []
         for topic_data in body.topic_data:
             partitions = []
             for data in topic_data.partition_data:
-                result: dict[str, Any] = {
-                    "index": data.index,
-                    "error_code": NONE,
-                    "base_offset": -1,
-                    "log_append_time": None,
-                    "log_start_offset": -1,
-                }
+                result, appended, wrote = self._append(topic_data.name, data, request.connection)
                 partitions.append(result)
-                log = self._partition(topic_data.name, data.index)
-                if log is None:
-                    result["error_code"] = UNKNOWN_TOPIC_OR_PARTITION
-                    continue
-                result["log_start_offset"] = log.log_start_offset
-                records = bytes(data.records or b"")
-                try:
-                    batches = parse_batches(records)
-                except CorruptBatchError as error:
-                    LOG.warning(
-                        "refused a produce to %s-%d: %s", topic_data.name, data.index, error
-                    )
-                    result["error_code"] = CORRUPT_MESSAGE
-                    continue
-                if not batches:
-                    continue
-                producers = self.topics[topic_data.name].producers[data.index]
-                code, duplicate = _check_sequences(producers, batches)
-                if code != NONE:
-                    result["error_code"] = code
-                    continue
-                if duplicate is not None:
-                    result["base_offset"] = duplicate
-                    continue
-                try:
-                    first, last = log.append(records, batches)
-                except OSError as error:
-                    LOG.error(
-                        "ERROR append to %s-%d failed: %s", topic_data.name, data.index, error
-                    )
-                    result["error_code"] = KAFKA_STORAGE_ERROR
-                    continue
-                _record_sequences(producers, batches, first)
-                result["base_offset"] = first
-                pending.append((result, log, last))
+                sync_transactions |= wrote
+                if appended is not None:
+                    pending.append((result, *appended))
             responses.append({"name": topic_data.name, "partition_responses": partitions})
-        for result, log, last in pending:
-            try:
-                await log.commit(last)
-            except OSError:
+        waits: list[Awaitable[None]] = [log.commit(last) for _, log, last in pending]
+        if sync_transactions:
+            waits.append(self.transactions.sync())
+        outcomes = await asyncio.gather(*waits, return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, OSError):
+                raise outcome
+        failed_transactions = sync_transactions and outcomes[-1] is not None
+        for (result, _, _), outcome in zip(pending, outcomes, strict=False):
+            if outcome is not None or failed_transactions:
                 result["error_code"] = KAFKA_STORAGE_ERROR
         if pending:
             self._notify_data()
         if body.acks == 0:
             return None
         return {"responses": responses, "throttle_time": ZERO}
+
+    def _append(  # noqa: PLR0911 - one return per refusal
+        self, topic: str, data: Any, connection: int
+    ) -> tuple[dict[str, Any], tuple[PartitionLog, int] | None, bool]:
+        """Validate and append one partition's records: (result, (log, last offset) to
+        commit, whether the transaction log was written)."""
+        result: dict[str, Any] = {
+            "index": data.index,
+            "error_code": NONE,
+            "base_offset": -1,
+            "log_append_time": None,
+            "log_start_offset": -1,
+        }
+        log = self._partition(topic, data.index)
+        if log is None:
+            result["error_code"] = UNKNOWN_TOPIC_OR_PARTITION
+            return result, None, False
+        result["log_start_offset"] = log.log_start_offset
+        records = bytes(data.records or b"")
+        try:
+            batches = parse_batches(records)
+        except CorruptBatchError as error:
+            LOG.warning("refused a produce to %s-%d: %s", topic, data.index, error)
+            result["error_code"] = CORRUPT_MESSAGE
+            return result, None, False
+        if not batches:
+            return result, None, False
+        producers = self.topics[topic].producers[data.index]
+        code = self.transactions.check_produce(topic, data.index, batches, connection)
+        duplicate = None
+        if code == NONE:
+            code, duplicate = _check_sequences(producers, batches)
+        if code != NONE:
+            result["error_code"] = code
+            return result, None, False
+        if duplicate is not None:
+            result["base_offset"] = duplicate
+            return result, None, False
+        try:
+            first, last = log.append(records, batches)
+        except OSError as error:
+            LOG.error("ERROR append to %s-%d failed: %s", topic, data.index, error)
+            result["error_code"] = KAFKA_STORAGE_ERROR
+            return result, None, False
+        _record_sequences(producers, batches, first)
+        wrote = self.transactions.record_produce(topic, data.index, batches, first)
+        result["base_offset"] = first
+        return result, (log, last), wrote
 
     def _notify_data(self) -> None:
         self._data_arrived.set()
@@ -560,8 +608,11 @@ class Broker:
                 if log is None:
                     result["error_code"] = UNKNOWN_TOPIC_OR_PARTITION
                     continue
+                stable = self.transactions.last_stable_offset(
+                    topic.topic, wanted.partition, log.high_watermark
+                )
                 result["high_watermark"] = log.high_watermark
-                result["last_stable_offset"] = log.high_watermark
+                result["last_stable_offset"] = stable
                 result["log_start_offset"] = log.log_start_offset
                 offset = wanted.fetch_offset
                 if offset < log.log_start_offset or offset > log.high_watermark:
@@ -571,6 +622,15 @@ class Broker:
                 if limit <= 0 and total > 0:
                     continue
                 records = log.read(offset, max(limit, 1))
+                if body.isolation_level == READ_COMMITTED:
+                    records, end = _before(records, stable)
+                    if records:
+                        result["aborted_transactions"] = [
+                            {"producer_id": pid, "first_offset": first}
+                            for pid, first in self.transactions.aborted(
+                                topic.topic, wanted.partition, offset, end
+                            )
+                        ]
                 result["records"] = records
                 total += len(records)
             responses.append({"topic": topic.topic, "partitions": partitions})
@@ -596,6 +656,10 @@ class Broker:
                     result["offset"] = log.log_start_offset
                 elif wanted.timestamp == LATEST:
                     result["offset"] = log.high_watermark
+                    if getattr(request.body, "isolation_level", 0) == READ_COMMITTED:
+                        result["offset"] = self.transactions.last_stable_offset(
+                            topic.name, wanted.partition_index, log.high_watermark
+                        )
                 else:
                     found = log.offset_for_timestamp(wanted.timestamp)
                     if found is not None:
@@ -604,28 +668,128 @@ class Broker:
         return {"throttle_time": ZERO, "topics": topics}
 
     # ------------------------------------------------------------------ producers
-    async def _init_producer_id(self, request: Request) -> dict[str, Any]:
-        transactional_id = request.body.transactional_id
-        if transactional_id is None:
-            producer_id, epoch = self.next_producer_id, 0
-            self.next_producer_id += 1
-        elif transactional_id in self.transactional:
-            producer_id, epoch = self.transactional[transactional_id]
-            epoch += 1
-            if epoch >= 32767:
-                producer_id, epoch = self.next_producer_id, 0
-                self.next_producer_id += 1
-        else:
-            producer_id, epoch = self.next_producer_id, 0
-            self.next_producer_id += 1
-        if transactional_id is not None:
-            self.transactional[transactional_id] = [producer_id, epoch]
+    def _allocate_producer_id(self) -> int:
+        producer_id = self.next_producer_id
+        self.next_producer_id += 1
         self._save_state()
+        return producer_id
+
+    def _on_marker(self, topic: str, partition: int, producer_id: int, epoch: int) -> None:
+        """A marker of `epoch` fences older epochs of the producer on the partition."""
+        known = self.topics.get(topic)
+        if known is None or partition >= len(known.producers):
+            return
+        state = known.producers[partition].get(producer_id)
+        if state is None or state.epoch < epoch:
+            known.producers[partition][producer_id] = ProducerState(epoch, -1)
+
+    async def _init_producer_id(self, request: Request) -> dict[str, Any]:
+        body = request.body
+        error, producer_id, epoch = NONE, -1, -1
+        if body.transactional_id is None:
+            producer_id, epoch = self._allocate_producer_id(), 0
+        else:
+            error, producer_id, epoch = await self.transactions.init_producer_id(
+                body.transactional_id,
+                int(body.transaction_timeout.total_seconds() * 1000),
+                getattr(body, "producer_id", -1),
+                getattr(body, "producer_epoch", -1),
+                request.connection,
+            )
+            if error == PRODUCER_FENCED and request.api_version < 4:
+                error = INVALID_PRODUCER_EPOCH
         return {
             "throttle_time": ZERO,
-            "error_code": NONE,
+            "error_code": error,
             "producer_id": producer_id,
             "producer_epoch": epoch,
+        }
+
+    # ------------------------------------------------------------------ transactions
+    async def _add_partitions_to_txn(self, request: Request) -> dict[str, Any]:
+        body = request.body
+        wanted = [
+            (topic.name, int(number))
+            for topic in body.v3_and_below_topics
+            for number in topic.partitions
+        ]
+        codes = await self.transactions.add_partitions(
+            body.v3_and_below_transactional_id,
+            body.v3_and_below_producer_id,
+            body.v3_and_below_producer_epoch,
+            wanted,
+            request.connection,
+        )
+        results: dict[str, list[dict[str, Any]]] = {}
+        for (name, number), code in codes.items():
+            results.setdefault(name, []).append(
+                {
+                    "partition_index": number,
+                    "partition_error_code": _fenced(code, request.api_version),
+                }
+            )
+        return {
+            "throttle_time": ZERO,
+            "results_by_topic_v3_and_below": [
+                {"name": name, "results_by_partition": partitions}
+                for name, partitions in results.items()
+            ],
+        }
+
+    async def _add_offsets_to_txn(self, request: Request) -> dict[str, Any]:
+        body = request.body
+        code = await self.transactions.add_offsets(
+            body.transactional_id,
+            body.producer_id,
+            body.producer_epoch,
+            body.group_id,
+            request.connection,
+        )
+        return {"throttle_time": ZERO, "error_code": _fenced(code, request.api_version)}
+
+    async def _end_txn(self, request: Request) -> dict[str, Any]:
+        body = request.body
+        code = await self.transactions.end_txn(
+            body.transactional_id,
+            body.producer_id,
+            body.producer_epoch,
+            commit=body.committed,
+            connection=request.connection,
+        )
+        return {"throttle_time": ZERO, "error_code": _fenced(code, request.api_version)}
+
+    async def _txn_offset_commit(self, request: Request) -> dict[str, Any]:
+        body = request.body
+        code = self.groups.check_commit(
+            body.group_id, getattr(body, "member_id", ""), getattr(body, "generation_id", -1)
+        )
+        entries = [
+            (topic.name, p.partition_index, p.committed_offset, p.committed_metadata)
+            for topic in body.topics
+            for p in topic.partitions
+        ]
+        if code == NONE:
+            code = self.transactions.txn_offset_commit(
+                body.transactional_id,
+                body.producer_id,
+                body.producer_epoch,
+                body.group_id,
+                entries,
+                connection=request.connection,
+            )
+        code = _fenced(code, request.api_version)
+        return {
+            "throttle_time": ZERO,
+            "topics": [
+                {
+                    "name": topic.name,
+                    "partitions": [
+                        {"partition_index": p.partition_index, "error_code": code}
+                        for p in topic.partitions
+                    ],
+                }
+                for topic in body.topics
+            ],
         }
 
     # ------------------------------------------------------------------ groups
@@ -785,19 +949,23 @@ class Broker:
             wanted = self.offsets.committed_partitions(body.group_id)
         else:
             wanted = {t.name: list(t.partition_indexes) for t in body.topics}
+        require_stable = getattr(body, "require_stable", False)
         topics = []
         for name, partitions in wanted.items():
             results = []
             for partition in partitions:
                 found = self.offsets.fetch(body.group_id, name, partition)
                 offset, metadata = found if found is not None else (-1, "")
+                error = NONE
+                if require_stable and self.transactions.unstable(body.group_id, name, partition):
+                    error, offset = UNSTABLE_OFFSET_COMMIT, -1
                 results.append(
                     {
                         "partition_index": partition,
                         "committed_offset": offset,
                         "committed_leader_epoch": -1,
                         "metadata": metadata,
-                        "error_code": NONE,
+                        "error_code": error,
                     }
                 )
             topics.append({"name": name, "partitions": results})
@@ -810,6 +978,26 @@ def _is_int(value: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _fenced(code: int, api_version: int) -> int:
+    """PRODUCER_FENCED as clients of versions before KIP-588 (v2 of the txn APIs) know it."""
+    return INVALID_PRODUCER_EPOCH if code == PRODUCER_FENCED and api_version < 2 else code
+
+
+def _before(records: bytes, limit: int) -> tuple[bytes, int]:
+    """The whole batches of `records` that start below offset `limit`, and the offset
+    after the last of them."""
+    position = 0
+    end = -1
+    while position + 61 <= len(records):
+        base, length = struct.unpack_from(">qi", records, position)
+        if base >= limit:
+            break
+        (last_delta,) = struct.unpack_from(">i", records, position + 23)
+        end = base + last_delta + 1
+        position += length + 12
+    return records[:position], end
 
 
 def _has_errors(responses: list[dict[str, Any]]) -> bool:

@@ -1,9 +1,10 @@
-"""The streaming process (`python -m streaming`) against the real Tansu broker, a real
-Redis and embedded ClickHouse (chdb): trade events in -> candles and tickers out on the
-topics, in Redis and in ClickHouse (read back through its gRPC MarketDataService); SIGKILL
-mid-stream and restart -> exactly once in Redis, in ClickHouse query results and on the
-output topics (deduplicated by event id, see the Tansu note); a replay from offset 0 into
-fresh stores rebuilds the same bytes. Expected values: the pure rules over the same trades.
+"""The streaming process (`python -m streaming`) against our Kafka-API broker (infra/broker,
+ADR 0014, with transactions), a real Redis and embedded ClickHouse (chdb): trade events in
+-> candles and tickers out on the topics, in Redis and in ClickHouse (read back through its
+gRPC MarketDataService); SIGKILL mid-stream and restart -> exactly once in Redis, in
+ClickHouse query results and on the output topics (read_committed); a replay from offset 0
+into fresh stores rebuilds the same bytes. Expected values: the pure rules over the same
+trades.
 """
 
 from __future__ import annotations
@@ -130,8 +131,8 @@ def assert_history_holds(listen: str, trades: list[Trade], expected: Expected) -
 
 
 @pytest.fixture
-def broker() -> Iterator[LocalBroker]:
-    with LocalBroker() as started:
+def broker(tmp_path: Path) -> Iterator[LocalBroker]:
+    with (tmp_path / "broker.log").open("ab") as log, LocalBroker(log=log) as started:
         yield started
 
 
@@ -215,18 +216,15 @@ def assert_topics_hold(
     tickers: list[envelope_pb2.EventEnvelope],
     candles: list[envelope_pb2.EventEnvelope],
     expected: Expected,
-    *,
-    in_order: bool = True,
 ) -> None:
-    """Conflated latest state: per market, ticker versions only grow (`in_order`: no crash
-    left a dead transaction's records behind) and the newest is the expected ticker; the
+    """Conflated latest state: per market, ticker versions only grow (no crash left a dead
+    transaction's records behind) and the newest is the expected ticker; the
     newest candle is the expected one; every final candle is there (any copies
     byte-identical); each event id names one value."""
     for symbol, ticker in expected.ticker.items():
         mine = [t for t in tickers if t.symbol == symbol]
         versions = [int(t.event_id.rsplit(":", 1)[1]) for t in mine]
-        if in_order:
-            assert versions == sorted(set(versions))
+        assert versions == sorted(set(versions))
         newest_ticker = mine[versions.index(max(versions))]
         assert newest_ticker.ticker_updated.ticker == ticker_message(ticker)
         assert newest_ticker.event_id == f"md:ticker:{symbol}:{ticker.version}"
@@ -264,23 +262,13 @@ def test_sigkill_mid_stream_then_restart_is_exactly_once_and_a_replay_rebuilds_t
     assert_history_holds(process.listen, trades, expected)
     assert process.stop() == 0
 
-    # Tansu never aborts the transaction the SIGKILL left open (a new producer with the same
-    # transactional id does not end it), so its last stable offset stays there and a
-    # read_committed reader stops at it (checked: a handful of records, then nothing).
-    # Readers use read_uncommitted, dedupe by event_id and keep the newest version: the
-    # killed transaction's records are byte-identical to any record of the same version
-    # (same state, same input), and the restart's records go on from there.
+    # The transaction the SIGKILL left open is aborted by the broker (its producer's
+    # connections are gone, infra/broker/transactions.py): read_committed readers see
+    # every output exactly once and in order, none of the killed transaction's records.
     assert_topics_hold(
-        [
-            envelope_pb2.EventEnvelope.FromString(value)
-            for value in read_committed(broker, "md.tickers.v1", isolation="read_uncommitted")
-        ],
-        [
-            envelope_pb2.EventEnvelope.FromString(value)
-            for value in read_committed(broker, "md.candles.v1", isolation="read_uncommitted")
-        ],
+        [envelope_pb2.EventEnvelope.FromString(v) for v in read_committed(broker, "md.tickers.v1")],
+        [envelope_pb2.EventEnvelope.FromString(v) for v in read_committed(broker, "md.candles.v1")],
         expected,
-        in_order=False,
     )
 
     store = HistoryStore(ChdbExecutor(tmp_path / "streaming" / "clickhouse"))
