@@ -319,9 +319,6 @@ def components(ports: Ports, var: Path) -> list[Component]:
                 redis_url=f"redis://127.0.0.1:{ports.redis}/0",
                 data_directory=var / "streaming",
                 listen=f"127.0.0.1:{ports.streaming}",
-                # Until infra/broker has transactions (ADR 0014): its sinks are idempotent
-                # by key (ADR 0012), so a replay after a crash rewrites the same candles.
-                extra=("--processing-guarantee", "at-least-once"),
             ),
             port=ports.streaming,
             ready=lambda: streaming_ready(f"127.0.0.1:{ports.streaming}"),
