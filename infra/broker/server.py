@@ -188,7 +188,16 @@ class Broker:
             PartitionLog(self.data_dir / "topics" / name / str(number), config, self.syncer)
             for number in range(partitions)
         ]
-        topic = Topic(name, topic_id, configs, logs, [{} for _ in range(partitions)])
+        # Idempotent producers' last batches, rebuilt from the log: a retry after a restart
+        # is still recognised as a duplicate.
+        producers = [
+            {
+                pid: ProducerState(epoch, recent[-1][1], deque(recent, maxlen=5))
+                for pid, (epoch, recent) in log.recovered_producers.items()
+            }
+            for log in logs
+        ]
+        topic = Topic(name, topic_id, configs, logs, producers)
         self.topics[name] = topic
         return topic
 

@@ -25,10 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import errno
 import logging
 import os
 import struct
 import time
+from array import array
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -157,7 +160,7 @@ def _fsync_all(fds: set[int]) -> None:
         try:
             os.fsync(fd)
         except OSError as error:
-            if error.errno != 9:  # a segment closed by retention meanwhile (EBADF)
+            if error.errno != errno.EBADF:  # a segment closed by retention meanwhile
                 raise
 
 
@@ -169,20 +172,28 @@ def fsync_directory(path: Path) -> None:
         os.close(fd)
 
 
+def _offsets() -> array[int]:
+    return array("q")
+
+
 @dataclass
 class Segment:
-    """One segment file and its batch index."""
+    """One segment file and its batch index (compact arrays: 40 bytes per batch).
+
+    Only the active segment keeps its file open (`fd`); a sealed one is opened for each
+    read, so the open files do not grow with the number of segments.
+    """
 
     base_offset: int
     path: Path
-    fd: int
+    fd: int | None
     created_at: float
     size: int = 0
-    firsts: list[int] = field(default_factory=list)
-    lasts: list[int] = field(default_factory=list)
-    positions: list[int] = field(default_factory=list)
-    sizes: list[int] = field(default_factory=list)
-    max_timestamps: list[int] = field(default_factory=list)
+    firsts: array[int] = field(default_factory=_offsets)
+    lasts: array[int] = field(default_factory=_offsets)
+    positions: array[int] = field(default_factory=_offsets)
+    sizes: array[int] = field(default_factory=_offsets)
+    max_timestamps: array[int] = field(default_factory=_offsets)
     max_timestamp: int = -1
 
     @property
@@ -197,8 +208,31 @@ class Segment:
         self.max_timestamps.append(max_ts)
         self.max_timestamp = max(self.max_timestamp, max_ts)
 
+    def pread(self, size: int, position: int) -> bytes:
+        if self.fd is not None:
+            return os.pread(self.fd, size, position)
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            return os.pread(fd, size, position)
+        finally:
+            os.close(fd)
+
+    def seal(self) -> None:
+        """fsync and close: everything in a sealed segment is durable before the next
+        segment gets a byte (a crash can tear only the active segment's tail)."""
+        if self.fd is not None:
+            os.fsync(self.fd)
+            self.close()
+
     def close(self) -> None:
-        os.close(self.fd)
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            os.close(fd)
+
+
+# Idempotent producer state recovered from the log: producer id -> (epoch, the last five
+# batches as (base sequence, last sequence, base offset)).
+RecoveredProducers = dict[int, tuple[int, deque[tuple[int, int, int]]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +265,7 @@ class PartitionLog:
         self._syncer = syncer
         directory.mkdir(parents=True, exist_ok=True)
         self.segments: list[Segment] = []
+        self.recovered_producers: RecoveredProducers = {}
         self._recover()
         self.high_watermark = self.next_offset
         self._pending_high_watermark = self.next_offset
@@ -261,6 +296,17 @@ class PartitionLog:
         segment = Segment(
             base_offset=int(path.stem), path=path, fd=fd, created_at=path.stat().st_mtime
         )
+        try:
+            self._index_file(segment, fd, active=active)
+        except BaseException:
+            os.close(fd)
+            raise
+        if not active:
+            segment.close()
+        return segment
+
+    def _index_file(self, segment: Segment, fd: int, *, active: bool) -> None:
+        path = segment.path
         data_size = os.fstat(fd).st_size
         position = 0
         with path.open("rb") as file:
@@ -274,17 +320,20 @@ class PartitionLog:
                     break
                 if position + info.size > data_size:
                     break
+                first = struct.unpack_from(">q", header, 0)[0]
                 if active:
                     rest = file.read(info.size - BATCH_HEADER_SIZE)
                     body = header[CRC_START:] + rest
                     if struct.unpack_from(">I", header, 17)[0] != crc32c(body):
                         break
+                    if first != segment.next_offset:
+                        break  # not the batch that follows: garbage
                 else:
                     file.seek(position + info.size)
-                first = struct.unpack_from(">q", header, 0)[0]
                 segment.index(
                     first, first + info.record_count - 1, position, info.size, info.max_timestamp
                 )
+                self._recover_producer(info, first)
                 position += info.size
         if position < data_size:
             LOG.warning(
@@ -296,7 +345,18 @@ class PartitionLog:
             os.ftruncate(fd, position)
             os.fsync(fd)
         segment.size = position
-        return segment
+
+    def _recover_producer(self, info: BatchInfo, first_offset: int) -> None:
+        if info.producer_id < 0 or info.base_sequence < 0:
+            return
+        known = self.recovered_producers.get(info.producer_id)
+        if known is None or info.producer_epoch > known[0]:
+            known = (info.producer_epoch, deque(maxlen=5))
+            self.recovered_producers[info.producer_id] = known
+        elif info.producer_epoch < known[0]:
+            return
+        last = info.base_sequence + info.record_count - 1
+        known[1].append((info.base_sequence, last, first_offset))
 
     def _new_segment(self, base_offset: int) -> Segment:
         path = self.directory / f"{base_offset:020d}.log"
@@ -317,7 +377,15 @@ class PartitionLog:
             struct.pack_into(">q", data, start, offset)
             struct.pack_into(">i", data, start + 12, 0)  # partition leader epoch
             offset += info.record_count
-        os.write(active.fd, data)
+        assert active.fd is not None
+        try:
+            written = os.write(active.fd, data)
+            if written != len(data):
+                raise OSError(errno.EIO, f"short write: {written} of {len(data)} bytes")
+        except OSError:
+            # Nothing of a failed append may stay: the next batch must follow the last good one.
+            os.ftruncate(active.fd, active.size)
+            raise
         for start, info in batches:
             first = struct.unpack_from(">q", data, start)[0]
             active.index(
@@ -339,13 +407,21 @@ class PartitionLog:
         age_ms = (time.time() - active.created_at) * 1000
         full = active.size >= self.config.segment_bytes
         if active.size > 0 and (full or age_ms >= self.config.segment_ms):
-            active = self._new_segment(active.next_offset)
-            self.segments.append(active)
+            active = self._roll()
+        return active
+
+    def _roll(self) -> Segment:
+        old = self.segments[-1]
+        old.seal()
+        active = self._new_segment(old.next_offset)
+        self.segments.append(active)
         return active
 
     async def commit(self, last_offset: int) -> None:
         """fsync the active segment; then offsets up to `last_offset` are visible."""
-        await self._syncer.sync(self.segments[-1].fd)
+        fd = self.segments[-1].fd
+        assert fd is not None  # the active segment is open; a rolled one was synced
+        await self._syncer.sync(fd)
         self.high_watermark = max(self.high_watermark, last_offset + 1)
 
     # ------------------------------------------------------------------ read
@@ -354,7 +430,7 @@ class PartitionLog:
         `max_bytes` (at least one batch, so a large batch is never stuck)."""
         if offset >= self.high_watermark:
             return b""
-        number = bisect.bisect_right([s.base_offset for s in self.segments], offset) - 1
+        number = bisect.bisect_right(self.segments, offset, key=_base_offset) - 1
         number = max(number, 0)
         chunks: list[bytes] = []
         total = 0
@@ -372,7 +448,7 @@ class PartitionLog:
                     end += segment.sizes[index]
                     index += 1
                 if end > start:
-                    chunks.append(os.pread(segment.fd, end - start, start))
+                    chunks.append(segment.pread(end - start, start))
                     total += end - start
                 if index < len(segment.lasts):
                     break
@@ -419,8 +495,12 @@ class PartitionLog:
         """Roll an idle active segment past `segment.ms`, so retention can delete it."""
         active = self.segments[-1]
         if active.size > 0 and (time.time() - active.created_at) * 1000 >= self.config.segment_ms:
-            self.segments.append(self._new_segment(active.next_offset))
+            self._roll()
 
     def close(self) -> None:
         for segment in self.segments:
             segment.close()
+
+
+def _base_offset(segment: Segment) -> int:
+    return segment.base_offset
