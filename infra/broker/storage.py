@@ -47,6 +47,13 @@ CRC_START = 21  # first byte the CRC covers (attributes)
 TRANSACTIONAL_FLAG = 0x10
 CONTROL_FLAG = 0x20
 
+# A sealed segment's index keeps one entry per this many bytes of batches (Kafka's
+# index.interval.bytes is 4 KiB): its memory does not grow with the number of batches.
+INDEX_INTERVAL_BYTES = 16 * 1024
+LAST_DELTA_AT = 23  # where a batch header holds its last offset delta
+MAX_TIMESTAMP_AT = 35  # and its max timestamp
+SMALL_HEADER = LAST_DELTA_AT + 4
+
 DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024
 DEFAULT_SEGMENT_MS = 60 * 60 * 1000
 DEFAULT_RETENTION_MS = 7 * 24 * 60 * 60 * 1000
@@ -178,10 +185,12 @@ def _offsets() -> array[int]:
 
 @dataclass
 class Segment:
-    """One segment file and its batch index (compact arrays: 40 bytes per batch).
+    """One segment file and its index: entries of consecutive batches (first and last
+    offset, file position, byte size, max timestamp), in compact arrays.
 
-    Only the active segment keeps its file open (`fd`); a sealed one is opened for each
-    read, so the open files do not grow with the number of segments.
+    The active segment has one entry per batch and keeps its file open (`fd`). A sealed
+    one has one entry per `INDEX_INTERVAL_BYTES` and is opened for each read, so neither
+    memory nor open files grow with the number of batches and segments.
     """
 
     base_offset: int
@@ -208,6 +217,82 @@ class Segment:
         self.max_timestamps.append(max_ts)
         self.max_timestamp = max(self.max_timestamp, max_ts)
 
+    def coalesce(self) -> None:
+        """Merge the per-batch entries into one per `INDEX_INTERVAL_BYTES`."""
+        firsts, lasts, positions, sizes, stamps = (_offsets() for _ in range(5))
+        for number in range(len(self.firsts)):
+            if sizes and sizes[-1] < INDEX_INTERVAL_BYTES:
+                lasts[-1] = self.lasts[number]
+                sizes[-1] += self.sizes[number]
+                stamps[-1] = max(stamps[-1], self.max_timestamps[number])
+                continue
+            firsts.append(self.firsts[number])
+            lasts.append(self.lasts[number])
+            positions.append(self.positions[number])
+            sizes.append(self.sizes[number])
+            stamps.append(self.max_timestamps[number])
+        self.firsts, self.lasts, self.positions, self.sizes = firsts, lasts, positions, sizes
+        self.max_timestamps = stamps
+
+    def read(
+        self, offset: int, high_watermark: int, budget: int, *, at_least_one: bool
+    ) -> tuple[bytes, bool]:
+        """Whole batches from the one holding `offset`, below `high_watermark`, within
+        `budget` bytes (or one batch if `at_least_one`); and whether the segment's end was
+        reached (the read may go on in the next segment)."""
+        entry = bisect.bisect_left(self.lasts, offset)
+        if entry >= len(self.lasts):
+            return b"", True
+        origin = self.positions[entry]
+        # Skipped batches lie inside the entry, returned ones within the budget after it.
+        chunk = self.pread(min(self.size - origin, self.sizes[entry] + max(budget, 0)), origin)
+        position = 0
+        begin = -1
+        end = 0
+        complete = False
+        while True:
+            if origin + position >= self.size:
+                complete = True
+                break
+            if position + SMALL_HEADER > len(chunk):
+                break  # the next batch does not fit in the budget
+            base, length = struct.unpack_from(">qi", chunk, position)
+            last = base + struct.unpack_from(">i", chunk, position + LAST_DELTA_AT)[0]
+            batch_size = length + LENGTH_PREFIX
+            if base >= high_watermark:
+                break
+            if last < offset:
+                position += batch_size
+                continue
+            if begin < 0:
+                begin = position
+            over = position + batch_size - begin > budget
+            if over and not (at_least_one and begin == position):
+                break
+            position += batch_size
+            end = position
+            if over:
+                break
+        return (chunk[begin:end] if begin >= 0 else b""), complete
+
+    def find_timestamp(self, timestamp: int, high_watermark: int) -> tuple[int, int] | None:
+        """(base offset, max timestamp) of the first batch with a record at or after
+        `timestamp`, below `high_watermark`."""
+        for entry, max_ts in enumerate(self.max_timestamps):
+            if max_ts < timestamp or self.firsts[entry] >= high_watermark:
+                continue
+            chunk = self.pread(self.sizes[entry], self.positions[entry])
+            position = 0
+            while position + MAX_TIMESTAMP_AT + 8 <= len(chunk):
+                base, length = struct.unpack_from(">qi", chunk, position)
+                batch_ts = struct.unpack_from(">q", chunk, position + MAX_TIMESTAMP_AT)[0]
+                if base >= high_watermark:
+                    return None
+                if batch_ts >= timestamp:
+                    return base, batch_ts
+                position += length + LENGTH_PREFIX
+        return None
+
     def pread(self, size: int, position: int) -> bytes:
         if self.fd is not None:
             return os.pread(self.fd, size, position)
@@ -223,6 +308,7 @@ class Segment:
         if self.fd is not None:
             os.fsync(self.fd)
             self.close()
+        self.coalesce()
 
     def close(self) -> None:
         if self.fd is not None:
@@ -303,6 +389,7 @@ class PartitionLog:
             raise
         if not active:
             segment.close()
+            segment.coalesce()
         return segment
 
     def _index_file(self, segment: Segment, fd: int, *, active: bool) -> None:
@@ -435,23 +522,14 @@ class PartitionLog:
         chunks: list[bytes] = []
         total = 0
         while number < len(self.segments):
-            segment = self.segments[number]
-            index = bisect.bisect_left(segment.lasts, offset)
-            if index < len(segment.lasts):
-                start = segment.positions[index]
-                end = start
-                while index < len(segment.lasts) and segment.firsts[index] < self.high_watermark:
-                    if total + (end - start) + segment.sizes[index] > max_bytes and (
-                        total + end - start > 0
-                    ):
-                        break
-                    end += segment.sizes[index]
-                    index += 1
-                if end > start:
-                    chunks.append(segment.pread(end - start, start))
-                    total += end - start
-                if index < len(segment.lasts):
-                    break
+            data, complete = self.segments[number].read(
+                offset, self.high_watermark, max_bytes - total, at_least_one=total == 0
+            )
+            if data:
+                chunks.append(data)
+                total += len(data)
+            if not complete or total >= max_bytes:
+                break
             number += 1
         return b"".join(chunks)
 
@@ -460,9 +538,9 @@ class PartitionLog:
         for segment in self.segments:
             if segment.max_timestamp < timestamp:
                 continue
-            for index, max_ts in enumerate(segment.max_timestamps):
-                if max_ts >= timestamp and segment.firsts[index] < self.high_watermark:
-                    return segment.firsts[index], max_ts
+            found = segment.find_timestamp(timestamp, self.high_watermark)
+            if found is not None:
+                return found
         return None
 
     # ------------------------------------------------------------------ retention
