@@ -424,10 +424,7 @@ class Broker:
                 responses.append({"name": name, "error_code": UNKNOWN_TOPIC_OR_PARTITION})
                 continue
             for log in topic.partitions:
-                log.close()
-                for path in log.directory.glob("*.log"):
-                    path.unlink()
-                log.directory.rmdir()
+                log.delete()
             (self.data_dir / "topics" / name).rmdir()
             self._save_state()
             responses.append({"name": name, "error_code": NONE})

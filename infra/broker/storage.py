@@ -53,6 +53,12 @@ INDEX_INTERVAL_BYTES = 16 * 1024
 LAST_DELTA_AT = 23  # where a batch header holds its last offset delta
 MAX_TIMESTAMP_AT = 35  # and its max timestamp
 SMALL_HEADER = LAST_DELTA_AT + 4
+# A sealed segment's index is also written beside it (`<base>.index`), so a start reads
+# it instead of every batch header; the newest segments are always scanned, for the
+# idempotent producers' last batches.
+INDEX_HEADER = struct.Struct(">4sqqI")  # magic, covered log size, entries, crc32c of arrays
+INDEX_MAGIC = b"IDX1"
+SCANNED_SEGMENTS = 2
 
 DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024
 DEFAULT_SEGMENT_MS = 60 * 60 * 1000
@@ -309,6 +315,58 @@ class Segment:
             os.fsync(self.fd)
             self.close()
         self.coalesce()
+        self.write_index()
+
+    @property
+    def index_path(self) -> Path:
+        return self.path.with_suffix(".index")
+
+    def write_index(self) -> None:
+        """Write the (coalesced) index beside the segment. Not fsynced: a lost or torn
+        index fails its check at start and the segment is scanned instead."""
+        arrays = b"".join(
+            a.tobytes()
+            for a in (self.firsts, self.lasts, self.positions, self.sizes, self.max_timestamps)
+        )
+        header = INDEX_HEADER.pack(INDEX_MAGIC, self.size, len(self.firsts), crc32c(arrays))
+        temporary = self.index_path.with_suffix(".index-new")
+        try:
+            temporary.write_bytes(header + arrays)
+            temporary.replace(self.index_path)
+        except OSError as error:
+            LOG.warning("could not write %s: %s", self.index_path, error)
+
+    def read_index(self) -> bool:
+        """Load the index written at seal, if it is whole and covers the segment's bytes."""
+        try:
+            data = self.index_path.read_bytes()
+        except OSError:
+            return False
+        if len(data) < INDEX_HEADER.size:
+            return False
+        magic, size, entries, crc = INDEX_HEADER.unpack_from(data)
+        arrays = data[INDEX_HEADER.size :]
+        if (
+            magic != INDEX_MAGIC
+            or size != self.path.stat().st_size
+            or len(arrays) != 5 * 8 * entries
+            or crc != crc32c(arrays)
+        ):
+            return False
+        loaded = []
+        for number in range(5):
+            part = _offsets()
+            part.frombytes(arrays[number * 8 * entries : (number + 1) * 8 * entries])
+            loaded.append(part)
+        self.firsts, self.lasts, self.positions, self.sizes, self.max_timestamps = loaded
+        self.size = size
+        self.max_timestamp = max(self.max_timestamps, default=-1)
+        return True
+
+    def delete(self) -> None:
+        self.close()
+        self.path.unlink()
+        self.index_path.unlink(missing_ok=True)
 
     def close(self) -> None:
         if self.fd is not None:
@@ -373,23 +431,28 @@ class PartitionLog:
     def _recover(self) -> None:
         paths = sorted(self.directory.glob("*.log"))
         for number, path in enumerate(paths):
-            self.segments.append(self._load(path, active=number == len(paths) - 1))
+            scan = number >= len(paths) - SCANNED_SEGMENTS
+            self.segments.append(self._load(path, active=number == len(paths) - 1, scan=scan))
         if not self.segments:
             self.segments.append(self._new_segment(0))
 
-    def _load(self, path: Path, *, active: bool) -> Segment:
+    def _load(self, path: Path, *, active: bool, scan: bool) -> Segment:
+        segment = Segment(base_offset=int(path.stem), path=path, fd=None, created_at=0.0)
+        segment.created_at = path.stat().st_mtime
+        if not scan and segment.read_index():
+            return segment
         fd = os.open(path, os.O_RDWR | os.O_APPEND)
-        segment = Segment(
-            base_offset=int(path.stem), path=path, fd=fd, created_at=path.stat().st_mtime
-        )
+        segment.fd = fd
         try:
             self._index_file(segment, fd, active=active)
         except BaseException:
-            os.close(fd)
+            segment.close()
             raise
         if not active:
             segment.close()
             segment.coalesce()
+            if not scan:
+                segment.write_index()  # missing or stale: the next start reads it
         return segment
 
     def _index_file(self, segment: Segment, fd: int, *, active: bool) -> None:
@@ -562,8 +625,7 @@ class PartitionLog:
             if not (expired or oversize or empty):
                 break
             self.segments.pop(0)
-            oldest.close()
-            oldest.path.unlink()
+            oldest.delete()
             deleted += 1
         if deleted:
             fsync_directory(self.directory)
@@ -578,6 +640,14 @@ class PartitionLog:
     def close(self) -> None:
         for segment in self.segments:
             segment.close()
+
+    def delete(self) -> None:
+        """Remove the partition's files and directory (its topic was deleted)."""
+        for segment in self.segments:
+            segment.delete()
+        for leftover in self.directory.iterdir():
+            leftover.unlink()
+        self.directory.rmdir()
 
 
 def _base_offset(segment: Segment) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from infra.local.kafka_broker import LocalBroker
 from tests.integration.broker.broker_support import (
@@ -18,10 +19,14 @@ TOPIC = "torn.v1"
 
 
 async def _produce(bootstrap: str, values: list[bytes]) -> list[int]:
+    return await _produce_to(bootstrap, TOPIC, values)
+
+
+async def _produce_to(bootstrap: str, topic: str, values: list[bytes]) -> list[int]:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
     await producer.start()
     try:
-        return [(await producer.send_and_wait(TOPIC, value)).offset for value in values]
+        return [(await producer.send_and_wait(topic, value)).offset for value in values]
     finally:
         await producer.stop()
 
@@ -70,3 +75,48 @@ async def test_a_torn_tail_is_truncated_at_start(tail: str) -> None:
         assert await _produce(bootstrap, [b"after-1", b"after-2"]) == [10, 11]
         records = await read_all(bootstrap, TOPIC, 12)
     assert records == [(i, v) for i, v in enumerate([*values, b"after-1", b"after-2"])]
+
+
+async def test_sealed_segment_indexes_are_used_and_a_bad_one_is_rebuilt() -> None:
+    topic = "indexed.v1"
+    with LocalBroker() as broker:
+        assert broker.data_dir is not None
+        bootstrap = broker.bootstrap_servers
+        await create_topic(bootstrap, topic, {"segment.bytes": "2048"})
+        values = [f"indexed-{i}".encode() * 10 for i in range(100)]
+        assert await _produce_to(bootstrap, topic, values) == list(range(100))
+        broker.stop()
+        segments = segment_files(broker.data_dir, topic)
+        indexes = sorted(segments[0].parent.glob("*.index"))
+        # Every sealed segment has its index; the active one has none.
+        assert [p.stem for p in indexes] == [p.stem for p in segments[:-1]]
+        indexes[0].write_bytes(indexes[0].read_bytes()[:-3])  # torn
+        indexes[1].write_bytes(b"\0" * len(indexes[1].read_bytes()))  # garbage
+        indexes[2].unlink()  # lost
+        broker.start()
+        records = await read_all(bootstrap, topic, 100)
+        assert await _produce_to(bootstrap, topic, [b"next"]) == [100]
+        broker.stop()
+        rebuilt = sorted(segments[0].parent.glob("*.index"))
+    assert records == list(enumerate(values))
+    assert [p.name for p in rebuilt[:3]] == [p.name for p in indexes[:3]]
+
+
+async def test_a_deleted_topic_leaves_no_files_and_can_be_created_again(
+    kafka_broker: LocalBroker,
+) -> None:
+    assert kafka_broker.data_dir is not None
+    bootstrap = kafka_broker.bootstrap_servers
+    topic = "deleted.v1"
+    await create_topic(bootstrap, topic, {"segment.bytes": "1024"})
+    await _produce_to(bootstrap, topic, [b"d" * 300 for _ in range(20)])
+    assert list((kafka_broker.data_dir / "topics" / topic / "0").glob("*.index"))
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([topic])
+    finally:
+        await admin.close()
+    gone = not (kafka_broker.data_dir / "topics" / topic).exists()
+    await create_topic(bootstrap, topic)
+    assert (gone, await _produce_to(bootstrap, topic, [b"again"])) == (True, [0])
