@@ -13,8 +13,11 @@ Phases (one broker process, data in a temporary directory, started here):
    p99 of `--probes` seek-to-end-minus-one fetches. Tansu's `memory://` engine measured
    1-4 ms at 1k and 21-26 ms at 40k batches, linear in the history (ADR 0014); a flat
    figure here is the point;
-4. restart: time until a restarted broker on the same data accepts connections (it
-   rebuilds its index from the segment files).
+4. restart: time until a restarted broker on the same data accepts connections;
+5. recovery of a long history: `--recovery-batches` copies of a real 270-byte batch (base
+   offsets rewritten) in 16 MiB segments, loaded by `PartitionLog` twice in this process:
+   first from the batch headers (no `.index` files yet: as before indexes were written),
+   then from the `.index` files the first load wrote; both times and the ratio.
 Figures, not a test.
 """
 
@@ -23,11 +26,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import struct
+import tempfile
 import time
+from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from infra.broker.storage import DEFAULT_SEGMENT_BYTES, LogConfig, PartitionLog, Syncer
 from infra.local.kafka_broker import LocalBroker
 
 PRODUCE_TOPIC = "bench.produce.v1"
@@ -146,6 +153,33 @@ async def fetch_latency(bootstrap: str, probes: int) -> tuple[float, float]:
     return statistics.median(timings), percentile(timings, 0.99)
 
 
+def recovery(batch: bytes, batches: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="broker-recovery-") as name:
+        directory = Path(name)
+        per_segment = DEFAULT_SEGMENT_BYTES // len(batch)
+        offset = 0
+        while offset < batches:
+            count = min(per_segment, batches - offset)
+            data = bytearray(batch * count)
+            for number in range(count):
+                struct.pack_into(">q", data, number * len(batch), offset + number)
+            (directory / f"{offset:020d}.log").write_bytes(data)
+            offset += count
+        timings = []
+        for _ in range(2):
+            started = time.perf_counter()
+            log = PartitionLog(directory, LogConfig(), Syncer())
+            timings.append(time.perf_counter() - started)
+            segments = len(log.segments)
+            assert log.next_offset == batches
+            log.close()
+    print(
+        f"recovery of {batches:,} batches in {segments} segments: from batch headers "
+        f"{timings[0]:.2f} s, from .index files {timings[1]:.2f} s "
+        f"({timings[0] / timings[1]:.1f}x)"
+    )
+
+
 async def main(arguments: argparse.Namespace) -> None:
     with LocalBroker() as broker:
         bootstrap = broker.bootstrap_servers
@@ -174,6 +208,13 @@ async def main(arguments: argparse.Namespace) -> None:
         )
         median, p99 = await fetch_latency(bootstrap, arguments.probes)
         print(f"fetch of the last record after the restart: median {median * 1e3:.2f} ms")
+        broker.stop()
+        assert broker.data_dir is not None
+        first_segment = min((broker.data_dir / "topics" / HISTORY_TOPIC / "0").glob("*.log"))
+        with first_segment.open("rb") as file:
+            header = file.read(12)
+            batch = header + file.read(int.from_bytes(header[8:12], "big"))
+    recovery(batch, arguments.recovery_batches)
 
 
 if __name__ == "__main__":
@@ -182,4 +223,5 @@ if __name__ == "__main__":
     parser.add_argument("--value-bytes", type=int, default=200)
     parser.add_argument("--in-flight", type=int, default=256)
     parser.add_argument("--probes", type=int, default=50)
+    parser.add_argument("--recovery-batches", type=int, default=2_000_000)
     asyncio.run(main(parser.parse_args()))

@@ -1,19 +1,27 @@
 """Durable storage: one append-only segment log of raw record batches per partition.
 
-Layout under the data directory: `topics/<topic>/<partition>/<base offset:020d>.log`.
+Layout under the data directory: `topics/<topic>/<partition>/<base offset:020d>.log`, and
+beside each sealed segment its index, `<base offset:020d>.index`.
 Each segment holds record batches exactly as the producer sent them, with the base offset
 rewritten to the partition's next offset (the batch CRC does not cover the base offset, so
-the batch stays valid). An in-memory index per segment (base offset, last offset, file
-position, size, max timestamp per batch) is rebuilt on start by reading the batch headers;
-a fetch bisects it and reads only the bytes it returns, whatever the history.
+the batch stays valid). The index of the active segment has one entry per batch (first and
+last offset, file position, size, max timestamp); a sealed segment's has one per 16 KiB of
+batches, in memory and in its `.index` file, so memory does not grow with the number of
+batches. A fetch bisects the index and reads only the bytes it returns, whatever the
+history. Only the active segment keeps its file open.
 
 Durability: appends go to the file at once, and become visible to readers (the high
 watermark) and acknowledged only after an fsync. `Syncer` batches the fsyncs of every
-append that arrives while one is running (group commit).
+append that arrives while one is running (group commit). A segment is fsynced when it is
+sealed (rolled), before the next one gets a byte.
 
-Recovery: the active (last) segment is checked batch by batch (length and CRC) on start and
-truncated at the first torn or corrupt batch; a crash can only tear the unsynced tail,
-which no client was told about.
+Recovery: the active (last) segment is checked batch by batch (length, CRC, consecutive
+offsets) on start and truncated at the first torn or corrupt batch; a crash can only tear
+the unsynced tail, which no client was told about. Sealed segments load their `.index`
+(checked by covered size and CRC; rebuilt from the batch headers when it is missing or
+bad). The newest two segments are always scanned, which also rebuilds the last batches of
+every idempotent producer (`recovered_producers`), so a retry after a restart is still
+recognised as a duplicate.
 
 Retention: whole segments other than the active one are deleted once their newest record
 is older than `retention.ms`, or while the partition is larger than `retention.bytes`; the
