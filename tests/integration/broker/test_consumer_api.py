@@ -127,36 +127,3 @@ def test_a_lone_group_member_joins_at_once_and_its_commits_survive_a_restart(
     finally:
         reader.close()
     assert committed.offset == 10
-
-
-async def test_explicitly_assigned_consumer_commits_survive_a_restart(
-    kafka_broker: LocalBroker,
-) -> None:
-    bootstrap = kafka_broker.bootstrap_servers
-    topic = "assigned.v1"
-    await create_topic(bootstrap, topic, partitions=2)
-    partitions = [TopicPartition(topic, 0), TopicPartition(topic, 1)]
-
-    async def committed() -> list[int | None]:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, group_id="ledger-like", enable_auto_commit=False
-        )
-        await consumer.start()
-        try:
-            return [await consumer.committed(p) for p in partitions]
-        finally:
-            await consumer.stop()
-
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id="ledger-like", enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        consumer.assign(partitions)
-        await consumer.commit({partitions[0]: 7, partitions[1]: 3})
-    finally:
-        await consumer.stop()
-    before = await committed()
-    kafka_broker.kill()
-    await asyncio.to_thread(kafka_broker.start)
-    assert (before, await committed()) == ([7, 3], [7, 3])
