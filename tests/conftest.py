@@ -15,7 +15,8 @@ from ledger.db.migrate import SERVICE_ROLE, upgrade
 
 @pytest.fixture
 def kafka_broker() -> Iterator[LocalBroker]:
-    """A fresh Kafka-API broker (infra/broker, data in a temporary directory) on a free loopback port."""
+    """A fresh Kafka-API broker (infra/broker, data in a temporary directory) on a free
+    loopback port."""
     with LocalBroker() as broker:
         yield broker
 

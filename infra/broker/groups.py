@@ -4,7 +4,8 @@ A rebalance completes as soon as every known member has rejoined (a lone member 
 once; no initial delay), or when the longest rebalance timeout passes, dropping the members
 that did not rejoin. Members whose session times out are removed by `expire`.
 Committed offsets are appended to `offsets.log` (JSON lines) and fsynced before the answer;
-the file is compacted on start.
+the file is compacted on start and whenever it holds many more lines than offsets, so it
+does not grow with the number of commits.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infra.broker.storage import Syncer
+from infra.broker.storage import Syncer, fsync_directory
 
 NONE = 0
+COMPACT_AFTER_LINES = 1_000
 ILLEGAL_GENERATION = 22
 INCONSISTENT_GROUP_PROTOCOL = 23
 UNKNOWN_MEMBER_ID = 25
@@ -308,20 +310,34 @@ class OffsetStore:
                 except ValueError:
                     continue  # a torn last line of a crash
                 self.offsets[(group, topic, partition)] = (offset, metadata)
-        compacted = path.with_suffix(".compacting")
+        self._fd = -1
+        self._lines = 0
+        self._compact()
+
+    def _compact(self) -> None:
+        """Rewrite the file with one line per offset (atomically: a new file renamed over)."""
+        compacted = self._path.with_suffix(".compacting")
         with compacted.open("w") as file:
             for (group, topic, partition), (offset, metadata) in self.offsets.items():
                 file.write(json.dumps([group, topic, partition, offset, metadata]) + "\n")
             file.flush()
             os.fsync(file.fileno())
-        compacted.replace(path)
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        compacted.replace(self._path)
+        fsync_directory(self._path.parent)
+        old, self._fd = self._fd, os.open(self._path, os.O_WRONLY | os.O_APPEND)
+        if old >= 0:
+            os.close(old)  # a pending fsync of it is moot: the new file holds its lines
+        self._lines = len(self.offsets)
 
     async def commit(self, entries: list[tuple[str, str, int, int, str | None]]) -> None:
         lines = b"".join(json.dumps(list(entry)).encode() + b"\n" for entry in entries)
         os.write(self._fd, lines)
+        self._lines += len(entries)
         for group, topic, partition, offset, metadata in entries:
             self.offsets[(group, topic, partition)] = (offset, metadata)
+        if self._lines > COMPACT_AFTER_LINES + 4 * len(self.offsets):
+            self._compact()  # synced: nothing left to wait for
+            return
         await self._syncer.sync(self._fd)
 
     def fetch(self, group: str, topic: str, partition: int) -> tuple[int, str | None] | None:

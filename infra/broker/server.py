@@ -209,7 +209,16 @@ class Broker:
             PartitionLog(self.data_dir / "topics" / name / str(number), config, self.syncer)
             for number in range(partitions)
         ]
-        topic = Topic(name, topic_id, configs, logs, [{} for _ in range(partitions)])
+        # Idempotent producers' last batches, rebuilt from the log: a retry after a restart
+        # is still recognised as a duplicate.
+        producers = [
+            {
+                pid: ProducerState(epoch, recent[-1][1], deque(recent, maxlen=5))
+                for pid, (epoch, recent) in log.recovered_producers.items()
+            }
+            for log in logs
+        ]
+        topic = Topic(name, topic_id, configs, logs, producers)
         self.topics[name] = topic
         return topic
 
@@ -445,10 +454,7 @@ class Broker:
                 responses.append({"name": name, "error_code": UNKNOWN_TOPIC_OR_PARTITION})
                 continue
             for log in topic.partitions:
-                log.close()
-                for path in log.directory.glob("*.log"):
-                    path.unlink()
-                log.directory.rmdir()
+                log.delete()
             (self.data_dir / "topics" / name).rmdir()
             self.transactions.forget_topic(name)
             self._save_state()
