@@ -146,7 +146,7 @@ class Authorizer:
 
     def _timestamp(self, text: str) -> int:
         skew_ms = self._settings.auth_skew_seconds * 1000
-        if not text.isdigit() or len(text) > 16:
+        if not (text.isascii() and text.isdigit()) or len(text) > 16:
             raise EdgeError("TIMESTAMP_OUT_OF_WINDOW", "X-TS must be epoch milliseconds")
         timestamp = int(text)
         now = self._clock_ms()

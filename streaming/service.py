@@ -82,7 +82,7 @@ def trades_page(request: marketdata_pb2.ListTradesRequest) -> tuple[int, int]:
     before_seq = SEQ_END
     if request.page_token:
         token = request.page_token
-        if not token.isdigit() or not 0 < int(token) < SEQ_END:
+        if not (token.isascii() and token.isdigit()) or not 0 < int(token) < SEQ_END:
             raise StreamingServiceError(
                 errors_pb2.ERROR_REASON_PAGE_TOKEN_INVALID, "page_token was not issued here"
             )

@@ -120,7 +120,11 @@ def positive_amount(value: int, field: str, *, reason: ErrorReason = _FIELD_INVA
 
 def order_id(value: str, field: str = "order_id") -> int:
     """An order id as the contract carries it: a decimal string of a positive int64."""
-    if not value.isdigit() or len(value) > ORDER_ID_DIGITS_MAX or value[0] == "0":
+    if (
+        not (value.isascii() and value.isdigit())
+        or len(value) > ORDER_ID_DIGITS_MAX
+        or value[0] == "0"
+    ):
         raise field_invalid(field, f"{field} must be a positive decimal integer")
     number = int(value)
     if number > INT64_MAX:
@@ -149,7 +153,11 @@ def page_cursor(token: str) -> int:
     """A page token issued by a list call: the decimal id to continue below; '' is the start."""
     if not token:
         return 0
-    if not token.isdigit() or len(token) > ORDER_ID_DIGITS_MAX or token[0] == "0":
+    if (
+        not (token.isascii() and token.isdigit())
+        or len(token) > ORDER_ID_DIGITS_MAX
+        or token[0] == "0"
+    ):
         raise RequestError(
             errors_pb2.ERROR_REASON_PAGE_TOKEN_INVALID, "page_token is invalid", field="page_token"
         )

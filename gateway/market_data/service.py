@@ -246,6 +246,6 @@ def _trade_token_seq(token: str) -> int:
         return 0
     if token.startswith(_TRADE_TOKEN_PREFIX):
         digits = token.removeprefix(_TRADE_TOKEN_PREFIX)
-        if digits.isdigit() and int(digits) > 0:
+        if digits.isascii() and digits.isdigit() and int(digits) > 0:
             return int(digits)
     raise EdgeError("PAGE_TOKEN_INVALID", "not a page token of ListTrades", {"field": "page_token"})
