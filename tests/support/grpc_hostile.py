@@ -80,9 +80,30 @@ def error_reason(error: aio.AioRpcError) -> str:
     return ""
 
 
+# grpc.aio's client reports a write that lost the race with the server's early status as
+# INTERNAL "Internal error from Core", hiding the status the server sent (grpc/grpc#36066,
+# fix proposed in grpc/grpc#43486): a request stream the server refused before reading it
+# (StreamOrders without an identity) showed up here as a server fault now and then. Such an
+# answer is asked again; the server's own INTERNAL never carries that text.
+_CLIENT_WRITE_RACE = "Internal error from Core"
+_RACE_ATTEMPTS = 5
+
+
 async def _call(
     channel: aio.Channel, method: descriptor.MethodDescriptor, payload: bytes, timeout: float
 ) -> tuple[grpc.StatusCode, str]:
+    for _attempt in range(_RACE_ATTEMPTS):
+        code, reason, details = await _call_once(channel, method, payload, timeout)
+        if not (method.client_streaming and code == grpc.StatusCode.INTERNAL):
+            break
+        if details != _CLIENT_WRITE_RACE:
+            break
+    return code, reason
+
+
+async def _call_once(
+    channel: aio.Channel, method: descriptor.MethodDescriptor, payload: bytes, timeout: float
+) -> tuple[grpc.StatusCode, str, str]:
     path = f"/{method.containing_service.full_name}/{method.name}"
     try:
         if method.client_streaming:
@@ -97,8 +118,8 @@ async def _call(
             unary: aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(path)
             await unary(payload, timeout=timeout)
     except aio.AioRpcError as error:
-        return error.code(), error_reason(error)
-    return grpc.StatusCode.OK, ""
+        return error.code(), error_reason(error), error.details() or ""
+    return grpc.StatusCode.OK, "", ""
 
 
 async def probe_service(
