@@ -10,7 +10,8 @@ from exchange.common.v1 import errors_pb2
 from core.contracts import validation
 from core.contracts.errors import RequestError
 
-NOT_ASCII_DIGITS = ["¹", "²5", "٣", "1٣", "１２"]  # superscripts, Arabic-Indic, fullwidth
+# superscripts, Arabic-Indic, fullwidth
+NOT_ASCII_DIGITS = ["\u00b9", "\u00b25", "\u0663", "1\u0663", "\uff11\uff12"]
 
 
 @pytest.mark.parametrize("token", NOT_ASCII_DIGITS)
