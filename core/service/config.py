@@ -9,6 +9,7 @@
 | `--no-shutdown-snapshot` | `EXCHANGE_CORE_SHUTDOWN_SNAPSHOT=0` | snapshot at shutdown |
 | `--grace-seconds` | `EXCHANGE_CORE_GRACE_SECONDS` | `5` |
 | `--open-orders-max-per-account` | `EXCHANGE_CORE_OPEN_ORDERS_MAX` | `1000` (fresh shard only) |
+| `--history-window-per-account` | `EXCHANGE_CORE_HISTORY_WINDOW` | `10000` per account (ADR 0019) |
 | `--log-level` | `EXCHANGE_CORE_LOG_LEVEL` | `INFO` |
 | `--broker` | `EXCHANGE_BROKER` | none: no outbox (events neither journaled nor published) |
 """
@@ -46,6 +47,13 @@ def parse_config(argv: Sequence[str], environ: dict[str, str] | None = None) -> 
         type=int,
         default=int(env.get("EXCHANGE_CORE_OPEN_ORDERS_MAX", "1000")),
     )
+    parser.add_argument(
+        "--history-window-per-account",
+        type=int,
+        default=int(env["EXCHANGE_CORE_HISTORY_WINDOW"])
+        if env.get("EXCHANGE_CORE_HISTORY_WINDOW")
+        else None,
+    )
     parser.add_argument("--log-level", default=env.get("EXCHANGE_CORE_LOG_LEVEL", "INFO"))
     parser.add_argument(
         "--broker",
@@ -55,6 +63,8 @@ def parse_config(argv: Sequence[str], environ: dict[str, str] | None = None) -> 
     args = parser.parse_args(list(argv))
     if args.data_dir is None:
         parser.error("--data-dir (or EXCHANGE_CORE_DATA_DIR) is required")
+    if args.history_window_per_account is not None and args.history_window_per_account < 1:
+        parser.error("--history-window-per-account must be positive")
     if args.snapshot_every < 0:
         parser.error("--snapshot-every must not be negative")
     logging.basicConfig(
@@ -69,4 +79,5 @@ def parse_config(argv: Sequence[str], environ: dict[str, str] | None = None) -> 
         shutdown_grace_seconds=args.grace_seconds,
         open_orders_max_per_account=args.open_orders_max_per_account,
         broker=args.broker,
+        history_window_per_account=args.history_window_per_account,
     )

@@ -23,7 +23,9 @@ response that shows an order read this model instead:
   (open orders only, fill totals and timestamps unknown). See docs/adr/0008.
 - Change tracking: every mutation of a record goes through `_add`, `_traded`, `_closed`,
   `_amended` or `record`'s status update, and each puts the record in `_changed_orders`
-  (a dict store); each appended fill puts its account in `_fill_accounts` (a list append).
+  (a dict store; an evicted record leaves it, so it stays within the window); each appended
+  fill counts in `_fill_counts` (per account). Both are bounded by the live windows, not by
+  the commands since the previous snapshot (docs/adr/0019).
   FillRecords are never changed once made.
 
 Invariant: a record's `remaining_quantity` and `status` equal the engine's for every open order
@@ -32,7 +34,7 @@ the model holds (checked by the integration tests against `Engine.order`).
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict, deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
@@ -179,9 +181,9 @@ class OrderHistory:
         self._fills: dict[str, deque[FillRecord]] = {}
         self._quote_assets: dict[str, str] = {}
         # Changed since the last take_changes()/capture(): records by order id, in order of
-        # first change; one account per appended fill.
+        # first change (only those the model still holds); fills appended per account.
         self._changed_orders: dict[int, OrderRecord] = {}
-        self._fill_accounts: list[str] = []
+        self._fill_counts: dict[str, int] = {}
         self._handlers: dict[type[Any], Callable[[Any], None]] = {
             OrderAccepted: self._accepted,
             TradeExecuted: self._traded,
@@ -231,7 +233,7 @@ class OrderHistory:
     def drop_changes(self) -> None:
         """Start tracking changes from here (after a `capture()` that holds them)."""
         self._changed_orders = {}
-        self._fill_accounts = []
+        self._fill_counts = {}
 
     def take_changes(self) -> HistoryChanges:
         """What changed since the previous call or `capture()`, copied (O(changes)); the
@@ -246,11 +248,11 @@ class OrderHistory:
                 rows.append(_order_fields(record))
         self._changed_orders = {}
         fills: dict[str, list[FillRecord]] = {}
-        for account_id, count in Counter(self._fill_accounts).items():
+        for account_id, count in self._fill_counts.items():
             newest = list(islice(reversed(self._fills[account_id]), min(count, self._fills_max)))
             newest.reverse()
             fills[account_id] = newest
-        self._fill_accounts = []
+        self._fill_counts = {}
         return HistoryChanges(order_rows, fills)
 
     def restore(self, capture: HistoryCapture) -> None:
@@ -320,6 +322,9 @@ class OrderHistory:
         if len(orders) > self._orders_max:
             _, evicted = orders.popitem(last=False)
             del self._by_id[evicted.order_id]
+            # take_changes would skip it anyway; dropping it here keeps the change tracking
+            # within the window (else it held every order since the last snapshot).
+            self._changed_orders.pop(evicted.order_id, None)
             if client_ids.get(evicted.client_order_id) == evicted.order_id:
                 del client_ids[evicted.client_order_id]
 
@@ -393,7 +398,8 @@ class OrderHistory:
             if fills is None:
                 fills = self._fills[account_id] = deque(maxlen=self._fills_max)
             fills.append(self._fill(event, is_maker=is_maker, client_order_id=client_order_id))
-            self._fill_accounts.append(account_id)
+            counts = self._fill_counts
+            counts[account_id] = counts.get(account_id, 0) + 1
 
     def _closed(
         self, event: OrderCancelled | OrderExpired, status: OrderStatus

@@ -95,6 +95,10 @@ class ServiceConfig:
     tune_garbage_collector: bool = True  # freeze the recovered heap, small young generations
     # For a fresh shard only (a snapshot carries its own engine config).
     open_orders_max_per_account: int = EngineConfig().open_orders_max_per_account
+    # The per-account windows that bound the core's memory (docs/adr/0019): idempotency keys
+    # (client order ids, transfer ids, request ids) and closed orders in the engine (fresh
+    # shard only), orders and fills in the order history. None: the defaults (10,000 each).
+    history_window_per_account: int | None = None
     # The Kafka-API broker ("host:port[,host:port]") the outbox publishes to; None: no outbox
     # (events are neither journaled nor published — tests and tools only).
     broker: str | None = None
@@ -133,16 +137,32 @@ class CoreService:
         journal = None
         if config.broker is not None:
             journal = self._journal = OutboxJournal(shard_id=config.shard_id)
-        history_sink = HistorySink(journal)
+        window = config.history_window_per_account
+        if window is None:
+            history_sink = HistorySink(journal)
+            engine_config = EngineConfig(
+                open_orders_max_per_account=config.open_orders_max_per_account
+            )
+        else:
+            history_sink = HistorySink(
+                journal, orders_max_per_account=window, fills_max_per_account=window
+            )
+            engine_config = EngineConfig(
+                open_orders_max_per_account=config.open_orders_max_per_account,
+                client_order_ids_max_per_account=window,
+                transfer_ids_max_per_account=window,
+                closed_orders_max_per_account=min(
+                    window, EngineConfig().closed_orders_max_per_account
+                ),
+                request_ids_max_per_account=window,
+            )
         sequencer = Sequencer.open(
             config.data_dir,
             clock=time.time_ns,
             options=SequencerOptions(
                 snapshot_every_commands=config.snapshot_every_commands,
                 wal_options=WalOptions(group_records_max=WAL_GROUP_RECORDS_MAX),
-                engine_config=EngineConfig(
-                    open_orders_max_per_account=config.open_orders_max_per_account
-                ),
+                engine_config=engine_config,
             ),
             event_sink=history_sink,
         )

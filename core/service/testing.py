@@ -1,10 +1,11 @@
 """Testing helpers: the service as a child process, identity metadata, a funded BTC-USDT market.
 
-Used by tests/integration/core/service and bench/core_grpc_bench.py.
+Used by tests/integration/core/service, bench/core_grpc_bench.py and bench/core_memory.py.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -18,12 +19,13 @@ from typing import Final
 from exchange.common.v1 import types_pb2
 from exchange.core.v1 import core_admin_pb2, core_admin_pb2_grpc
 from exchange.funding.v1 import funding_pb2, funding_pb2_grpc
+from exchange.trading.v1 import trading_pb2, trading_pb2_grpc
 from grpc import aio
 
 from core.contracts.markets import market_message
 from core.engine import MarketMode
 from core.engine.results import MarketView
-from core.engine.testing import btc_usdt_spec
+from core.engine.testing import BTC, USDT, btc_usdt_spec
 from core.service.identity import ACCOUNT_HEADER, OPERATOR_HEADER
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
@@ -149,3 +151,75 @@ async def deposit(channel: aio.Channel, account_id: str, asset: str, amount: int
         ),
         metadata=operator(),
     )
+
+
+def rss_mib(pid: int) -> float:
+    """Resident set size of process `pid` (Linux /proc), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+async def fund_load_accounts(channel: aio.Channel, accounts: tuple[str, ...]) -> None:
+    """List BTC-USDT and fund `accounts` for hours of `trade_and_cancel`."""
+    await create_btc_usdt(channel)
+    for account_id in accounts:
+        await deposit(channel, account_id, "BTC", 10**6 * BTC)
+        await deposit(channel, account_id, "USDT", 10**12 * USDT)
+
+
+async def trade_and_cancel(
+    channel: aio.Channel,
+    accounts: tuple[str, ...],
+    first: int,
+    count: int,
+    *,
+    concurrency: int = 20,
+) -> None:
+    """`count` rounds as the soak's makers and takers trade: in each, a maker's limit sell,
+    a taker's IOC buy that fills it, and a resting buy that the maker then cancels (3 orders,
+    1 cancel, 2 fills). Rounds `first`..`first + count - 1` (their ids are unique)."""
+    trading = trading_pb2_grpc.TradingServiceStub(channel)
+    price = 50_000 * USDT
+    lot = BTC // 10_000
+    gtc, ioc = types_pb2.TIME_IN_FORCE_GTC, types_pb2.TIME_IN_FORCE_IOC
+    buy, sell = types_pb2.SIDE_BUY, types_pb2.SIDE_SELL
+
+    async def place(
+        account_id: str, client_order_id: str, side: int, at: int, time_in_force: int
+    ) -> trading_pb2.PlaceOrderResponse:
+        request = trading_pb2.PlaceOrderRequest(
+            client_order_id=client_order_id,
+            symbol="BTC-USDT",
+            side=side,  # type: ignore[arg-type]
+            order_type=types_pb2.ORDER_TYPE_LIMIT,
+            quantity=lot,
+            price=at,
+            time_in_force=time_in_force,  # type: ignore[arg-type]
+        )
+        response: trading_pb2.PlaceOrderResponse = await trading.PlaceOrder(
+            request, metadata=trader(account_id)
+        )
+        return response
+
+    async def round_(number: int) -> None:
+        maker = accounts[number % len(accounts)]
+        taker = accounts[(number + 1) % len(accounts)]
+        await place(maker, f"m-{number}", sell, price, gtc)
+        await place(taker, f"t-{number}", buy, price, ioc)
+        resting = await place(maker, f"r-{number}", buy, price - 100 * USDT, gtc)
+        await trading.CancelOrder(
+            trading_pb2.CancelOrderRequest(
+                order_id=resting.order.order_id, request_id=f"x-{number}"
+            ),
+            metadata=trader(maker),
+        )
+
+    numbers = iter(range(first, first + count))
+
+    async def worker() -> None:
+        for number in numbers:
+            await round_(number)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
