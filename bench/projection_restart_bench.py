@@ -30,7 +30,7 @@ from exchange.core.v1 import core_admin_pb2, core_admin_pb2_grpc
 from grpc import aio
 
 from core.service.testing import ServerProcess, operator
-from infra.local.kafka_broker import TansuBroker
+from infra.local.kafka_broker import LocalBroker
 from infra.local.ports import wait_for_port
 from infra.local.redis import RedisServer
 from tests.integration.edge.harness import GatewayProcess
@@ -143,7 +143,7 @@ def main() -> None:
     traders = Traders(seed=arguments.seed)
     with (
         tempfile.TemporaryDirectory(prefix="projection-bench-") as directory,
-        TansuBroker() as broker,
+        LocalBroker() as broker,
         ServerProcess(Path(directory) / "core", "--broker", broker.bootstrap_servers) as core,
         RedisServer() as redis,
     ):
