@@ -175,14 +175,17 @@ async def _reader_from_offset_zero(
     bootstrap_servers: str, topic: str
 ) -> AsyncIterator[AIOKafkaConsumer]:
     """A consumer of every partition of `topic` from offset 0 (manual assignment: no
-    consumer-group join, which is slow on Tansu)."""
+    consumer-group join)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer.topics()  # fetches the metadata: the topic's partitions
+        # Every topic's metadata (as gateway/market_data/consumer.py asks it): the client's
+        # own cluster view holds only the topics it tracks, and a broker answers the
+        # bootstrap's empty topic list with none (Tansu answered it with all).
+        cluster = await consumer._client.fetch_all_metadata()  # no public equivalent
         partitions = [
             TopicPartition(topic, partition)
-            for partition in sorted(consumer.partitions_for_topic(topic) or ())
+            for partition in sorted(cluster.partitions_for_topic(topic) or ())
         ]
         assert partitions, f"the broker has no topic {topic}"
         consumer.assign(partitions)

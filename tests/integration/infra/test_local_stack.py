@@ -32,7 +32,7 @@ OPERATOR = (("x-exchange-operator-id", STACK_OPERATOR_ID),)
 PRICE = 50_000 * 10**6  # USDT minor units per whole BTC
 QUANTITY = 10**6  # 0.01 BTC
 EVENTS_TOPIC = "core.events.v1"
-COMPONENTS = 9  # s3, broker, postgres, redis, core, ledger, streaming, gateway, envoy
+COMPONENTS = 8  # broker, postgres, redis, core, ledger, streaming, gateway, envoy
 
 
 @pytest.fixture
