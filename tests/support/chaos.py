@@ -108,6 +108,14 @@ class CycleResult:
         )
 
 
+def log_tail(stack: StackCommand, component: str, lines: int) -> str:
+    """The last `lines` lines of a component's log (what a failure message carries)."""
+    log = stack.var / "log" / f"{component}.log"
+    if not log.exists():
+        return f"(no {log.name})"
+    return "".join(log.read_text(errors="replace").splitlines(keepends=True)[-lines:])
+
+
 def _process_group(stack: StackCommand, component: str) -> int:
     pid = stack.pid(component)  # each component leads its own session (start_new_session)
     return os.getpgid(pid)
@@ -138,8 +146,7 @@ async def inject(
         if answer.returncode == 0:
             return time.monotonic() - started, problems
         output = (answer.stdout + answer.stderr)[-600:]
-        log = stack.var / "log" / f"{component}.log"
-        tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-5:])
+        tail = log_tail(stack, component, 5)
         problems.append(f"`stack up` failed after killing {component}: {output}; log: {tail}")
         await asyncio.sleep(2.0)
     raise AssertionError("\n".join(problems))
@@ -297,11 +304,15 @@ async def check_cycle(
         )
     lost, result.orders_checked = await _lost_commands(load, checked)
     result.failures += lost
-    status, detail = await asyncio.to_thread(
-        reconcile_exactly, stack, load.accounts, timeout_seconds
-    )
+    try:
+        status, detail = await asyncio.to_thread(
+            reconcile_exactly, stack, load.accounts, timeout_seconds
+        )
+    except AssertionError as error:  # the ledger never caught up: say where it stopped
+        status, detail = "BEHIND", str(error).split("differences", 1)[0].strip()
     if status != "MATCHED":
-        result.failures.append(f"reconciliation {status}: {detail}")
+        logs = "; ".join(f"{name} log: {log_tail(stack, name, 6)}" for name in ("ledger", "broker"))
+        result.failures.append(f"reconciliation {status}: {detail}; {logs}")
     result.failures += await _until(lambda: _books_equal_core(load, watch), timeout_seconds)
     if (failure := watch.failed()) is not None:
         result.failures.append(failure)
