@@ -22,12 +22,22 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
-class _BrokerProcess:
-    """One broker process on 127.0.0.1:`port`, restartable on the same port."""
+class LocalBroker:
+    """This repository's broker (`infra.broker`) on 127.0.0.1:`port`, its data under
+    `data_dir`, restartable on the same port.
+
+    Without a `data_dir` it uses a temporary directory removed by `__exit__` (a fresh
+    broker per test); the data survives `stop`/`kill` + `start` either way.
+    """
 
     port: int = field(default_factory=free_port)
     log: IO[bytes] | None = None
+    data_dir: Path | None = None
+    retention_check_seconds: float = 5.0
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    _temporary: tempfile.TemporaryDirectory[str] | None = field(
+        default=None, init=False, repr=False
+    )
 
     @property
     def bootstrap_servers(self) -> str:
@@ -42,10 +52,20 @@ class _BrokerProcess:
         return self._process.pid if self._process is not None else None
 
     def _command(self) -> list[str]:
-        raise NotImplementedError
-
-    def _environment(self) -> dict[str, str] | None:
-        return None
+        if self.data_dir is None:
+            self._temporary = tempfile.TemporaryDirectory(prefix="broker-")
+            self.data_dir = Path(self._temporary.name)
+        return [
+            sys.executable,
+            "-m",
+            "infra.broker",
+            "--data-dir",
+            str(self.data_dir),
+            "--port",
+            str(self.port),
+            "--retention-check-seconds",
+            str(self.retention_check_seconds),
+        ]
 
     def start(self, *, timeout_seconds: float = 10.0) -> None:
         """Start the broker (again, on the same port) and wait until it accepts connections."""
@@ -55,7 +75,6 @@ class _BrokerProcess:
             self._command(),
             stdout=self.log if self.log is not None else subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
-            env=self._environment(),
             cwd=REPO_ROOT,
         )
         try:
@@ -79,40 +98,6 @@ class _BrokerProcess:
     def __enter__(self) -> Self:
         self.start()
         return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
-
-
-@dataclass
-class LocalBroker(_BrokerProcess):
-    """This repository's broker (`infra.broker`), its data under `data_dir`.
-
-    Without a `data_dir` it uses a temporary directory removed by `__exit__` (a fresh
-    broker per test); the data survives `stop`/`kill` + `start` either way.
-    """
-
-    data_dir: Path | None = None
-    retention_check_seconds: float = 5.0
-    _temporary: tempfile.TemporaryDirectory[str] | None = field(
-        default=None, init=False, repr=False
-    )
-
-    def _command(self) -> list[str]:
-        if self.data_dir is None:
-            self._temporary = tempfile.TemporaryDirectory(prefix="broker-")
-            self.data_dir = Path(self._temporary.name)
-        return [
-            sys.executable,
-            "-m",
-            "infra.broker",
-            "--data-dir",
-            str(self.data_dir),
-            "--port",
-            str(self.port),
-            "--retention-check-seconds",
-            str(self.retention_check_seconds),
-        ]
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
