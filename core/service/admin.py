@@ -34,6 +34,7 @@ from core.contracts.enums import MARKET_MODE
 from core.engine import (
     CancelOrder,
     Command,
+    Engine,
     MarketMode,
     OrderType,
     PlaceOrder,
@@ -43,7 +44,6 @@ from core.engine import (
     TradeExecuted,
 )
 from core.service.errors import ServiceError
-from core.service.historical_state import engine_at
 from core.service.identity import Context, caller_operator
 from core.service.projection_snapshot import projection_snapshot
 from core.service.rpc import unary
@@ -145,11 +145,11 @@ class CoreAdminServicer(core_admin_pb2_grpc.CoreAdminServiceServicer):
         self, request: core_admin_pb2.GetStateHashRequest, context: Context
     ) -> core_admin_pb2.GetStateHashResponse:
         caller_operator(context)
-        engine, engine_seq, _ = await engine_at(
-            self._runtime.sequencer, self._runtime.history_sink, request.at_engine_seq
-        )
-        return core_admin_pb2.GetStateHashResponse(
-            engine_seq=engine_seq, state_hash=engine.state_hash()
+        return await self._runtime.historical.read_at(
+            request.at_engine_seq,
+            lambda engine, engine_seq, _last_event_engine_seq: core_admin_pb2.GetStateHashResponse(
+                engine_seq=engine_seq, state_hash=engine.state_hash()
+            ),
         )
 
     @unary
@@ -161,19 +161,24 @@ class CoreAdminServicer(core_admin_pb2_grpc.CoreAdminServiceServicer):
             request.account_id, "account_id", validation.ACCOUNT_ID_LENGTH_MAX
         )
         asset = validation.optional_asset(request.asset)
-        engine, engine_seq, last_event_engine_seq = await engine_at(
-            self._runtime.sequencer, self._runtime.history_sink, request.at_engine_seq
-        )
-        views = list(engine.balances(account_id).values()) if account_id else engine.all_balances()
-        return core_admin_pb2.GetEngineBalancesResponse(
-            engine_seq=engine_seq,
-            last_event_engine_seq=last_event_engine_seq,
-            balances=[
-                markets.engine_balance_message(view)
-                for view in views
-                if not asset or view.asset == asset
-            ],
-        )
+
+        def read(
+            engine: Engine, engine_seq: int, last_event_engine_seq: int
+        ) -> core_admin_pb2.GetEngineBalancesResponse:
+            views = (
+                list(engine.balances(account_id).values()) if account_id else engine.all_balances()
+            )
+            return core_admin_pb2.GetEngineBalancesResponse(
+                engine_seq=engine_seq,
+                last_event_engine_seq=last_event_engine_seq,
+                balances=[
+                    markets.engine_balance_message(view)
+                    for view in views
+                    if not asset or view.asset == asset
+                ],
+            )
+
+        return await self._runtime.historical.read_at(request.at_engine_seq, read)
 
     @unary
     async def GetProjectionSnapshot(  # noqa: N802

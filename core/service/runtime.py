@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from core.outbox import PublishedPosition
 from core.sequencer import Sequencer
 from core.service.command_gateway import CommandGateway
+from core.service.historical_state import HistoricalStates
 from core.service.history_sink import HistorySink
 from core.service.idempotent_responses import IdempotentResponses
 from core.service.order_history import OrderHistory
@@ -30,6 +31,7 @@ class CoreRuntime:
     gateway: CommandGateway
     history_sink: HistorySink
     history: OrderHistory
+    historical: HistoricalStates
     transfers: TransferHistory = field(default_factory=TransferHistory)
     responses: IdempotentResponses = field(default_factory=IdempotentResponses)
     clock: Callable[[], int] = time.time_ns
@@ -50,4 +52,5 @@ class CoreRuntime:
             gateway=CommandGateway(sequencer),
             history_sink=history_sink,
             history=history_sink.history,
+            historical=HistoricalStates(sequencer, history_sink),
         )

@@ -58,6 +58,7 @@ from core.wal.record_format import (
     RECORD_PAYLOAD_BYTES_FORMAT_MAX,
     SEQ_MAX,
     BadRecordReason,
+    SegmentPosition,
     SegmentReader,
     WalRecord,
     encode_record,
@@ -653,38 +654,12 @@ class WriteAheadLog:
         Raises `WalSeqUnavailableError` if from_seq is before the first seq or after
         last_seq + 1, and `WalCorruptionError` if a record that should be there is not valid.
         """
-        with self._state_lock:
-            segments = list(self._segments)
-            last_seq = self._next_seq - 1
-        start_seq = segments[0] if from_seq is None else from_seq
-        if not segments[0] <= start_seq <= last_seq + 1:
-            raise WalSeqUnavailableError(
-                f"seq {start_seq} not in the log (holds {segments[0]}..{last_seq})"
-            )
-        return self._replay(segments, start_seq, last_seq)
+        start_seq = self.first_seq if from_seq is None else from_seq
+        return LogReader(self, start_seq).read_through(None)
 
-    def _replay(self, segments: list[int], start_seq: int, last_seq: int) -> Iterator[WalRecord]:
-        start_index = bisect.bisect_right(segments, start_seq) - 1
-        for index in range(start_index, len(segments)):
-            path = self.directory / segment_name(segments[index])
-            reader = SegmentReader(path, first_seq=segments[index], epoch_floor=0)
-            for record in reader.records():
-                if record.seq > last_seq:
-                    return
-                if record.seq >= start_seq:
-                    yield record
-            end = reader.end
-            segment_last_seq = segments[index + 1] - 1 if index + 1 < len(segments) else last_seq
-            if end is None or end.next_seq <= segment_last_seq:
-                reason = (
-                    "ended"
-                    if end is None or end.bad_record is None
-                    else (end.bad_record.reason.value)
-                )
-                raise WalCorruptionError(
-                    f"{path}: replay expected records up to seq {segment_last_seq}, "
-                    f"segment {reason} before it"
-                )
+    def _segments_and_last_seq(self) -> tuple[list[int], int]:
+        with self._state_lock:
+            return list(self._segments), self._next_seq - 1
 
     def remove_segments_before(self, seq: int) -> int:
         """Delete whole segments whose records are all < seq (e.g. seq = snapshot seq + 1).
@@ -737,3 +712,62 @@ class WriteAheadLog:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class LogReader:
+    """Reads the log forward from a seq, call after call, each call resuming at the byte where
+    the previous one stopped (a `replay` from a seq reads that seq's segment from its start:
+    O(segment) per call, where this is O(records read)). Not thread-safe: one reader, one
+    caller at a time; the log it reads may be appended to meanwhile.
+    """
+
+    def __init__(self, wal: WriteAheadLog, from_seq: int) -> None:
+        self._wal = wal
+        self.next_seq = from_seq
+        self._segment_first_seq: int | None = None  # the segment `_position` is in
+        self._position: SegmentPosition | None = None
+
+    def read_through(self, through_seq: int | None) -> Iterator[WalRecord]:
+        """Records from `next_seq` through `through_seq` (None: the last written at call
+        time). Raises `WalSeqUnavailableError` if `next_seq` is no longer (or not yet) in the
+        log, or `through_seq` is after its last seq; `WalCorruptionError` if a record that
+        should be there is not valid (the range is checked at the call, the records as read)."""
+        segments, last_seq = self._wal._segments_and_last_seq()
+        through = last_seq if through_seq is None else through_seq
+        if not segments[0] <= self.next_seq <= last_seq + 1 or through > last_seq:
+            raise WalSeqUnavailableError(
+                f"seqs {self.next_seq}..{through} not in the log (holds {segments[0]}..{last_seq})"
+            )
+        return self._read(segments, through)
+
+    def _read(self, segments: list[int], through_seq: int) -> Iterator[WalRecord]:
+        index = bisect.bisect_right(segments, self.next_seq) - 1
+        while self.next_seq <= through_seq:
+            first_seq = segments[index]
+            path = self._wal.directory / segment_name(first_seq)
+            resume = self._position if self._segment_first_seq == first_seq else None
+            reader = SegmentReader(path, first_seq=first_seq, epoch_floor=0, start=resume)
+            try:
+                for record in reader.records():
+                    if record.seq < self.next_seq:
+                        continue  # the segment read from its start, up to where we are
+                    self._segment_first_seq, self._position = first_seq, reader.position
+                    self.next_seq = record.seq + 1
+                    yield record
+                    if record.seq >= through_seq:
+                        return
+            except FileNotFoundError as error:  # removed after a snapshot meanwhile
+                raise WalSeqUnavailableError(f"{path}: removed while reading") from error
+            end = reader.end
+            segment_last_seq = segments[index + 1] - 1 if index + 1 < len(segments) else through_seq
+            if end is None or end.next_seq <= segment_last_seq:
+                reason = (
+                    "ended"
+                    if end is None or end.bad_record is None
+                    else (end.bad_record.reason.value)
+                )
+                raise WalCorruptionError(
+                    f"{path}: replay expected records up to seq {segment_last_seq}, "
+                    f"segment {reason} before it"
+                )
+            index += 1

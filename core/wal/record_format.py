@@ -72,6 +72,15 @@ class BadRecord:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SegmentPosition:
+    """Just after a valid record of a segment: its byte offset, the next seq and its epoch."""
+
+    offset_bytes: int
+    next_seq: int
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SegmentEnd:
     """What a full pass over a segment found."""
 
@@ -109,13 +118,32 @@ class SegmentReader:
     """Reads one segment file record by record, validating each (invariant 1).
 
     `records()` yields valid records; once it is exhausted, `end` says where it stopped.
+    `start` resumes at a `position` an earlier reader of the same file reported (the byte
+    after a valid record, its next seq and epoch) instead of at the file's first byte.
+    `position` is updated before each record is yielded: it is just after that record.
     """
 
-    def __init__(self, path: Path, *, first_seq: int, epoch_floor: int) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        first_seq: int,
+        epoch_floor: int,
+        start: SegmentPosition | None = None,
+    ) -> None:
         self.path = path
         self.first_seq = first_seq
         self.epoch_floor = epoch_floor
+        if start is None:
+            start = SegmentPosition(offset_bytes=0, next_seq=first_seq, epoch=epoch_floor)
+        # (offset, next seq, epoch): a tuple per record is cheap on recovery's long reads.
+        self._after = (start.offset_bytes, start.next_seq, start.epoch)
         self.end: SegmentEnd | None = None
+
+    @property
+    def position(self) -> SegmentPosition:
+        offset_bytes, next_seq, epoch = self._after
+        return SegmentPosition(offset_bytes=offset_bytes, next_seq=next_seq, epoch=epoch)
 
     def records(self) -> Iterator[WalRecord]:
         with self.path.open("rb", buffering=SEGMENT_READ_BUFFER_BYTES) as file:
@@ -124,10 +152,8 @@ class SegmentReader:
     def _read(self, file: BinaryIO) -> Iterator[WalRecord]:
         file.seek(0, 2)
         file_bytes = file.tell()
-        file.seek(0)
-        offset = 0
-        expected_seq = self.first_seq
-        last_epoch = self.epoch_floor
+        offset, expected_seq, last_epoch = self._after
+        file.seek(offset)
         bad_reason: BadRecordReason | None = None
         while offset < file_bytes:
             header = file.read(RECORD_HEADER_BYTES)
@@ -156,10 +182,11 @@ class SegmentReader:
                     f"{self.path}: record seq {seq} at offset {offset} has epoch {epoch} "
                     f"below the previous epoch {last_epoch} (fencing breach)"
                 )
-            yield WalRecord(seq, epoch, payload)
             offset += RECORD_HEADER_BYTES + payload_bytes
             expected_seq = seq + 1
             last_epoch = epoch
+            self._after = (offset, expected_seq, epoch)
+            yield WalRecord(seq, epoch, payload)
         self.end = SegmentEnd(
             good_bytes=offset,
             file_bytes=file_bytes,
