@@ -49,9 +49,7 @@ def test_resumes_at_the_byte_where_it_stopped(wal_dir: Path) -> None:
             list(log.replay(16))
 
 
-def test_seqs_outside_the_log_are_a_named_error(
-    wal_dir: Path, small_segments: WalOptions
-) -> None:
+def test_seqs_outside_the_log_are_a_named_error(wal_dir: Path, small_segments: WalOptions) -> None:
     write_records(wal_dir, 100, small_segments)
     with WriteAheadLog.open(wal_dir, epoch=1, options=small_segments) as log:
         with pytest.raises(WalSeqUnavailableError):
