@@ -18,7 +18,13 @@ import sys
 import time
 
 from tests.support.local_stack import running_local_stack
-from tests.support.soak import SoakOptions, format_aims, run_soak
+from tests.support.soak import (
+    SOAK_HISTORY_WINDOW,
+    SoakOptions,
+    format_aims,
+    run_soak,
+    soak_stack_environment,
+)
 
 
 def main() -> None:
@@ -32,6 +38,12 @@ def main() -> None:
     )
     parser.add_argument("--sample-seconds", type=float, default=60.0)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--history-window",
+        type=int,
+        default=SOAK_HISTORY_WINDOW,
+        help="the core's per-account windows (its default: 10000; tests/support/soak.py)",
+    )
     parser.add_argument(
         "--keep", action="store_true", help="keep the stack's directory (data and logs)"
     )
@@ -47,9 +59,13 @@ def main() -> None:
         sample_seconds=arguments.sample_seconds,
         seed=seed,
     )
-    print(f"soak: {arguments.minutes} min at {arguments.rate}/s, warm-up {warmup} min, seed {seed}")
+    print(
+        f"soak: {arguments.minutes} min at {arguments.rate}/s, warm-up {warmup} min, "
+        f"seed {seed}, core window {arguments.history_window} per account"
+    )
     started = time.monotonic()
-    with running_local_stack(keep=arguments.keep) as stack:
+    environment = soak_stack_environment(arguments.history_window)
+    with running_local_stack(keep=arguments.keep, environment=environment) as stack:
         print(f"stack up in {time.monotonic() - started:.1f}s at {stack.var}")
         report = asyncio.run(run_soak(stack, options))
     print(format_aims(report))

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -31,12 +31,15 @@ from tests.paths import REPO_ROOT
 class StackCommand:
     """Runs `python -m infra.local.stack <action> --var <var>` with this stack's ports."""
 
-    def __init__(self, var: Path, *, bots: bool = False) -> None:
+    def __init__(
+        self, var: Path, *, bots: bool = False, environment: Mapping[str, str] | None = None
+    ) -> None:
         self.var = var
         self.environment = {
             **os.environ,
             **{variable: str(free_port()) for variable, _default in PORT_VARIABLES.values()},
             DEMO_BOTS_VARIABLE: "1" if bots else "0",
+            **(environment or {}),  # e.g. a component's setting (EXCHANGE_CORE_HISTORY_WINDOW)
         }
         self.ports: Ports = ports_from_environment(self.environment)
 
@@ -94,7 +97,9 @@ class StackCommand:
 
 
 @contextmanager
-def local_stack(*, bots: bool = False, keep: bool = False) -> Iterator[StackCommand]:
+def local_stack(
+    *, bots: bool = False, keep: bool = False, environment: Mapping[str, str] | None = None
+) -> Iterator[StackCommand]:
     """A stack command over a fresh var/ (not started); `down` and removal afterwards
     (`keep`: the directory, its data and logs stay for a look).
 
@@ -103,7 +108,7 @@ def local_stack(*, bots: bool = False, keep: bool = False) -> Iterator[StackComm
     """
     directory = Path(tempfile.mkdtemp(prefix="exchange-stack-"))
     directory.chmod(0o755)
-    command = StackCommand(directory / "var", bots=bots)
+    command = StackCommand(directory / "var", bots=bots, environment=environment)
     try:
         yield command
     finally:
@@ -123,10 +128,12 @@ def wait_until(
 
 
 @contextmanager
-def running_local_stack(*, bots: bool = False, keep: bool = False) -> Iterator[StackCommand]:
+def running_local_stack(
+    *, bots: bool = False, keep: bool = False, environment: Mapping[str, str] | None = None
+) -> Iterator[StackCommand]:
     """`local_stack`, started: `up` succeeded and the edge lists the demo markets (the
     gateway projects them from the event log after it starts)."""
-    with local_stack(bots=bots, keep=keep) as command:
+    with local_stack(bots=bots, keep=keep, environment=environment) as command:
         command.up()
         wait_until(
             "the edge lists the markets", lambda: markets_listed(command.edge_url, DEMO_SYMBOLS)

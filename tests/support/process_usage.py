@@ -4,17 +4,21 @@ A component is its pid file's process and every descendant (PostgreSQL's backend
 under its resident parent, the streaming app's workers). Memory is the proportional set
 size (`Pss` of /proc/<pid>/smaps_rollup: shared pages divided among the processes that
 map them), so PostgreSQL's shared buffers are not counted once per backend; open files are
-the entries of /proc/<pid>/fd. A process that exits while it is read counts as nothing.
+the entries of /proc/<pid>/fd; CPU is user + system time of /proc/<pid>/stat (all threads),
+in seconds since each process started. A process that exits while it is read counts as
+nothing.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 _PROC = Path("/proc")
 _KIB = 1024
+_CLOCK_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +26,7 @@ class ProcessUsage:
     processes: int
     memory_bytes: int  # proportional set size, summed
     open_files: int
+    cpu_seconds: float = 0.0  # user + system, summed
 
 
 def _children_by_parent() -> dict[int, list[int]]:
@@ -60,6 +65,16 @@ def _proportional_set_size_bytes(pid: int) -> int:
     return 0
 
 
+def _cpu_seconds(pid: int) -> float:
+    try:
+        stat = (_PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return 0.0
+    # After "(command name)": state, ppid, ... utime and stime are the 12th and 13th.
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS_PER_SECOND
+
+
 def _open_files(pid: int) -> int:
     try:
         return sum(1 for _ in (_PROC / str(pid) / "fd").iterdir())
@@ -75,6 +90,7 @@ def usage_of(pids: Iterable[int], children: Mapping[int, list[int]] | None = Non
         processes=len(tree),
         memory_bytes=sum(_proportional_set_size_bytes(pid) for pid in tree),
         open_files=sum(_open_files(pid) for pid in tree),
+        cpu_seconds=sum(_cpu_seconds(pid) for pid in tree),
     )
 
 

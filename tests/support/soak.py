@@ -12,7 +12,11 @@ Every `sample_seconds` it prints one line for the exchange and one per process:
   (`KafkaConnectionError`, `KafkaTimeoutError`, ...), in that minute;
 - WebSocket lag: from a trade's `executed_at` to its arrival on `trades:<SYMBOL>` through
   Envoy (p50, p99, max);
-- each process's memory (PSS, with its children) and open files.
+- each process's memory (PSS, with its children), open files and CPU (cores busy over the
+  interval), the soak's own process (the load: SDK clients) too; then the CPU all of them
+  used per placement and the placement rate this machine's cores would bear at that cost
+  (`cpu_bound_per_second`): when the rate asked is above it, the machine, not the
+  exchange, is what stops the rate (docs/benchmarks.md, "Soak").
 
 At the end it stops the load, retries the placements whose outcome was unknown, waits until
 the ledger has settled everything the core published, and checks: reconciliation of the
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import statistics
 import time
@@ -59,6 +64,13 @@ OPEN_FILES_GROWTH_MAX: Final = 10
 # The load is paced (tests/support/trading_load.py's Pacer): the rate reached is the aim's
 # less the first interval's start-up and scheduling jitter, never more.
 RATE_SHORTFALL_MAX: Final = 0.02
+CORES: Final = os.cpu_count() or 1
+# The core's per-account windows in a soak (ADR 0019; default 10,000): small enough that
+# every window of the load's accounts is full within the warm-up, so that memory still
+# growing after it is a leak, not a window filling (at 10,000 the core grows ~20 MiB a
+# minute at 115 placements/s for most of an hour before it levels).
+SOAK_HISTORY_WINDOW: Final = 500
+LOAD: Final = "load"  # the soak's own process in the CPU figures
 LAG_GROWTH_SECONDS_MAX: Final = 60.0
 LAG_NOISE_SEQS: Final = 100
 _CLIENT_ERROR = re.compile(r"Kafka(Connection|Timeout)Error|KafkaError|NodeNotReadyError")
@@ -144,6 +156,20 @@ class Sample:
     websocket_lag_ms: tuple[float, float, float]  # p50, p99, max
     trades_received: int
     usage: dict[str, ProcessUsage]
+    cpu_cores_busy: dict[str, float] = field(default_factory=dict)  # per process, + "load"
+    interval_seconds: float = 0.0
+
+    @property
+    def cpu_per_placement_ms(self) -> float:
+        seconds = sum(self.cpu_cores_busy.values()) * self.interval_seconds
+        return 1000 * seconds / self.placed if self.placed else 0.0
+
+    @property
+    def cpu_bound_per_second(self) -> float:
+        """Placements a second that all this machine's cores would bear at the interval's
+        CPU cost per placement (the load's own CPU included: it runs here too)."""
+        cost = self.cpu_per_placement_ms
+        return 1000 * CORES / cost if cost else 0.0
 
 
 @dataclass
@@ -157,6 +183,11 @@ class SoakReport:
     @property
     def met(self) -> bool:
         return all(met for met, _detail in self.aims.values())
+
+
+def soak_stack_environment(history_window: int = SOAK_HISTORY_WINDOW) -> dict[str, str]:
+    """The settings a soak's stack runs with (`running_local_stack(environment=...)`)."""
+    return {"EXCHANGE_CORE_HISTORY_WINDOW": str(history_window)}
 
 
 def ledger_lag(stack: StackCommand) -> int:
@@ -177,9 +208,37 @@ def format_sample(sample: Sample) -> str:
     )
     processes = "  ".join(
         f"{name} {usage.memory_bytes / MIB:.0f}M/{usage.open_files}f"
+        + (f"/{100 * sample.cpu_cores_busy[name]:.0f}%" if name in sample.cpu_cores_busy else "")
         for name, usage in sample.usage.items()
     )
-    return f"{head}\n    {processes}"
+    busy = sum(sample.cpu_cores_busy.values())
+    cpu = (
+        f"cpu: {busy:.2f} of {CORES} cores busy (load {sample.cpu_cores_busy.get(LOAD, 0):.2f}), "
+        f"{sample.cpu_per_placement_ms:.1f} ms per placement: "
+        f"{sample.cpu_bound_per_second:.0f}/s would fill the cores"
+    )
+    return f"{head}\n    {processes}\n    {cpu}"
+
+
+def cpu_cores_busy(
+    before: dict[str, float], after: dict[str, float], seconds: float
+) -> dict[str, float]:
+    """Cores busy per process over `seconds`, from two readings of CPU seconds."""
+    if seconds <= 0:
+        return {}
+    return {
+        name: max(0.0, after[name] - before[name]) / seconds
+        for name in after.keys() & before.keys()
+    }
+
+
+def cpu_readings(usage: dict[str, ProcessUsage]) -> dict[str, float]:
+    """CPU seconds per component, and the load's (this process, every thread)."""
+    times = os.times()
+    return {
+        **{name: figures.cpu_seconds for name, figures in usage.items()},
+        LOAD: times.user + times.system,
+    }
 
 
 def _grown(
@@ -230,9 +289,11 @@ def judge(report: SoakReport, *, rate_aim: float) -> None:
     elapsed = samples[-1].elapsed_seconds if samples else 0.0
     rate = total_placed / elapsed if elapsed else 0.0
     floor = rate_aim * (1 - RATE_SHORTFALL_MAX)
+    bounds = [sample.cpu_bound_per_second for sample in samples if sample.placed]
+    bound = f"; {CORES} cores would bear {statistics.median(bounds):.0f}/s at the CPU per placement"
     report.aims["order rate"] = (
         rate >= floor,
-        f"{rate:.1f}/s (aim {rate_aim:.0f}/s, at least {floor:.1f}/s)",
+        f"{rate:.1f}/s (aim {rate_aim:.0f}/s, at least {floor:.1f}/s)" + (bound if bounds else ""),
     )
     errors = sum(sample.broker_errors for sample in samples)
     report.aims["broker errors"] = (errors == 0, f"{errors}")
@@ -336,6 +397,7 @@ async def run_soak(
     previous_rejections = 0
     previous_unavailable = 0
     interval_started = started
+    cpu_before = cpu_readings(stack_usage(stack.var))
     try:
         while True:
             now = time.monotonic()
@@ -349,6 +411,8 @@ async def run_soak(
             rejections = sum(stats.rejections.values())
             interval_lags, lags[:] = list(lags), []
             websocket_samples = latency.take()
+            usage = stack_usage(stack.var)
+            cpu_now = cpu_readings(usage)
             sample = Sample(
                 elapsed_seconds=now - started,
                 placed=stats.placed - previous_placed,
@@ -366,13 +430,15 @@ async def run_soak(
                     max(websocket_samples, default=0.0),
                 ),
                 trades_received=len(websocket_samples),
-                usage=stack_usage(stack.var),
+                usage=usage,
+                cpu_cores_busy=cpu_cores_busy(cpu_before, cpu_now, now - interval_started),
+                interval_seconds=now - interval_started,
             )
             report.samples.append(sample)
             output(format_sample(sample))
             previous_placed, previous_commands = stats.placed, commands
             previous_rejections, previous_unavailable = rejections, stats.unavailable
-            interval_started = now
+            interval_started, cpu_before = now, cpu_now
             if now >= end:
                 break
     finally:

@@ -5,7 +5,16 @@ from __future__ import annotations
 import dataclasses
 
 from tests.support.process_usage import ProcessUsage
-from tests.support.soak import MIB, Sample, SoakOptions, SoakReport, judge
+from tests.support.soak import (
+    CORES,
+    LOAD,
+    MIB,
+    Sample,
+    SoakOptions,
+    SoakReport,
+    cpu_cores_busy,
+    judge,
+)
 
 
 def _sample(minute: int, *, lag: int, memory_mib: int = 100, files: int = 40) -> Sample:
@@ -60,3 +69,24 @@ def test_a_rate_short_of_the_aim_by_more_than_the_pacing_allowance_is_not_met() 
 
     assert _judged(placed(int(200 * 60 * 0.99)))["order rate"] is True
     assert _judged(placed(int(200 * 60 * 0.95)))["order rate"] is False
+
+
+def test_the_cpu_bound_is_the_cores_over_the_cpu_per_placement() -> None:
+    sample = dataclasses.replace(
+        _sample(1, lag=0),
+        placed=6_000,  # 100/s over the minute
+        interval_seconds=60.0,
+        cpu_cores_busy={"core": 0.5, "ledger": 0.25, LOAD: 0.25},  # 1 core in all
+    )
+    assert sample.cpu_per_placement_ms == 10.0  # 60 CPU-seconds / 6,000 placements
+    assert sample.cpu_bound_per_second == 100.0 * CORES
+    assert cpu_cores_busy({"core": 10.0, LOAD: 1.0}, {"core": 40.0, LOAD: 1.5}, 60.0) == {
+        "core": 0.5,
+        LOAD: 0.5 / 60,
+    }
+    report = SoakReport(SoakOptions(minutes=1, orders_per_second=200.0))
+    report.samples = [sample]
+    judge(report, rate_aim=200.0)
+    met, detail = report.aims["order rate"]
+    assert met is False
+    assert f"{CORES} cores would bear {100 * CORES}/s" in detail
