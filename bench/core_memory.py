@@ -23,8 +23,14 @@ from pathlib import Path
 
 from grpc import aio
 
-from core.service import CoreService, ServiceConfig
-from core.service.testing import ServerProcess, fund_load_accounts, rss_mib, trade_and_cancel
+from core.service import CoreService
+from core.service.testing import (
+    ServerProcess,
+    fund_load_accounts,
+    in_process_core,
+    rss_mib,
+    trade_and_cancel,
+)
 
 ORDERS_PER_ROUND = 3
 
@@ -94,28 +100,13 @@ async def run_process(
 async def run_in_process(
     accounts: tuple[str, ...], window: int | None, order_counts: list[int]
 ) -> None:
-    with tempfile.TemporaryDirectory() as directory:
-        core = CoreService(
-            ServiceConfig(
-                data_dir=Path(directory) / "core",
-                listen="127.0.0.1:0",
-                snapshot_on_shutdown=False,
-                history_window_per_account=window,
-            )
-        )
-        port = await core.start()
-        try:
-            async with aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+    async with in_process_core(history_window_per_account=window) as (core, channel):
 
-                def report(orders: int) -> None:
-                    sizes = ", ".join(
-                        f"{name} {size:,}" for name, size in structure_sizes(core).items()
-                    )
-                    print(f"  after {orders:>6,} orders: {sizes}", flush=True)
+        def report(orders: int) -> None:
+            sizes = ", ".join(f"{name} {size:,}" for name, size in structure_sizes(core).items())
+            print(f"  after {orders:>6,} orders: {sizes}", flush=True)
 
-                await _drive(channel, accounts, order_counts, report)
-        finally:
-            await core.stop()
+        await _drive(channel, accounts, order_counts, report)
 
 
 def main() -> None:

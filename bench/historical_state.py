@@ -15,16 +15,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
 import time
-from pathlib import Path
-
-from grpc import aio
 
 from core.engine import BalanceView, Engine
-from core.service import CoreService, ServiceConfig
 from core.service.historical_state import rebuild_engine
-from core.service.testing import fund_load_accounts, trade_and_cancel
+from core.service.testing import fund_load_accounts, in_process_core, trade_and_cancel
 
 ORDERS_PER_ROUND = 3
 BEHIND = 7
@@ -37,53 +32,38 @@ def _balances(engine: Engine, _seq: int, _last_event_seq: int) -> list[BalanceVi
 
 async def run(order_counts: list[int]) -> None:
     accounts = ("hist-0", "hist-1", "hist-2", "hist-3")
-    with tempfile.TemporaryDirectory() as directory:
-        core = CoreService(
-            ServiceConfig(
-                data_dir=Path(directory) / "core",
-                listen="127.0.0.1:0",
-                snapshot_on_shutdown=False,
-            )
-        )
-        port = await core.start()
+    async with in_process_core() as (core, channel):
         sequencer = core.runtime.sequencer
         historical = core.runtime.historical
-        try:
-            async with aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-                await fund_load_accounts(channel, accounts)
-                rounds_done = 0
-                print(
-                    f"{'orders':>8} {'engine seq':>11} {'cold ms':>9} {'forward ms':>11} "
-                    f"{'records':>8} {'ratio':>7}"
-                )
-                for orders in order_counts:
-                    rounds = orders // ORDERS_PER_ROUND
-                    await trade_and_cancel(channel, accounts, rounds_done, rounds - rounds_done)
-                    rounds_done = rounds
-                    seq = sequencer.engine_seq - BEHIND
-                    started = time.perf_counter()
-                    cold = rebuild_engine(
-                        sequencer.directory,
-                        sequencer.wal,
-                        sequencer.options.engine_config,
-                        seq,
-                    ).engine.all_balances()
-                    cold_ms = (time.perf_counter() - started) * 1000
-                    await historical.read_at(seq - PREVIOUS_BEHIND, _balances)
-                    applied_before = historical.records_applied
-                    started = time.perf_counter()
-                    forward = await historical.read_at(seq, _balances)
-                    forward_ms = (time.perf_counter() - started) * 1000
-                    if forward != cold:
-                        raise SystemExit(f"balances at {seq} differ from a cold rebuild's")
-                    print(
-                        f"{orders:>8,} {seq:>11,} {cold_ms:>9.1f} {forward_ms:>11.1f} "
-                        f"{historical.records_applied - applied_before:>8,} "
-                        f"{cold_ms / forward_ms:>6.0f}x",
-                        flush=True,
-                    )
-        finally:
-            await core.stop()
+        await fund_load_accounts(channel, accounts)
+        rounds_done = 0
+        print(
+            f"{'orders':>8} {'engine seq':>11} {'cold ms':>9} {'forward ms':>11} "
+            f"{'records':>8} {'ratio':>7}"
+        )
+        for orders in order_counts:
+            rounds = orders // ORDERS_PER_ROUND
+            await trade_and_cancel(channel, accounts, rounds_done, rounds - rounds_done)
+            rounds_done = rounds
+            seq = sequencer.engine_seq - BEHIND
+            started = time.perf_counter()
+            cold = rebuild_engine(
+                sequencer.directory, sequencer.wal, sequencer.options.engine_config, seq
+            ).engine.all_balances()
+            cold_ms = (time.perf_counter() - started) * 1000
+            await historical.read_at(seq - PREVIOUS_BEHIND, _balances)
+            applied_before = historical.records_applied
+            started = time.perf_counter()
+            forward = await historical.read_at(seq, _balances)
+            forward_ms = (time.perf_counter() - started) * 1000
+            if forward != cold:
+                raise SystemExit(f"balances at {seq} differ from a cold rebuild's")
+            print(
+                f"{orders:>8,} {seq:>11,} {cold_ms:>9.1f} {forward_ms:>11.1f} "
+                f"{historical.records_applied - applied_before:>8,} "
+                f"{cold_ms / forward_ms:>6.0f}x",
+                flush=True,
+            )
 
 
 def main() -> None:

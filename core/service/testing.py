@@ -1,6 +1,7 @@
 """Testing helpers: the service as a child process, identity metadata, a funded BTC-USDT market.
 
-Used by tests/integration/core/service, bench/core_grpc_bench.py and bench/core_memory.py.
+Used by tests/integration/core/service, bench/core_grpc_bench.py, bench/core_memory.py and
+bench/historical_state.py.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Final
@@ -27,12 +31,36 @@ from core.engine import MarketMode
 from core.engine.results import MarketView
 from core.engine.testing import BTC, USDT, btc_usdt_spec
 from core.service.identity import ACCOUNT_HEADER, OPERATOR_HEADER
+from core.service.server import CoreService, ServiceConfig
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 _LISTENING: Final = re.compile(rb"core service listening on (\S+):(\d+)")
 OPERATOR_ID: Final = "operator-1"
 
 Metadata = tuple[tuple[str, str], ...]
+
+
+@asynccontextmanager
+async def in_process_core(
+    *, history_window_per_account: int | None = None
+) -> AsyncIterator[tuple[CoreService, aio.Channel]]:
+    """A started CoreService in this process on a loopback port, over a temporary data
+    directory, and a channel to it (both closed and removed on exit)."""
+    with tempfile.TemporaryDirectory() as directory:
+        core = CoreService(
+            ServiceConfig(
+                data_dir=Path(directory) / "core",
+                listen="127.0.0.1:0",
+                snapshot_on_shutdown=False,
+                history_window_per_account=history_window_per_account,
+            )
+        )
+        port = await core.start()
+        try:
+            async with aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                yield core, channel
+        finally:
+            await core.stop()
 
 
 def trader(account_id: str) -> Metadata:
