@@ -47,8 +47,13 @@ def redis_server_arguments(
         "yes",
         "--maxmemory",
         str(max_memory_bytes),
+        # Full memory evicts the least recently used keys WITH an expiry (the edge's
+        # idempotency bindings, replay nonces, rate windows: at 200 commands/s a day of
+        # 24-hour bindings is ~4 GiB) and never a key without one (API keys, streaming's
+        # state). "noeviction" refused every write once full: after ~80 minutes of soak
+        # traffic every signed POST would have failed (docs/adr/0011).
         "--maxmemory-policy",
-        "noeviction",
+        "volatile-lru",
     ]
     if directory is None:
         return [*arguments, "--appendonly", "no"]
