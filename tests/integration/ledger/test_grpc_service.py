@@ -248,7 +248,8 @@ def _violated_field(error: grpc.aio.AioRpcError) -> str:
     assert status is not None
     bad_request = error_details_pb2.BadRequest()
     assert status.details[1].Unpack(bad_request)
-    return bad_request.field_violations[0].field
+    field: str = bad_request.field_violations[0].field
+    return field
 
 
 async def test_a_nul_in_any_string_is_field_invalid_not_internal(
