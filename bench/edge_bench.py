@@ -41,6 +41,7 @@ import aiohttp
 import grpc
 from exchange.trading.v1 import trading_pb2, trading_pb2_grpc
 
+from common.identity_headers import ACCOUNT_HEADER
 from core.service.testing import ServerProcess, create_btc_usdt, deposit
 from gateway.signing import grpc_metadata, rest_headers
 from infra.local.envoy import EnvoyProxy
@@ -182,7 +183,7 @@ async def _phases(edge: RealEdge, *, seconds: float, concurrency: int) -> list[P
     envoy_target = f"127.0.0.1:{edge.envoy.listener_port}"
     async with grpc.aio.insecure_channel(edge.core_target) as direct_channel:
         direct = trading_pb2_grpc.TradingServiceStub(direct_channel)
-        identity = (("x-exchange-account-id", ALICE[2]),)
+        identity = ((ACCOUNT_HEADER, ALICE[2]),)
 
         async def direct_one(number: int) -> None:
             await direct.PlaceOrder(_order(number, "direct"), metadata=identity)
@@ -288,7 +289,7 @@ async def _fan_out(edge: RealEdge, *, seconds: float, clients: int, rate: int) -
 
         receivers = [asyncio.create_task(receive(client)) for client in sockets]
         trading = trading_pb2_grpc.TradingServiceStub(channel)
-        identity = (("x-exchange-account-id", BOB[2]),)
+        identity = ((ACCOUNT_HEADER, BOB[2]),)
         started = time.perf_counter()
         for number in range(total):
             await trading.PlaceOrder(_order(number, "fan-out-sell", side=2), metadata=identity)

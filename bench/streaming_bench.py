@@ -29,7 +29,7 @@ import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from exchange.marketdata.v1 import marketdata_pb2, marketdata_pb2_grpc, types_pb2
 
-from core.outbox.topics import TopicSpec, ensure_topics
+from common.topics import TopicSpec, ensure_topics
 from infra.local.kafka_broker import LocalBroker
 from infra.local.ports import free_port
 from infra.local.redis import RedisServer

@@ -15,8 +15,8 @@ import grpc
 from exchange.apikey.v1 import apikey_pb2, apikey_pb2_grpc
 from redis.exceptions import RedisError
 
+from common.identity_headers import OPERATOR_HEADER
 from gateway.api_keys import ApiKeyStore
-from gateway.envoy_config import OPERATOR_HEADER
 from gateway.errors import EdgeError
 
 Context = grpc.aio.ServicerContext[object, object]

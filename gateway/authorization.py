@@ -30,13 +30,15 @@ from dataclasses import dataclass, field
 from exchange.apikey.v1 import apikey_pb2
 from redis.asyncio import Redis
 
-from core.contracts.validation import ID_CHARACTERS, is_identifier
-from gateway.api_keys import ApiKeyRecord, ApiKeyStore
-from gateway.envoy_config import (
+from common.identifiers import ID_CHARACTERS, is_identifier
+from common.identity_headers import (
     ACCOUNT_HEADER,
     IDEMPOTENCY_KEY_HEADER,
     KEY_ID_HEADER,
     OPERATOR_HEADER,
+)
+from gateway.api_keys import ApiKeyRecord, ApiKeyStore
+from gateway.envoy_config import (
     Access,
 )
 from gateway.errors import EdgeError

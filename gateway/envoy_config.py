@@ -40,6 +40,10 @@ from google.api import annotations_pb2, http_pb2
 from google.protobuf import any_pb2, descriptor_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
+from common.identity_headers import (
+    IDENTITY_HEADERS,
+)
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DESCRIPTOR_PATH = REPO_ROOT / "gen" / "descriptors" / "exchange.binpb"
 EXAMPLE_CONFIG_PATH = REPO_ROOT / "envoy" / "envoy.example.json"
@@ -49,11 +53,7 @@ EDGE_DESCRIPTOR_PATH = REPO_ROOT / "envoy" / "edge.binpb"
 
 # Headers that carry identity to the services. Envoy removes any copy a client sends
 # before anything else runs; the gateway's authorization answer is their only source.
-ACCOUNT_HEADER = "x-exchange-account-id"
-OPERATOR_HEADER = "x-exchange-operator-id"
-KEY_ID_HEADER = "x-exchange-key-id"
-IDEMPOTENCY_KEY_HEADER = "x-exchange-idempotency-key"
-IDENTITY_HEADERS = (ACCOUNT_HEADER, OPERATOR_HEADER, KEY_ID_HEADER, IDEMPOTENCY_KEY_HEADER)
+# (common/identity_headers.py defines them.)
 
 # What the client sends for the gateway to check (docs/api/authentication.md).
 SIGNATURE_HEADERS = ("x-api-key", "x-ts", "x-signature", "idempotency-key", "content-type")

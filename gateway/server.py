@@ -21,8 +21,8 @@ from exchange.marketdata.v1 import marketdata_pb2_grpc
 from exchange.marketdata.v1 import types_pb2 as marketdata_types_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from core.contracts.request_decoding import DecodeErrorInterceptor
-from core.event_path_health import BrokerProbe, EventPath, HealthReporter, health_setter
+from common.event_path_health import BrokerProbe, EventPath, HealthReporter, health_setter
+from common.request_decoding import DecodeErrorInterceptor
 from gateway.api_key_service import ApiKeyService
 from gateway.api_keys import ApiKeyStore
 from gateway.authorization import Authorizer
@@ -151,7 +151,7 @@ def _watch_event_path(
     consumer: EventLogConsumer | None,
     health_servicer: health.aio.HealthServicer,
 ) -> list[BrokerProbe | HealthReporter]:
-    """The market-data consumer's event path (core/event_path_health.py), started: its
+    """The market-data consumer's event path (common/event_path_health.py), started: its
     aiokafka client only retries in silence, so the broker is probed for the topics it reads."""
     if consumer is None:
         return []

@@ -24,6 +24,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from common.identity_headers import operator_metadata
 from ledger.db.connection import DriverConnection, driver_connection
 from ledger.errors import LedgerError, Reason
 from ledger.journal import INT64_MAX, INT64_MIN
@@ -94,7 +95,7 @@ class GrpcFundingClient:
         try:
             response = await self._stub.CreateBalanceAdjustment(
                 request,
-                metadata=(("x-exchange-operator-id", operator_id),),
+                metadata=operator_metadata(operator_id),
                 timeout=self._timeout_seconds,
             )
         except grpc.aio.AioRpcError as error:

@@ -45,7 +45,6 @@ if TYPE_CHECKING:
     from ledger.read_model import Entry
     from ledger.reconciliation import ReconciliationReport
 
-LEDGER_EVENTS_TOPIC: Final = "ledger.events.v1"
 LEDGER_STREAM: Final = "ledger"  # the one seq stream, and the record key
 EVENT_VERSION: Final = 1
 EVENT_ID_PREFIX: Final = "ledger:"

@@ -32,10 +32,10 @@ from typing import Any, Final
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from core.event_path_health import BackgroundTask, EventPath
-from core.outbox.topics import TopicSpec, ensure_topics
+from common.event_path_health import BackgroundTask, EventPath
+from common.topics import LEDGER_EVENTS_TOPIC, TopicSpec, ensure_topics
 from ledger.db.connection import DriverConnection, driver_connection
-from ledger.events_outbox import LEDGER_EVENTS_TOPIC, LEDGER_STREAM, entry_posted, with_seq
+from ledger.events_outbox import LEDGER_STREAM, entry_posted, with_seq
 from ledger.read_model import entries_by_ids
 
 LOGGER: Final = logging.getLogger("ledger.events")

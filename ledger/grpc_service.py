@@ -28,6 +28,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from common.identity_headers import ACCOUNT_HEADER, OPERATOR_HEADER
 from ledger import read_model
 from ledger.adjustments import Adjustment, Adjustments
 from ledger.balance_checks import check_invariants, rebuild_balances
@@ -46,8 +47,6 @@ from ledger.settlement import IngestResult, Settlement
 
 LOGGER: Final = logging.getLogger("ledger.service")
 ERROR_DOMAIN: Final = "exchange"
-ACCOUNT_HEADER: Final = "x-exchange-account-id"
-OPERATOR_HEADER: Final = "x-exchange-operator-id"
 
 Context = grpc.aio.ServicerContext[Any, Any]
 Request = TypeVar("Request", bound=Message)

@@ -42,6 +42,7 @@ from exchange.core.v1 import core_admin_pb2, core_admin_pb2_grpc
 from exchange.ledger.types.v1 import types_pb2
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from common.identity_headers import operator_metadata
 from ledger.db.connection import DriverConnection, driver_connection
 from ledger.errors import LedgerError, Reason
 from ledger.events_outbox import now, reconciliation_completed, record_events
@@ -116,7 +117,7 @@ class GrpcCoreView:
     def __init__(self, channel: grpc.aio.Channel, *, timeout_seconds: float = 10.0) -> None:
         self._stub = core_admin_pb2_grpc.CoreAdminServiceStub(channel)
         self._timeout_seconds = timeout_seconds
-        self._metadata = (("x-exchange-operator-id", RECONCILIATION_OPERATOR_ID),)
+        self._metadata = operator_metadata(RECONCILIATION_OPERATOR_ID)
 
     async def engine_balances(self, *, at_engine_seq: int) -> EngineBalances:
         try:

@@ -26,13 +26,13 @@ from exchange.ledger.v1 import ledger_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from core.contracts.request_decoding import DecodeErrorInterceptor
-from core.event_path_health import BrokerProbe, EventPath, HealthReporter, health_setter
+from common.event_path_health import BrokerProbe, EventPath, HealthReporter, health_setter
+from common.request_decoding import DecodeErrorInterceptor
+from common.topics import LEDGER_EVENTS_TOPIC
 from ledger.adjustments import Adjustments, FundingClient, GrpcFundingClient
 from ledger.consumer import CORE_EVENTS_TOPIC, ConsumerOptions, SettlementConsumer
 from ledger.corrections import Corrections
 from ledger.db.connection import create_engine
-from ledger.events_outbox import LEDGER_EVENTS_TOPIC
 from ledger.events_publisher import LedgerEventsOptions, LedgerEventsPublisher
 from ledger.gc_tuning import tune_garbage_collector
 from ledger.grpc_service import LedgerService
@@ -133,7 +133,7 @@ async def _main(arguments: argparse.Namespace) -> None:
     probe: BrokerProbe | None = None
     if arguments.kafka_bootstrap:
         # The event path's health: the broker probed for what the consumer reads and the
-        # publisher writes, and the publisher's rounds (core/event_path_health.py).
+        # publisher writes, and the publisher's rounds (common/event_path_health.py).
         probe = BrokerProbe(
             arguments.kafka_bootstrap,
             (CORE_EVENTS_TOPIC, arguments.ledger_events_topic),

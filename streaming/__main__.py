@@ -34,13 +34,11 @@ import grpc
 from exchange.marketdata.v1 import marketdata_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from core.contracts.request_decoding import DecodeErrorInterceptor
-from core.event_path_health import BrokerProbe, EventPath, HealthReporter, health_setter
+from common.event_path_health import BrokerProbe, EventPath, HealthReporter, health_setter
+from common.request_decoding import DecodeErrorInterceptor
+from common.topics import CANDLES_TOPIC, TICKERS_TOPIC, TRADE_EVENTS_TOPIC
 from streaming.app import (
-    CANDLES_TOPIC,
     CONSUMER_GROUP_DEFAULT,
-    TICKERS_TOPIC,
-    TRADE_EVENTS_TOPIC,
     MarketDataSink,
     ProcessingGuarantee,
     StreamingOptions,
@@ -92,7 +90,7 @@ class HistoryServer:
     def __init__(self, store: HistoryStore, listen: str, *, broker: str | None = None) -> None:
         self.store = store
         self.listen = listen
-        # The event path's health (core/event_path_health.py): Quix's client only retries in
+        # The event path's health (common/event_path_health.py): Quix's client only retries in
         # silence, so the broker is probed for the topics the application reads and writes.
         self._probe = (
             None

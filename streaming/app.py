@@ -46,6 +46,7 @@ from quixstreams.processing import ProcessingContext
 from quixstreams.sinks import BaseSink
 from quixstreams.state.base import PartitionTransaction
 
+from common.topics import CANDLES_TOPIC, TICKERS_TOPIC, TRADE_EVENTS_TOPIC
 from streaming.aggregation import (
     LATENESS_NS_DEFAULT,
     Candle,
@@ -60,9 +61,6 @@ from streaming.latest_state import LatestState
 
 LOGGER: Final = logging.getLogger("streaming")
 
-TRADE_EVENTS_TOPIC: Final = "core.trade-events.v1"
-CANDLES_TOPIC: Final = "md.candles.v1"
-TICKERS_TOPIC: Final = "md.tickers.v1"
 CONSUMER_GROUP_DEFAULT: Final = "md-streaming"
 RETENTION_MS_DEFAULT: Final = 7 * 24 * 3600 * 1000
 PARTITION_STATE_KEY: Final = b"\x00partition"  # no symbol starts with a NUL byte

@@ -24,6 +24,7 @@ from typing import Final
 from exchange.common.v1 import errors_pb2, types_pb2
 from exchange.trading.v1 import trading_pb2
 
+from common.identifiers import is_identifier
 from core.contracts import validation
 from core.contracts.enums import (
     CANCEL_REASON,
@@ -103,11 +104,11 @@ def place_order(account_id: str, request: trading_pb2.PlaceOrderRequest) -> Plac
     if (
         not client_order_id
         or len(client_order_id) > _COID_MAX
-        or not validation.is_identifier(client_order_id)
+        or not is_identifier(client_order_id)
     ):
         validation.identifier(client_order_id, "client_order_id", _COID_MAX, missing=_KEY_MISSING)
     symbol = request.symbol
-    if not symbol or len(symbol) > _SYMBOL_MAX or not validation.is_identifier(symbol):
+    if not symbol or len(symbol) > _SYMBOL_MAX or not is_identifier(symbol):
         validation.symbol(symbol)
     side = _SIDES.get(request.side)
     if side is None:

@@ -22,12 +22,12 @@ lines (docs/adr/0015-hostile-input-at-the-edge.md).
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from typing import Final
 
 from exchange.common.v1 import errors_pb2
 
+from common.identifiers import ID_CHARACTERS, is_identifier
 from core.contracts.errors import ErrorReason, RequestError, field_invalid
 from core.engine.market import ASSET_CODE_LENGTH_MAX, SYMBOL_LENGTH_MAX
 from core.engine.money import INT64_MAX
@@ -40,8 +40,6 @@ TEXT_LENGTH_MAX: Final = 512
 ORDER_ID_DIGITS_MAX: Final = 19
 
 # The characters of every identifier (docs/api/errors.md, FIELD_INVALID).
-ID_CHARACTERS: Final = "A-Za-z0-9._:-"
-_IDENTIFIER: Final = re.compile(f"[{ID_CHARACTERS}]+")
 
 _KEY_MISSING: Final = errors_pb2.ERROR_REASON_IDEMPOTENCY_KEY_MISSING
 _FIELD_INVALID: Final = errors_pb2.ERROR_REASON_FIELD_INVALID
@@ -54,11 +52,6 @@ def required_text(
     if not value:
         raise RequestError(missing, f"{field} is required", field=field)
     return optional_text(value, field, length_max)
-
-
-def is_identifier(value: str) -> bool:
-    """Only `ID_CHARACTERS` (printable ASCII letters, digits and `._:-`)."""
-    return _IDENTIFIER.fullmatch(value) is not None
 
 
 def identifier(

@@ -7,6 +7,7 @@ order, from a durable cursor. See core/outbox/README.md.
 
 from __future__ import annotations
 
+from common.topics import CORE_EVENTS_TOPIC, TRADE_EVENTS_TOPIC, TopicSpec, ensure_topics
 from core.outbox.cursor import PUBLISH_CURSOR_NAME, read_cursor
 from core.outbox.errors import (
     JournalFormatError,
@@ -16,16 +17,14 @@ from core.outbox.errors import (
     OutboxNotStartedError,
     OutboxOverloadedError,
     OutboxRecoveryError,
-    OutboxTopicError,
     PublishCursorCorruptionError,
 )
 from core.outbox.journal import JournalOptions, JournalReader, JournalRecovery, OutboxJournal
 from core.outbox.journal_format import JournalEvent, decode_events, encode_events
 from core.outbox.publisher import OutboxPublisher, PublishedPosition, PublisherOptions
-from core.outbox.topics import EVENTS_TOPIC, TRADE_EVENTS_TOPIC, TopicSpec, ensure_topics
 
 __all__ = [
-    "EVENTS_TOPIC",
+    "CORE_EVENTS_TOPIC",
     "PUBLISH_CURSOR_NAME",
     "TRADE_EVENTS_TOPIC",
     "JournalEvent",
@@ -41,7 +40,6 @@ __all__ = [
     "OutboxOverloadedError",
     "OutboxPublisher",
     "OutboxRecoveryError",
-    "OutboxTopicError",
     "PublishCursorCorruptionError",
     "PublishedPosition",
     "PublisherOptions",

@@ -42,7 +42,3 @@ class JournalFormatError(OutboxError):
 
 class PublishCursorCorruptionError(OutboxError):
     """The publish cursor file is unreadable (bad size, magic or checksum)."""
-
-
-class OutboxTopicError(OutboxError):
-    """A topic could not be created, or exists with too few partitions."""

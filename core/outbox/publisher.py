@@ -43,8 +43,9 @@ from typing import Any, Final
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
+from common.event_path_health import EventPath
+from common.topics import CORE_EVENTS_TOPIC, TRADE_EVENTS_TOPIC, TopicSpec, ensure_topics
 from core.contracts.events import varint
-from core.event_path_health import EventPath
 from core.outbox.cursor import PUBLISH_CURSOR_NAME, read_cursor, write_cursor
 from core.outbox.errors import (
     JournalFormatError,
@@ -55,7 +56,6 @@ from core.outbox.errors import (
 )
 from core.outbox.journal import JournalReader, OutboxJournal
 from core.outbox.journal_format import decode_events
-from core.outbox.topics import EVENTS_TOPIC, TRADE_EVENTS_TOPIC, TopicSpec, ensure_topics
 from core.wal import EpochFence, FencedError, WalRecord
 
 KIB: Final = 1024
@@ -87,7 +87,7 @@ class PublishedPosition:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PublisherOptions:
     bootstrap_servers: str
-    events_topic: TopicSpec = field(default_factory=lambda: TopicSpec(name=EVENTS_TOPIC))
+    events_topic: TopicSpec = field(default_factory=lambda: TopicSpec(name=CORE_EVENTS_TOPIC))
     trade_events_topic: TopicSpec = field(
         default_factory=lambda: TopicSpec(name=TRADE_EVENTS_TOPIC)
     )

@@ -10,17 +10,15 @@ UNAUTHENTICATED (`API_KEY_MISSING`), admin calls without an operator PERMISSION_
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any
 
 from exchange.common.v1 import errors_pb2
 from grpc import aio
 
+from common.identity_headers import ACCOUNT_HEADER, OPERATOR_HEADER
 from core.contracts import validation
 from core.contracts.errors import RequestError
 from core.service.errors import ServiceError
-
-ACCOUNT_HEADER: Final = "x-exchange-account-id"
-OPERATOR_HEADER: Final = "x-exchange-operator-id"
 
 Context = aio.ServicerContext[Any, Any]
 

@@ -19,7 +19,7 @@ from exchange.core.v1 import core_admin_pb2
 from core.contracts import markets
 from core.contracts.enums import SIDE
 from core.engine import Engine, Side
-from core.outbox import EVENTS_TOPIC, PublishedPosition
+from core.outbox import CORE_EVENTS_TOPIC, PublishedPosition
 
 RESUME_OFFSET_UNKNOWN = -1
 
@@ -36,7 +36,7 @@ def projection_snapshot(
         shard_id=shard_id,
         engine_seq=engine_seq,
         account_stream_seq=engine.account_stream_seq(),
-        events_topic=EVENTS_TOPIC if position is None else position.topic,
+        events_topic=CORE_EVENTS_TOPIC if position is None else position.topic,
         resume_offset=RESUME_OFFSET_UNKNOWN,
     )
     if position is not None and position.engine_seq <= engine_seq:

@@ -42,18 +42,18 @@ from exchange.trading.v1 import trading_pb2, trading_pb2_grpc
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from core.contracts.orders import BATCH_COMMANDS_MAX
-from core.contracts.request_decoding import DecodeErrorInterceptor
-from core.engine import EngineConfig
-from core.event_path_health import (
+from common.event_path_health import (
     EVENT_PATH_SERVICE,
     BrokerProbe,
     EventPath,
     HealthReporter,
     health_setter,
 )
+from common.request_decoding import DecodeErrorInterceptor
+from common.topics import CORE_EVENTS_TOPIC, TRADE_EVENTS_TOPIC
+from core.contracts.orders import BATCH_COMMANDS_MAX
+from core.engine import EngineConfig
 from core.outbox import OutboxJournal, OutboxPublisher, PublisherOptions
-from core.outbox.topics import EVENTS_TOPIC, TRADE_EVENTS_TOPIC
 from core.sequencer import Sequencer, SequencerOptions
 from core.service.admin import CoreAdminServicer
 from core.service.errors import LOGGER
@@ -220,9 +220,11 @@ class CoreService:
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         if self._publisher is not None and config.broker is not None:
             # The event path's health: the outbox's rounds, and the broker probed even when
-            # there is nothing to publish (core/event_path_health.py).
+            # there is nothing to publish (common/event_path_health.py).
             probe = self._probe = BrokerProbe(
-                config.broker, (EVENTS_TOPIC, TRADE_EVENTS_TOPIC), EventPath("core broker probe")
+                config.broker,
+                (CORE_EVENTS_TOPIC, TRADE_EVENTS_TOPIC),
+                EventPath("core broker probe"),
             )
             probe.start()
             self.health_reporter = HealthReporter(

@@ -26,11 +26,11 @@ from exchange.funding.v1 import funding_pb2, funding_pb2_grpc
 from exchange.trading.v1 import trading_pb2, trading_pb2_grpc
 from grpc import aio
 
+from common.identity_headers import ACCOUNT_HEADER, OPERATOR_HEADER
 from core.contracts.markets import market_message
 from core.engine import MarketMode
 from core.engine.results import MarketView
 from core.engine.testing import BTC, USDT, btc_usdt_spec
-from core.service.identity import ACCOUNT_HEADER, OPERATOR_HEADER
 from core.service.server import CoreService, ServiceConfig
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]

@@ -30,12 +30,12 @@ from typing import Final
 from exchange.common.v1 import errors_pb2
 from exchange.trading.v1 import trading_pb2, trading_pb2_grpc
 
+from common.request_decoding import UndecodableRequest
 from core.contracts import orders, validation
 from core.contracts.enums import ORDER_STATUS
 from core.contracts.errors import RequestError, rejection_reason
 from core.contracts.markets import balance_message
 from core.contracts.orders import FillRecord, OrderCommand
-from core.contracts.request_decoding import UndecodableRequest
 from core.engine import ApplyResult, Outcome
 from core.service.errors import ServiceError
 from core.service.identity import Context, caller_account

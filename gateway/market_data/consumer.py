@@ -51,6 +51,7 @@ from aiokafka.errors import OffsetOutOfRangeError
 from exchange.events.v1 import envelope_pb2
 from exchange.websocket.v1 import websocket_pb2
 
+from common.topics import CANDLES_TOPIC, CORE_EVENTS_TOPIC, TICKERS_TOPIC
 from gateway.fanout import Hub
 from gateway.market_data.projection import (
     MarketDataProjection,
@@ -60,9 +61,6 @@ from gateway.market_data.projection import (
 )
 
 _LOG = logging.getLogger(__name__)
-CORE_EVENTS_TOPIC: Final = "core.events.v1"
-CANDLES_TOPIC: Final = "md.candles.v1"
-TICKERS_TOPIC: Final = "md.tickers.v1"
 _INTERVAL_NAMES: Final = {1: "1m", 2: "5m", 3: "1h", 4: "1d"}
 SnapshotSource = Callable[[], Awaitable[ProjectionSnapshot]]
 

@@ -9,6 +9,7 @@ from typing import Final
 import grpc
 from exchange.core.v1 import core_admin_pb2, core_admin_pb2_grpc
 
+from common.identity_headers import operator_metadata
 from gateway.market_data.projection import ProjectionSnapshot
 
 OPERATOR_ID: Final = "gateway:market-data"
@@ -33,7 +34,7 @@ class CoreSnapshots:
         stub = core_admin_pb2_grpc.CoreAdminServiceStub(self._channel)
         snapshot: ProjectionSnapshot = await stub.GetProjectionSnapshot(
             core_admin_pb2.GetProjectionSnapshotRequest(),
-            metadata=(("x-exchange-operator-id", OPERATOR_ID),),
+            metadata=operator_metadata(OPERATOR_ID),
             timeout=self._deadline_seconds,
         )
         return snapshot

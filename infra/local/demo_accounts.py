@@ -25,10 +25,11 @@ import grpc
 from exchange.apikey.v1 import apikey_pb2, apikey_pb2_grpc
 from exchange.funding.v1 import funding_pb2, funding_pb2_grpc
 
+from common.identity_headers import operator_metadata
 from infra.local.edge_client import ApiKey, place_limit_order
 from infra.local.reference_data import STACK_OPERATOR_ID
 
-OPERATOR_METADATA: Final = (("x-exchange-operator-id", STACK_OPERATOR_ID),)
+OPERATOR_METADATA: Final = operator_metadata(STACK_OPERATOR_ID)
 # The README's example users, and the demo bots' own accounts: the bots never trade as the
 # example users, so their quotes cannot stand in front of an example's order (self-trade
 # prevention would cancel it) nor change the balances the examples print.

@@ -12,6 +12,8 @@ import grpc
 from exchange.common.v1 import types_pb2
 from exchange.core.v1 import core_admin_pb2, core_admin_pb2_grpc
 
+from common.identity_headers import operator_metadata
+
 STACK_OPERATOR_ID: Final = "local-stack"
 
 ASSETS: Final = (
@@ -65,7 +67,7 @@ MARKETS: Final = (
 
 def list_reference_data(core_address: str, *, timeout_seconds: float = 10.0) -> list[str]:
     """List every asset and market on the core at `core_address`; returns the symbols."""
-    metadata = (("x-exchange-operator-id", STACK_OPERATOR_ID),)
+    metadata = operator_metadata(STACK_OPERATOR_ID)
     with grpc.insecure_channel(core_address) as channel:
         admin = core_admin_pb2_grpc.CoreAdminServiceStub(channel)
         for asset in ASSETS:

@@ -11,7 +11,7 @@ PostgreSQL's fast shutdown; SIGKILL after a grace period); `smoke` places the sm
 again. `status` prints each component as stopped, or running and healthy / unhealthy (with
 the reason): its readiness check (the broker must answer a metadata request, not only
 accept connections) and, for core, ledger, streaming and gateway, their event path's
-`grpc.health.v1` status (core/event_path_health.py: a publisher or consumer failing for
+`grpc.health.v1` status (common/event_path_health.py: a publisher or consumer failing for
 longer than EXCHANGE_EVENT_PATH_BOUND_SECONDS, default 30 s, is NOT_SERVING; the reason is
 the last `event path unhealthy:` line of its log). It exits 1 when a service is stopped or
 unhealthy (the bots are optional). Running `up` twice is safe: what runs is left alone.
@@ -57,7 +57,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from core.event_path_health import EVENT_PATH_SERVICE, UNHEALTHY_PREFIX
+from common.event_path_health import EVENT_PATH_SERVICE, UNHEALTHY_PREFIX
 from gateway.envoy_config import EdgeParameters, Endpoint, render, write_edge_descriptor
 from infra.local.demo_accounts import demo_keys, fund_demo_accounts, smoke_order
 from infra.local.edge_client import ApiKey

@@ -38,7 +38,7 @@ from tests.support.exchange_access import (
 )
 from tests.support.local_stack import StackCommand
 
-EVENTS_TOPIC = "core.events.v1"
+CORE_EVENTS_TOPIC = "core.events.v1"
 FEES_OWNER = "exchange:fees"
 EXTERNAL_OWNER = "exchange:external"
 SECOND_OPERATOR = "e2e-second-operator"
@@ -76,7 +76,7 @@ async def _publish_again(
     try:
         for envelope in envelopes:
             await producer.send_and_wait(
-                EVENTS_TOPIC,
+                CORE_EVENTS_TOPIC,
                 envelope.SerializeToString(),
                 key=CORE_SHARD_ID.encode(),
                 partition=0,
@@ -107,7 +107,7 @@ def test_duplicate_delivery_changes_nothing(traded: StackCommand) -> None:
     with ledger(stack) as service:
         entries_before = _all_entries(service)
     books_before = _books(stack, owners)
-    delivered = asyncio.run(topic_envelopes(stack.broker_address, EVENTS_TOPIC))
+    delivered = asyncio.run(topic_envelopes(stack.broker_address, CORE_EVENTS_TOPIC))
     trades = [envelope for envelope in delivered if envelope.HasField("trade_executed")]
     assert trades, "the trade's event is on the topic"
 

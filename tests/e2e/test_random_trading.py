@@ -45,7 +45,7 @@ from tests.support.exchange_access import (
 )
 from tests.support.local_stack import StackCommand
 
-EVENTS_TOPIC = "core.events.v1"
+CORE_EVENTS_TOPIC = "core.events.v1"
 TRADERS = tuple(f"e2e-trader-{number}" for number in range(1, 5))
 RANDOM_SECONDS = 10.0
 BURST_BEFORE_KILL_SECONDS = 3.0
@@ -274,7 +274,7 @@ async def test_kill_the_core_during_a_burst_loses_no_acknowledged_order(
     burst = killed_burst
     accepted = {
         envelope.order_accepted.order_id
-        for envelope in await topic_envelopes(stack.broker_address, EVENTS_TOPIC)
+        for envelope in await topic_envelopes(stack.broker_address, CORE_EVENTS_TOPIC)
         if envelope.HasField("order_accepted")
     }
     for name, key in traders.items():

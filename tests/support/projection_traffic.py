@@ -29,8 +29,8 @@ from exchange.funding.v1 import funding_pb2, funding_pb2_grpc
 from exchange.trading.v1 import trading_pb2, trading_pb2_grpc
 from grpc import aio
 
-from core.outbox import EVENTS_TOPIC
-from core.outbox.topics import RETENTION_MS_DEFAULT
+from common.topics import RETENTION_MS_DEFAULT
+from core.outbox import CORE_EVENTS_TOPIC
 from core.service.testing import create_btc_usdt, deposit, operator, trader
 
 SYMBOL: Final = "BTC-USDT"
@@ -283,4 +283,4 @@ async def _retention_ms(admin: AIOKafkaAdminClient, topics: Sequence[str], value
     )
 
 
-TOPICS_DROPPED: Final = (EVENTS_TOPIC,)
+TOPICS_DROPPED: Final = (CORE_EVENTS_TOPIC,)

@@ -15,6 +15,7 @@ from google.protobuf import message
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from common.identity_headers import ACCOUNT_HEADER, OPERATOR_HEADER
 from gateway.signing import grpc_metadata
 from tests.integration.edge.harness import ALICE, OPERATOR, READER, now_ms
 from tests.integration.edge.standin_core import StandInCore
@@ -49,12 +50,12 @@ def test_signed_grpc_order_reaches_the_core_as_the_keys_account(
 ) -> None:
     stub = trading_pb2_grpc.TradingServiceStub(grpc_channel)
     request = trading_pb2.PlaceOrderRequest(client_order_id="grpc-1", symbol="BTC-USDT", price=5)
-    forged = {"x-exchange-account-id": "acct-bob", "x-exchange-operator-id": "operator-1"}
+    forged = {ACCOUNT_HEADER: "acct-bob", OPERATOR_HEADER: "operator-1"}
     response = stub.PlaceOrder(request, metadata=_signed(ALICE, PLACE, request, **forged))
     assert response.order.account_id == "acct-alice"
     seen = standin_core[0].calls[-1].metadata
-    assert seen["x-exchange-account-id"] == "acct-alice"
-    assert "x-exchange-operator-id" not in seen
+    assert seen[ACCOUNT_HEADER] == "acct-alice"
+    assert OPERATOR_HEADER not in seen
 
 
 def test_grpc_failures_carry_the_same_reasons_as_rest(grpc_channel: grpc.Channel) -> None:

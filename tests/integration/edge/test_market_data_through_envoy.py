@@ -22,7 +22,7 @@ from exchange.marketdata.v1 import marketdata_pb2, marketdata_pb2_grpc
 from exchange.marketdata.v1 import types_pb2 as marketdata_types_pb2
 from grpc import aio
 
-from core.outbox.topics import TopicSpec, ensure_topics
+from common.topics import TopicSpec, ensure_topics
 from core.service.testing import ServerProcess, create_btc_usdt, deposit
 from gateway.signing import rest_canonical, sign
 from infra.local.kafka_broker import LocalBroker

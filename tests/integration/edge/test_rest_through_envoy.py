@@ -11,6 +11,13 @@ import time
 
 import pytest
 
+from common.identity_headers import (
+    ACCOUNT_HEADER,
+    IDEMPOTENCY_KEY_HEADER,
+    IDENTITY_HEADERS,
+    KEY_ID_HEADER,
+    OPERATOR_HEADER,
+)
 from tests.integration.edge.harness import (
     ALICE,
     BOB,
@@ -85,24 +92,28 @@ def test_identity_headers_from_the_client_never_reach_the_core(
     edge: Edge, standin_core: tuple[StandInCore, int]
 ) -> None:
     forged = {
-        "x-exchange-account-id": "acct-bob",
-        "x-exchange-operator-id": "operator-1",
-        "x-exchange-key-id": "bob",
+        ACCOUNT_HEADER: "acct-bob",
+        OPERATOR_HEADER: "operator-1",
+        KEY_ID_HEADER: "bob",
+        IDEMPOTENCY_KEY_HEADER: "forged-key",
     }
+    assert set(forged) == set(IDENTITY_HEADERS)  # every header of the trust boundary
+    idempotency_key = f"forge-{next(_ids)}"
     response = edge.signed(
         "POST",
         "/v1/orders",
         key=ALICE,
         body=_order(),
-        idempotency_key=f"forge-{next(_ids)}",
+        idempotency_key=idempotency_key,
         headers=forged,
     )
     assert response.status == 200, response.body
     assert response.json()["order"]["account_id"] == "acct-alice"
     seen = standin_core[0].calls[-1].metadata
-    assert seen["x-exchange-account-id"] == "acct-alice"
-    assert seen["x-exchange-key-id"] == "alice"
-    assert "x-exchange-operator-id" not in seen
+    assert seen[ACCOUNT_HEADER] == "acct-alice"
+    assert seen[KEY_ID_HEADER] == "alice"
+    assert seen[IDEMPOTENCY_KEY_HEADER] == idempotency_key
+    assert OPERATOR_HEADER not in seen
 
 
 def test_public_market_data_needs_no_key_and_private_routes_do(edge: Edge) -> None:

@@ -31,7 +31,7 @@ from tests.support.local_stack import StackCommand, local_stack, wait_until
 OPERATOR = (("x-exchange-operator-id", STACK_OPERATOR_ID),)
 PRICE = 50_000 * 10**6  # USDT minor units per whole BTC
 QUANTITY = 10**6  # 0.01 BTC
-EVENTS_TOPIC = "core.events.v1"
+CORE_EVENTS_TOPIC = "core.events.v1"
 COMPONENTS = 8  # broker, postgres, redis, core, ledger, streaming, gateway, envoy
 
 
@@ -99,7 +99,7 @@ async def _events_from_offset_zero(bootstrap_servers: str) -> list[envelope_pb2.
     )
     await consumer.start()
     try:
-        partition = TopicPartition(EVENTS_TOPIC, 0)
+        partition = TopicPartition(CORE_EVENTS_TOPIC, 0)
         consumer.assign([partition])
         consumer.seek(partition, 0)
         envelopes: list[envelope_pb2.EventEnvelope] = []

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 from exchange.ledger.types.v1 import types_pb2 as ledger_types_pb2
 
-from core.event_path_health import BOUND_VARIABLE, EVENT_PATH_SERVICE
+from common.event_path_health import BOUND_VARIABLE, EVENT_PATH_SERVICE
 from infra.local.probes import grpc_health_status
 from tests.support.exchange_access import deposit, engine_status, reconciliation
 from tests.support.local_stack import StackCommand, local_stack, wait_until

@@ -14,9 +14,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from exchange.events.v1.envelope_pb2 import PRODUCER_LEDGER, EventEnvelope
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from common.topics import LEDGER_EVENTS_TOPIC
 from infra.local.kafka_broker import LocalBroker
 from ledger.corrections import Corrections
-from ledger.events_outbox import LEDGER_EVENTS_TOPIC, LEDGER_STREAM
+from ledger.events_outbox import LEDGER_STREAM
 from ledger.events_publisher import LedgerEventsOptions, LedgerEventsPublisher
 from ledger.journal import available, external
 from ledger.reconciliation import EngineBalance, Reconciliation

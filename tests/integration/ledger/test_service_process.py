@@ -16,10 +16,10 @@ from exchange.events.v1.envelope_pb2 import EventEnvelope
 from exchange.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from common.topics import LEDGER_EVENTS_TOPIC
 from infra.local.kafka_broker import LocalBroker
 from infra.local.ports import free_port, wait_for_port
 from infra.local.postgres import PostgresDatabase
-from ledger.events_outbox import LEDGER_EVENTS_TOPIC
 from ledger.testing import EventStream
 from tests.conftest import LEDGER_SERVICE_LOGIN
 from tests.integration.ledger.kafka_support import create_topic, publish

@@ -23,7 +23,7 @@ from exchange.marketdata.v1 import marketdata_pb2, marketdata_pb2_grpc, types_pb
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from core.outbox.topics import TopicSpec, ensure_topics
+from common.topics import TopicSpec, ensure_topics
 from infra.local.kafka_broker import LocalBroker
 from infra.local.ports import free_port
 from infra.local.redis import RedisServer

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from common.identity_headers import IDENTITY_HEADERS
 from gateway.envoy_config import (
     DESCRIPTOR_PATH,
     EXAMPLE_CONFIG_PATH,
-    IDENTITY_HEADERS,
     SERVICE_UPSTREAMS,
     Access,
     EdgeParameters,

@@ -18,7 +18,7 @@ from core.contracts.events import EventEnvelope, envelopes_for, market_specs_of
 from core.engine import Command, CreateAsset, CreateMarket, Deposit, Engine, Side
 from core.engine.testing import BTC, USDT, btc_usdt_spec, limit_order
 from core.outbox import (
-    EVENTS_TOPIC,
+    CORE_EVENTS_TOPIC,
     TRADE_EVENTS_TOPIC,
     JournalOptions,
     OutboxJournal,
@@ -199,7 +199,9 @@ async def assert_published_exactly(
     and in per-symbol order (core.trade-events.v1). Returns what core.events.v1 held."""
     expected = expected_envelopes(shard_directory)
     expected_ids = [envelope.event_id for envelope in expected]
-    consumed = await consume_partition(bootstrap_servers, EVENTS_TOPIC, 0, until_ids=expected_ids)
+    consumed = await consume_partition(
+        bootstrap_servers, CORE_EVENTS_TOPIC, 0, until_ids=expected_ids
+    )
     firsts = first_occurrences(consumed)
     assert [envelope.event_id for envelope in firsts] == expected_ids
     assert [without_epoch(envelope) for envelope in firsts] == [

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from common.topics import TRADE_EVENTS_TOPIC
 from core.outbox import OutboxJournal, OutboxPublisher, PublisherOptions, TopicSpec
-from core.outbox.topics import TRADE_EVENTS_TOPIC
 from core.sequencer import Sequencer, SequencerOptions
 from core.sequencer.testing import StepClock
 from infra.local.kafka_broker import LocalBroker

@@ -1,8 +1,17 @@
-"""The core's topics (docs/adr/0004) and their explicit creation.
+"""Every topic of the event log, by name, and their explicit creation (docs/adr/0004).
 
-Topics are created explicitly, with their configs, before the first publish (Tansu needs
-explicit configs; on Kafka or Redpanda it also keeps auto-creation out of the picture).
-Creating a topic that exists is not an error, so every start may do it.
+One constant per topic, imported by its producer and by every consumer:
+
+| topic | producer | key | read by |
+|---|---|---|---|
+| `core.events.v1` | the core's outbox | shard id | ledger, gateway projection |
+| `core.trade-events.v1` | the core's outbox | symbol | streaming |
+| `md.candles.v1`, `md.tickers.v1` | streaming | symbol | gateway |
+| `ledger.events.v1` | the ledger's outbox | `ledger` (one stream) | downstream readers |
+
+Topics are created explicitly, with their configs, before the first publish (it also keeps a
+broker's auto-creation out of the picture). Creating a topic that exists is not an error,
+so every start may do it.
 """
 
 from __future__ import annotations
@@ -13,13 +22,18 @@ from typing import Final
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from core.outbox.errors import OutboxTopicError
-
-EVENTS_TOPIC: Final = "core.events.v1"  # every core event, key = shard id: the ledger's input
+CORE_EVENTS_TOPIC: Final = "core.events.v1"  # every core event, key = shard id
 TRADE_EVENTS_TOPIC: Final = "core.trade-events.v1"  # TradeExecuted only, key = symbol
+CANDLES_TOPIC: Final = "md.candles.v1"
+TICKERS_TOPIC: Final = "md.tickers.v1"
+LEDGER_EVENTS_TOPIC: Final = "ledger.events.v1"
 RETENTION_MS_DEFAULT: Final = 7 * 24 * 3600 * 1000
 ERROR_CODE_NONE: Final = 0
 ERROR_CODE_TOPIC_ALREADY_EXISTS: Final = 36
+
+
+class TopicCreationError(RuntimeError):
+    """A topic could not be created."""
 
 
 def _default_configs() -> dict[str, str]:
@@ -41,7 +55,7 @@ class TopicSpec:
 async def ensure_topics(
     bootstrap_servers: str, topics: Sequence[TopicSpec], *, request_timeout_ms: int
 ) -> None:
-    """Create `topics` (an existing one is fine); raise `OutboxTopicError` otherwise."""
+    """Create `topics` (an existing one is fine); raise `TopicCreationError` otherwise."""
     admin = AIOKafkaAdminClient(
         bootstrap_servers=bootstrap_servers, request_timeout_ms=request_timeout_ms
     )
@@ -63,4 +77,4 @@ async def ensure_topics(
     for topic_error in response.topic_errors:
         name, error_code = topic_error[0], topic_error[1]
         if error_code not in (ERROR_CODE_NONE, ERROR_CODE_TOPIC_ALREADY_EXISTS):
-            raise OutboxTopicError(f"creating topic {name!r} failed with error code {error_code}")
+            raise TopicCreationError(f"creating topic {name!r} failed with error code {error_code}")

@@ -1,4 +1,4 @@
-"""The event path's health rules (core/event_path_health.py) with a test clock: unhealthy only
+"""The event path's health rules (common/event_path_health.py) with a test clock: unhealthy only
 after failing for longer than the bound with no success in between; the reporter flips the
 health service once per change and says why."""
 
@@ -9,7 +9,7 @@ import logging
 
 import pytest
 
-from core.event_path_health import UNHEALTHY_PREFIX, EventPath, HealthReporter
+from common.event_path_health import UNHEALTHY_PREFIX, EventPath, HealthReporter
 
 
 class Clock:
