@@ -18,11 +18,9 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import grpc
 from google.protobuf import message
-from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc import aio
-from grpc_status import rpc_status
 
-from core.contracts.errors import ERROR_DOMAIN
+from common.error_status import grpc_error_status
 
 if TYPE_CHECKING:
     Handler: TypeAlias = grpc.RpcMethodHandler[Any, Any]
@@ -51,14 +49,8 @@ class UndecodableRequest(Exception):  # noqa: N818  (a request, not an error of 
 
 
 def undecodable_status(undecodable: Undecodable) -> grpc.Status:
-    status = status_pb2.Status(
-        code=code_pb2.INVALID_ARGUMENT, message=f"{undecodable.reason}: {undecodable.message}"
-    )
-    status.details.add().Pack(
-        error_details_pb2.ErrorInfo(reason=undecodable.reason, domain=ERROR_DOMAIN)
-    )
-    converted: grpc.Status = rpc_status.to_status(status)
-    return converted
+    message = f"{undecodable.reason}: {undecodable.message}"
+    return grpc_error_status(undecodable.reason, message, {})
 
 
 def guarded_deserializer(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:

@@ -7,15 +7,17 @@ service refuses a call that did not come through the edge's authorization.
 
 from __future__ import annotations
 
-import functools
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import grpc
 from exchange.apikey.v1 import apikey_pb2, apikey_pb2_grpc
+from grpc_status import rpc_status
 from redis.exceptions import RedisError
 
 from common.identity_headers import OPERATOR_HEADER
+from common.unary_handlers import answer_refusals
 from gateway.api_keys import ApiKeyStore
 from gateway.errors import EdgeError
 
@@ -23,35 +25,28 @@ Context = grpc.aio.ServicerContext[object, object]
 _Request = TypeVar("_Request")
 _Response = TypeVar("_Response")
 _Self = TypeVar("_Self")
-_STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
+LOGGER = logging.getLogger("gateway")
 
 
-async def abort_with(context: Context, error: EdgeError) -> None:
-    """Ends the call with the error's code, message and ErrorInfo details."""
-    await context.abort(
-        _STATUS_CODES[error.grpc_code],
-        str(error),
-        trailing_metadata=(("grpc-status-details-bin", error.status().SerializeToString()),),
-    )
+def edge_status(error: Exception) -> grpc.Status:
+    """The named status of what a gateway handler raised: an EdgeError's own, a Redis failure
+    DEPENDENCY_UNAVAILABLE (named and retryable), anything else INTERNAL (a bug, logged)."""
+    if not isinstance(error, EdgeError):
+        if isinstance(error, RedisError):  # the key store is down
+            error = EdgeError("DEPENDENCY_UNAVAILABLE", f"redis: {error}")
+        else:
+            LOGGER.error("gateway RPC failed", exc_info=error)
+            error = EdgeError("INTERNAL", "internal error")
+    converted: grpc.Status = rpc_status.to_status(error.status())
+    return converted
 
 
 def answers_edge_errors(
     method: Callable[[_Self, _Request, Context], Awaitable[_Response]],
 ) -> Callable[[_Self, _Request, Context], Awaitable[_Response]]:
-    """An EdgeError raised by the handler ends the call with its status and ErrorInfo."""
-
-    @functools.wraps(method)
-    async def handler(self: _Self, request: _Request, context: Context) -> _Response:
-        try:
-            return await method(self, request, context)
-        except EdgeError as error:
-            await abort_with(context, error)
-            raise  # abort raises; this line is never reached
-        except RedisError as error:  # the key store is down: a named, retryable answer
-            await abort_with(context, EdgeError("DEPENDENCY_UNAVAILABLE", f"redis: {error}"))
-            raise
-
-    return handler
+    """An EdgeError raised by the handler ends the call with its status and ErrorInfo
+    (common/unary_handlers.py)."""
+    return answer_refusals(method, edge_status)
 
 
 def operator_of(context: Context) -> str:

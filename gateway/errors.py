@@ -14,11 +14,11 @@ import base64
 import json
 from dataclasses import dataclass, field
 
-from exchange.common.v1 import errors_pb2
 from google.protobuf import json_format
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import code_pb2, status_pb2
 
-ERROR_DOMAIN = "exchange"
+from common.error_reasons import declared_http_status, status_code_of
+from common.error_status import error_status
 
 HTTP_STATUS_OF_CODE: dict[int, int] = {
     code_pb2.INVALID_ARGUMENT: 400,
@@ -35,22 +35,10 @@ HTTP_STATUS_OF_CODE: dict[int, int] = {
 }
 
 
-def grpc_code_of(reason: str) -> int:
-    """The gRPC code the contract declares for `reason` (e.g. `RATE_LIMITED` -> 8)."""
-    value = errors_pb2.ErrorReason.DESCRIPTOR.values_by_name.get(f"ERROR_REASON_{reason}")
-    if value is None:
-        message = f"{reason} is not an ErrorReason"
-        raise ValueError(message)
-    code: int = value.GetOptions().Extensions[errors_pb2.status_code]
-    return code
-
-
 def http_status_of(reason: str) -> int:
     """The HTTP status of `reason`: its `(http_status)` option, else the standard mapping of
     its gRPC code (PAYLOAD_TOO_LARGE is 413, FIELD_INVALID 400)."""
-    value = errors_pb2.ErrorReason.DESCRIPTOR.values_by_name[f"ERROR_REASON_{reason}"]
-    declared: int = value.GetOptions().Extensions[errors_pb2.http_status]
-    return declared or HTTP_STATUS_OF_CODE.get(grpc_code_of(reason), 500)
+    return declared_http_status(reason) or HTTP_STATUS_OF_CODE.get(status_code_of(reason), 500)
 
 
 @dataclass(eq=False)
@@ -64,14 +52,14 @@ class EdgeError(Exception):
     headers: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        grpc_code_of(self.reason)  # an unknown reason is a bug here, not a client error
+        status_code_of(self.reason)  # an unknown reason is a bug here, not a client error
 
     def __str__(self) -> str:
         return f"{self.reason}: {self.message}"
 
     @property
     def grpc_code(self) -> int:
-        return grpc_code_of(self.reason)
+        return status_code_of(self.reason)
 
     @property
     def http_status(self) -> int:
@@ -79,13 +67,7 @@ class EdgeError(Exception):
 
     def status(self) -> status_pb2.Status:
         """The `google.rpc.Status` with this error's `ErrorInfo` detail."""
-        status = status_pb2.Status(code=self.grpc_code, message=str(self))
-        status.details.add().Pack(
-            error_details_pb2.ErrorInfo(
-                reason=self.reason, domain=ERROR_DOMAIN, metadata=self.metadata
-            )
-        )
-        return status
+        return error_status(self.reason, str(self), self.metadata)
 
     def rest_body(self) -> bytes:
         """JSON as the transcoder renders a service's error (convert_grpc_status)."""

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls this): installs what is
 # missing, then contract checks (buf lint, buf breaking against the previous
-# commit), lint, strict types, and pytest (which also regenerates gen/ into a
+# commit), lint, strict types, the import contracts, and pytest (which also regenerates gen/ into a
 # temporary copy and fails on any difference from what is committed).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,6 +31,10 @@ ruff format --check .
 
 step "mypy --strict"
 mypy
+
+step "lint-imports"
+# The import contracts of pyproject.toml: layers, pure domain, independent services.
+lint-imports
 
 step "pytest"
 pytest "$@"

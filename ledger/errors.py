@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-import grpc
-from exchange.common.v1 import errors_pb2
+from common.error_reasons import status_code_of
 
 
 class Reason(StrEnum):
@@ -32,15 +31,9 @@ class Reason(StrEnum):
     INTERNAL = "INTERNAL"
 
     @property
-    def status_code(self) -> grpc.StatusCode:
-        """The gRPC code the contract declares for this reason."""
-        value = errors_pb2.ErrorReason.DESCRIPTOR.values_by_name["ERROR_REASON_" + self.value]
-        code_number: int = value.GetOptions().Extensions[errors_pb2.status_code]
-        for code in grpc.StatusCode:
-            if code.value[0] == code_number:
-                return code
-        message = f"ErrorReason {self.value} declares an unknown status code {code_number}"
-        raise LookupError(message)
+    def status_code(self) -> int:
+        """The google.rpc.Code number the contract declares for this reason."""
+        return status_code_of(self.value)
 
 
 class LedgerError(Exception):

@@ -21,14 +21,13 @@ from typing import Any, Final, TypeVar
 import grpc
 from exchange.ledger.types.v1 import types_pb2
 from exchange.ledger.v1 import ledger_pb2, ledger_pb2_grpc
-from google.protobuf import any_pb2
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
-from google.rpc import error_details_pb2, status_pb2
-from grpc_status import rpc_status
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from common.error_status import grpc_error_status
 from common.identity_headers import ACCOUNT_HEADER, OPERATOR_HEADER
+from common.unary_handlers import answer_refusals
 from ledger import read_model
 from ledger.adjustments import Adjustment, Adjustments
 from ledger.balance_checks import check_invariants, rebuild_balances
@@ -46,7 +45,6 @@ from ledger.reconciliation import Reconciliation
 from ledger.settlement import IngestResult, Settlement
 
 LOGGER: Final = logging.getLogger("ledger.service")
-ERROR_DOMAIN: Final = "exchange"
 
 Context = grpc.aio.ServicerContext[Any, Any]
 Request = TypeVar("Request", bound=Message)
@@ -54,25 +52,7 @@ Response = TypeVar("Response")
 
 
 def error_status(error: LedgerError) -> grpc.Status:
-    info = error_details_pb2.ErrorInfo(
-        reason=error.reason.value, domain=ERROR_DOMAIN, metadata=error.metadata
-    )
-    details = [any_pb2.Any()]
-    details[0].Pack(info)
-    field = error.metadata.get("field")
-    if field:
-        bad_request = error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=field, description=error.message)
-            ]
-        )
-        details.append(any_pb2.Any())
-        details[-1].Pack(bad_request)
-    status = status_pb2.Status(
-        code=error.reason.status_code.value[0], message=error.message, details=details
-    )
-    converted: grpc.Status = rpc_status.to_status(status)
-    return converted
+    return grpc_error_status(error.reason.value, error.message, error.metadata)
 
 
 def nul_field(message: Message, prefix: str = "") -> str | None:
@@ -97,29 +77,28 @@ def nul_field(message: Message, prefix: str = "") -> str | None:
     return None
 
 
+def _status_of(error: Exception) -> grpc.Status:
+    """A LedgerError's named status; anything else is a bug: INTERNAL, logged."""
+    if isinstance(error, LedgerError):
+        return error_status(error)
+    LOGGER.error("ledger RPC failed", exc_info=error)
+    return error_status(LedgerError(Reason.INTERNAL, "internal error"))
+
+
 def _rpc(
     method: Callable[[Any, Request, Context], Awaitable[Response]],
 ) -> Callable[[Any, Request, Context], Awaitable[Response]]:
-    """Turn LedgerError into its status, anything else into INTERNAL; refuse a request with
-    a NUL in any string."""
+    """Turn LedgerError into its status, anything else into INTERNAL (common/unary_handlers.py);
+    refuse a request with a NUL in any string."""
 
     @functools.wraps(method)
-    async def handled(self: Any, request: Request, context: Context) -> Response:
-        try:
-            field = nul_field(request)
-            if field is not None:
-                raise LedgerError(Reason.FIELD_INVALID, f"{field} holds a NUL", field=field)
-            return await method(self, request, context)
-        except LedgerError as error:
-            await context.abort_with_status(error_status(error))
-        except Exception:
-            LOGGER.exception("%s failed", method.__name__)
-            await context.abort_with_status(
-                error_status(LedgerError(Reason.INTERNAL, "internal error"))
-            )
-        raise AssertionError("abort_with_status returned")  # pragma: no cover
+    async def checked(self: Any, request: Request, context: Context) -> Response:
+        field = nul_field(request)
+        if field is not None:
+            raise LedgerError(Reason.FIELD_INVALID, f"{field} holds a NUL", field=field)
+        return await method(self, request, context)
 
-    return handled
+    return answer_refusals(checked, _status_of)
 
 
 def _header(context: Context, name: str) -> str:

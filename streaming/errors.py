@@ -2,8 +2,8 @@
 a gRPC status whose details hold `google.rpc.ErrorInfo{domain="exchange", reason}` with the
 code the contract declares for the reason (the `(status_code)` option in errors.proto).
 
-A small helper of its own: core/service/errors.py pulls the core's engine, sequencer and
-WAL modules in with it, which this process must not load.
+The status itself is built by common/error_status.py, as in every service (the core's
+core/service/errors.py would pull the engine, sequencer and WAL modules into this process).
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from typing import Final
 
 import grpc
 from exchange.common.v1 import errors_pb2
-from google.rpc import error_details_pb2, status_pb2
-from grpc_status import rpc_status
 
-ERROR_DOMAIN: Final = "exchange"
+from common.error_reasons import reason_name, status_code_of
+from common.error_status import grpc_error_status
+
 _STATUS_CODES: Final = {code.value[0]: code for code in grpc.StatusCode}
 
 
@@ -35,23 +35,14 @@ class StreamingServiceError(Exception):
 
     @property
     def reason_name(self) -> str:
-        return errors_pb2.ErrorReason.Name(self.reason).removeprefix("ERROR_REASON_")
+        return reason_name(self.reason)
 
     @property
     def code(self) -> int:
-        value = errors_pb2.ErrorReason.DESCRIPTOR.values_by_number[self.reason]
-        code: int = value.GetOptions().Extensions[errors_pb2.status_code]
-        return code
+        return status_code_of(self.reason_name)
 
     def grpc_status(self) -> grpc.Status:
-        status = status_pb2.Status(code=self.code, message=self.message)
-        status.details.add().Pack(
-            error_details_pb2.ErrorInfo(
-                reason=self.reason_name, domain=ERROR_DOMAIN, metadata=self.metadata
-            )
-        )
-        converted: grpc.Status = rpc_status.to_status(status)
-        return converted
+        return grpc_error_status(self.reason_name, self.message, self.metadata)
 
 
 def field_invalid(field: str, message: str) -> StreamingServiceError:

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
 
 import grpc
 from exchange.common.v1 import errors_pb2
 from exchange.marketdata.v1 import marketdata_pb2, marketdata_pb2_grpc, types_pb2
 
+from common.unary_handlers import RequestT, ResponseT, ServicerT, answer_refusals
 from streaming.codec import candle_message, public_trade_message, timestamp_ns
 from streaming.errors import StreamingServiceError, field_invalid
 from streaming.history import CandleQuery, HistoryStore
@@ -90,23 +91,35 @@ def trades_page(request: marketdata_pb2.ListTradesRequest) -> tuple[int, int]:
     return before_seq, request.page_size or TRADE_PAGE_DEFAULT
 
 
+def _status_of(error: Exception) -> grpc.Status:
+    """A StreamingServiceError's named status; anything else is a bug: INTERNAL, logged."""
+    if not isinstance(error, StreamingServiceError):
+        LOGGER.error("history RPC failed", exc_info=error)
+        error = StreamingServiceError(errors_pb2.ERROR_REASON_INTERNAL, "internal error")
+    return error.grpc_status()
+
+
+def unary(
+    handler: Callable[[ServicerT, RequestT, Any], Awaitable[ResponseT]],
+) -> Callable[[ServicerT, RequestT, Any], Awaitable[ResponseT]]:
+    """Refusals answered with their named status (common/unary_handlers.py)."""
+    return answer_refusals(handler, _status_of)
+
+
 class MarketHistoryService(marketdata_pb2_grpc.MarketDataServiceServicer):
     """ListCandles and ListTrades from the history store (blocking calls off the loop)."""
 
     def __init__(self, store: HistoryStore) -> None:
         self.store = store
 
+    @unary
     async def ListCandles(  # noqa: N802 - the generated servicer's name
         self,
         request: marketdata_pb2.ListCandlesRequest,
-        context: grpc.aio.ServicerContext[Any, Any],
+        context: grpc.aio.ServicerContext[Any, Any],  # noqa: ARG002 (the wrapper answers)
     ) -> marketdata_pb2.ListCandlesResponse:
-        try:
-            query = candle_query(request)
-            candles = await self._read(lambda: self.store.list_candles(query))
-        except StreamingServiceError as error:
-            await context.abort_with_status(error.grpc_status())
-            raise  # unreachable: abort raises
+        query = candle_query(request)
+        candles = await self._read(lambda: self.store.list_candles(query))
         interval = INTERVAL_VALUES[query.interval]
         response = marketdata_pb2.ListCandlesResponse()
         for candle in candles:
@@ -115,19 +128,18 @@ class MarketHistoryService(marketdata_pb2_grpc.MarketDataServiceServicer):
             response.candles.append(message)
         return response
 
+    @unary
     async def ListTrades(  # noqa: N802 - the generated servicer's name
-        self, request: marketdata_pb2.ListTradesRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self,
+        request: marketdata_pb2.ListTradesRequest,
+        context: grpc.aio.ServicerContext[Any, Any],  # noqa: ARG002 (the wrapper answers)
     ) -> marketdata_pb2.ListTradesResponse:
-        try:
-            before_seq, page_size = trades_page(request)
-            trades = await self._read(
-                lambda: self.store.list_trades(
-                    request.symbol, before_seq=before_seq, limit=page_size + 1
-                )
+        before_seq, page_size = trades_page(request)
+        trades = await self._read(
+            lambda: self.store.list_trades(
+                request.symbol, before_seq=before_seq, limit=page_size + 1
             )
-        except StreamingServiceError as error:
-            await context.abort_with_status(error.grpc_status())
-            raise
+        )
         response = marketdata_pb2.ListTradesResponse(
             trades=[public_trade_message(trade) for trade in trades[:page_size]]
         )

@@ -1,8 +1,9 @@
 """Error reasons of the contract: their names, their gRPC codes, and the request error.
 
 Each `exchange.common.v1.ErrorReason` value declares the gRPC code it travels with through the
-`(exchange.common.v1.status_code)` enum-value option (docs/adr/0003-errors.md). The table here
-is read from the generated descriptor once, at import, so code and contract cannot disagree.
+`(exchange.common.v1.status_code)` enum-value option (docs/adr/0003-errors.md). The table is read
+from the generated descriptor once, at import (common/error_status.py), so code and contract
+cannot disagree.
 
 `RequestError` is what every conversion in core/contracts raises for input that must not reach
 the engine (missing ids, unspecified enums, non-positive amounts, oversized strings, batches
@@ -11,43 +12,20 @@ over the limit): a named reason, a message and the offending field.
 
 from __future__ import annotations
 
-from typing import Final, TypeAlias
+from typing import TypeAlias
 
 from exchange.common.v1 import errors_pb2
 
+from common.error_reasons import reason_name, status_code_of
 from core.contracts.enums import REJECT_REASON
 from core.engine.enums import RejectReason
-
-ERROR_DOMAIN: Final = "exchange"
-REASON_PREFIX: Final = "ERROR_REASON_"
 
 ErrorReason: TypeAlias = errors_pb2.ErrorReason.ValueType
 
 
-def _status_codes() -> dict[int, int]:
-    """ErrorReason number -> google.rpc.Code number, from the `status_code` option."""
-    codes: dict[int, int] = {}
-    for value in errors_pb2.ErrorReason.DESCRIPTOR.values:
-        code: int = value.GetOptions().Extensions[errors_pb2.status_code]
-        codes[value.number] = code
-    return codes
-
-
-_STATUS_CODE_BY_REASON: Final = _status_codes()
-_NAME_BY_REASON: Final = {
-    value.number: value.name.removeprefix(REASON_PREFIX)
-    for value in errors_pb2.ErrorReason.DESCRIPTOR.values
-}
-
-
-def reason_name(reason: int) -> str:
-    """The ErrorInfo.reason string: the value name without `ERROR_REASON_`."""
-    return _NAME_BY_REASON[reason]
-
-
 def reason_status_code(reason: int) -> int:
     """The google.rpc.Code number the contract declares for `reason`."""
-    return _STATUS_CODE_BY_REASON[reason]
+    return status_code_of(reason_name(reason))
 
 
 def rejection_reason(reason: RejectReason) -> ErrorReason:

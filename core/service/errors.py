@@ -16,15 +16,12 @@ from typing import Final
 
 import grpc
 from exchange.common.v1 import errors_pb2
-from google.protobuf import any_pb2
-from google.rpc import error_details_pb2, status_pb2
-from grpc_status import rpc_status as grpc_rpc_status
 
+from common.error_reasons import reason_name
+from common.error_status import grpc_error_status
 from core.contracts.errors import (
-    ERROR_DOMAIN,
     ErrorReason,
     RequestError,
-    reason_name,
     reason_status_code,
     rejection_reason,
 )
@@ -67,27 +64,7 @@ class ServiceError(Exception):
 
 def grpc_status(error: ServiceError) -> grpc.Status:
     """The gRPC status of `error`, with ErrorInfo (and BadRequest for a field) in its details."""
-    info = error_details_pb2.ErrorInfo(
-        reason=reason_name(error.reason), domain=ERROR_DOMAIN, metadata=error.metadata
-    )
-    details = [_pack(info)]
-    field = error.metadata.get("field")
-    if field:
-        violation = error_details_pb2.BadRequest.FieldViolation(
-            field=field, description=error.message
-        )
-        details.append(_pack(error_details_pb2.BadRequest(field_violations=[violation])))
-    status = status_pb2.Status(
-        code=reason_status_code(error.reason), message=error.message, details=details
-    )
-    converted: grpc.Status = grpc_rpc_status.to_status(status)
-    return converted
-
-
-def _pack(message: error_details_pb2.ErrorInfo | error_details_pb2.BadRequest) -> any_pb2.Any:
-    packed = any_pb2.Any()
-    packed.Pack(message)
-    return packed
+    return grpc_error_status(reason_name(error.reason), error.message, error.metadata)
 
 
 _UNAVAILABLE_MESSAGE: Final = "not acknowledged; retry with the same idempotency key"

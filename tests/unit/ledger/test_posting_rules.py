@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from exchange.common.v1 import types_pb2 as common_pb2
 from exchange.events.v1 import core_events_pb2, envelope_pb2
+from google.rpc import code_pb2
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -196,7 +197,7 @@ def test_an_entry_of_plain_postings_is_still_checked() -> None:
 
 
 def test_every_reason_exists_in_the_contract_with_its_code() -> None:
-    codes = {reason: reason.status_code.name for reason in Reason}
+    codes = {reason: code_pb2.Code.Name(reason.status_code) for reason in Reason}
     assert codes[Reason.CORRECTION_SELF_APPROVAL] == "PERMISSION_DENIED"
     assert codes[Reason.ENTRY_UNBALANCED] == "INVALID_ARGUMENT"
     assert codes[Reason.ENTRY_NOT_FOUND] == "NOT_FOUND"
