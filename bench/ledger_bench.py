@@ -65,7 +65,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench import engine_bench
 from bench.process_cpu import process_cpu_seconds
-from core.contracts.events import EnvelopeSerializer
+from core.contracts.event_wire import EnvelopeSerializer
 from core.engine import ApplyResult, Engine
 from core.engine.commands import Command
 from core.engine.testing import EngineDriver, btc_usdt_spec

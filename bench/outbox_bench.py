@@ -31,7 +31,8 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
-from core.contracts.events import EnvelopeSerializer, envelopes_for, market_specs_of
+from core.contracts.event_wire import EnvelopeSerializer
+from core.contracts.events import envelopes_for, market_specs_of
 from core.engine import ApplyResult, Command, Deposit, Side
 from core.engine.testing import BTC, USDT, EngineDriver, limit_order
 from core.outbox import (

@@ -7,5 +7,6 @@ that speaks the contracts convert here. One module per concern:
 - `errors.py`: error reasons and their contract status codes;
 - `validation.py`: request checks done before anything is logged;
 - `orders.py`, `funding.py`, `markets.py`: requests -> engine commands, results -> responses;
-- `events.py`: engine events -> `EventEnvelope` (ids, causation, correlation, epoch).
+- `events.py`: engine events -> `EventEnvelope` (ids, causation, correlation, epoch);
+- `event_wire.py`: the same envelopes as bytes, written by hand (the outbox's fast path).
 """

@@ -39,7 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from core.contracts.events import EnvelopeSerializer, market_specs_of
+from core.contracts.event_wire import EnvelopeSerializer
+from core.contracts.events import market_specs_of
 from core.engine import ApplyResult, Command, Engine, MarketSpec
 from core.outbox.errors import (
     OutboxError,

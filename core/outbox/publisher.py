@@ -45,7 +45,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from common.event_path_health import EventPath
 from common.topics import CORE_EVENTS_TOPIC, TRADE_EVENTS_TOPIC, TopicSpec, ensure_topics
-from core.contracts.events import varint
+from core.contracts.event_wire import varint
 from core.outbox.cursor import PUBLISH_CURSOR_NAME, read_cursor, write_cursor
 from core.outbox.errors import (
     JournalFormatError,

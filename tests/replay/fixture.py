@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from core.contracts.events import EnvelopeSerializer, market_specs_of
+from core.contracts.event_wire import EnvelopeSerializer
+from core.contracts.events import market_specs_of
 from core.engine import Engine, EngineConfig
 from core.engine.commands import Command
 from core.engine.results import ApplyResult

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from core.contracts.event_wire import serialized_envelopes_for, varint
 from core.contracts.events import (
     EventEnvelope,
     envelopes_for,
     market_specs_of,
-    serialized_envelopes_for,
-    varint,
 )
 from core.engine import Event, Side
 from core.engine.testing import BTC, USDT, EngineDriver, limit_order

@@ -13,14 +13,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.contracts.event_wire import EnvelopeSerializer, serialized_envelopes_for, varint
 from core.contracts.events import (
     EnvelopeError,
-    EnvelopeSerializer,
     EventEnvelope,
     envelopes_for,
     market_specs_of,
-    serialized_envelopes_for,
-    varint,
 )
 from core.engine import (
     AdjustBalance,
