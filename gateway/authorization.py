@@ -38,11 +38,11 @@ from common.identity_headers import (
     OPERATOR_HEADER,
 )
 from gateway.api_keys import ApiKeyRecord, ApiKeyStore
-from gateway.envoy_config import (
-    Access,
-)
 from gateway.errors import EdgeError
 from gateway.request_validation import RestRequestValidator
+from gateway.rpc_catalogue import (
+    Access,
+)
 from gateway.settings import GatewaySettings
 from gateway.signing import grpc_canonical, rest_canonical, signature_matches
 

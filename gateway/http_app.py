@@ -18,9 +18,10 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from gateway.authorization import Authorizer, CheckRequest
-from gateway.envoy_config import AUTHZ_PATH_PREFIX, Access
+from gateway.edge_wire_names import AUTHZ_PATH_PREFIX
 from gateway.errors import EdgeError
 from gateway.fanout import Hub, add_websocket_route
+from gateway.rpc_catalogue import Access
 
 _LOG = logging.getLogger(__name__)
 _AUTHORIZER = web.AppKey("authorizer", Authorizer)

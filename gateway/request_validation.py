@@ -12,7 +12,7 @@ a field set twice (also by its JSON name, or by both the query and the path or b
 DUPLICATE_FIELD.
 
 The RPC of a REST request is found with the same bindings (`google.api.http`) and the
-same path regexes Envoy's routes use (gateway/envoy_config.py); the message types come
+same path regexes Envoy's routes use (gateway/rpc_catalogue.py); the message types come
 from the same descriptor set Envoy's transcoder reads.
 """
 
@@ -28,7 +28,8 @@ from urllib.parse import unquote_to_bytes, urlsplit
 from google.protobuf import descriptor, descriptor_pb2, descriptor_pool, json_format, message
 from google.protobuf.message_factory import GetMessageClass
 
-from gateway.envoy_config import (
+from gateway.errors import EdgeError
+from gateway.rpc_catalogue import (
     DESCRIPTOR_PATH,
     SERVICE_UPSTREAMS,
     HttpBinding,
@@ -36,7 +37,6 @@ from gateway.envoy_config import (
     load_rpcs,
     rest_bindings,
 )
-from gateway.errors import EdgeError
 
 MAX_JSON_DEPTH = 32
 _INTEGER_TEXT = re.compile(r"-?(0|[1-9][0-9]*)")

@@ -10,7 +10,7 @@ from typing import Any
 
 from openapi_spec_validator import validate
 
-from gateway.envoy_config import (
+from gateway.rpc_catalogue import (
     DESCRIPTOR_PATH,
     SERVICE_UPSTREAMS,
     Access,

@@ -32,7 +32,7 @@ from schemathesis.core import NotSet
 from schemathesis.core.result import Err
 from schemathesis.generation import GenerationMode
 
-from gateway.envoy_config import (
+from gateway.rpc_catalogue import (
     DESCRIPTOR_PATH,
     SERVICE_UPSTREAMS,
     Access,

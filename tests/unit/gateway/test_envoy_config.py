@@ -12,18 +12,20 @@ import pytest
 
 from common.identity_headers import IDENTITY_HEADERS
 from gateway.envoy_config import (
-    DESCRIPTOR_PATH,
     EXAMPLE_CONFIG_PATH,
+    EdgeParameters,
+    render,
+    render_json,
+    write_edge_descriptor,
+)
+from gateway.rpc_catalogue import (
+    DESCRIPTOR_PATH,
     SERVICE_UPSTREAMS,
     Access,
-    EdgeParameters,
     HttpBinding,
     Rpc,
     access_for,
     load_rpcs,
-    render,
-    render_json,
-    write_edge_descriptor,
 )
 from infra.local.envoy import validate_config
 
