@@ -24,7 +24,7 @@ from exchange.ledger.v1 import ledger_pb2  # noqa: F401
 from exchange.marketdata.v1 import marketdata_pb2  # noqa: F401
 from exchange.trading.v1 import trading_pb2  # noqa: F401
 
-from infra.local.stack import DEMO_SYMBOLS, markets_listed
+from infra.local.components import DEMO_SYMBOLS, markets_listed
 from tests.support.grpc_hostile import is_fault, probe
 from tests.support.local_stack import local_stack, wait_until
 from tests.support.rest_fuzz import RestFuzzer

@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import pytest
 from exchange_sdk import Client
 
-from infra.local.stack import DEMO_SYMBOLS, book_quoted, process_alive
+from infra.local.components import DEMO_SYMBOLS, book_quoted
+from infra.local.supervisor import process_alive
 from tests.support.local_stack import StackCommand, local_stack, wait_until
 
 BOTS = ("market-maker", "taker")

@@ -24,7 +24,7 @@ from exchange.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from exchange_sdk import OrderStatus, Side
 from exchange_sdk.errors import from_rpc_error
 
-from infra.local.stack import CORE_SHARD_ID
+from infra.local.components import CORE_SHARD_ID
 from tests.support.exchange_access import (
     MARKER_ACCOUNT,
     client,

@@ -32,9 +32,10 @@ from exchange.ledger.types.v1 import types_pb2 as ledger_types_pb2
 from exchange_sdk import AsyncClient, MarketSpec, OrderResult, OrderStatus, Side
 from exchange_sdk.errors import NotFoundError, RejectedError, UnavailableError
 
+from infra.local.components import DEMO_SYMBOLS, components
 from infra.local.demo_accounts import fund_accounts, trader_keys
 from infra.local.edge_client import ApiKey
-from infra.local.stack import DEMO_SYMBOLS, components, process_alive
+from infra.local.supervisor import process_alive
 from tests.support.exchange_access import (
     async_client,
     core_trader_balances,

@@ -18,7 +18,7 @@ from exchange.ledger.v1 import ledger_pb2
 from exchange_sdk import ApiCredentials, OrderResult, OrderStatus, Side
 from exchange_sdk.websocket import CandleEvent, FillEvent, MarketDataSocket, TradeEvent
 
-from infra.local.stack import CORE_SHARD_ID
+from infra.local.components import CORE_SHARD_ID
 from tests.support.exchange_access import (
     async_client,
     core_trader_balances,

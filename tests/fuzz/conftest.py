@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from infra.local.stack import DEMO_SYMBOLS, markets_listed
+from infra.local.components import DEMO_SYMBOLS, markets_listed
 from tests.support.local_stack import StackCommand, local_stack, wait_until
 
 

@@ -45,7 +45,8 @@ from exchange_sdk.models import BookLevel
 from exchange_sdk.signing import ApiCredentials
 from exchange_sdk.websocket import BookFeed, MarketDataSocket, ReconnectPolicy
 
-from infra.local.stack import DEMO_SYMBOLS, process_alive
+from infra.local.components import DEMO_SYMBOLS
+from infra.local.supervisor import process_alive
 from tests.support.local_stack import StackCommand
 from tests.support.soak import reconcile_exactly
 from tests.support.trading_load import LoadProfile, TradingLoad

@@ -17,9 +17,9 @@ from exchange.ledger.types.v1 import types_pb2 as ledger_types_pb2
 from exchange.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from exchange_sdk import AsyncClient, Client
 
+from infra.local.components import CORE_SHARD_ID
 from infra.local.edge_client import ApiKey
 from infra.local.reference_data import STACK_OPERATOR_ID
-from infra.local.stack import CORE_SHARD_ID
 from tests.support.local_stack import StackCommand, wait_until
 
 ALL_MARKETS = "-"  # GetReconciliation: the whole shard

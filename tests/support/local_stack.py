@@ -14,17 +14,17 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from infra.local.demo_accounts import read_demo_keys
-from infra.local.edge_client import ApiKey
-from infra.local.ports import free_port
-from infra.local.stack import (
+from infra.local.components import (
     DEMO_BOTS_VARIABLE,
     DEMO_SYMBOLS,
     PORT_VARIABLES,
-    Ports,
+    StackPorts,
     markets_listed,
     ports_from_environment,
 )
+from infra.local.demo_accounts import read_demo_keys
+from infra.local.edge_client import ApiKey
+from infra.local.ports import free_port
 from tests.paths import REPO_ROOT
 
 
@@ -41,7 +41,7 @@ class StackCommand:
             DEMO_BOTS_VARIABLE: "1" if bots else "0",
             **(environment or {}),  # e.g. a component's setting (EXCHANGE_CORE_HISTORY_WINDOW)
         }
-        self.ports: Ports = ports_from_environment(self.environment)
+        self.ports: StackPorts = ports_from_environment(self.environment)
 
     def __call__(self, action: str, *extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

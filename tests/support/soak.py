@@ -41,7 +41,7 @@ from typing import Final
 from exchange.ledger.types.v1 import types_pb2 as ledger_types_pb2
 from exchange_sdk.websocket import MarketDataSocket, TradeEvent
 
-from infra.local.stack import DEMO_SYMBOLS
+from infra.local.components import DEMO_SYMBOLS
 from tests.support.exchange_access import (
     core_trader_balances,
     engine_status,

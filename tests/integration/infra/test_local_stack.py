@@ -25,7 +25,7 @@ from infra.local.demo_accounts import read_demo_keys
 from infra.local.edge_client import ApiKey, place_limit_order, signed_request
 from infra.local.ports import port_open
 from infra.local.reference_data import STACK_OPERATOR_ID
-from infra.local.stack import process_alive
+from infra.local.supervisor import process_alive
 from tests.support.local_stack import StackCommand, local_stack, wait_until
 
 OPERATOR = (("x-exchange-operator-id", STACK_OPERATOR_ID),)

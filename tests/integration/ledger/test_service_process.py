@@ -80,7 +80,7 @@ async def test_migrate_then_serve(postgres: PostgresDatabase, ledger_template: s
 async def test_with_a_broker_the_service_publishes_its_events(
     postgres: PostgresDatabase, ledger_template: str, kafka_broker: LocalBroker
 ) -> None:
-    """The launch line of infra/local/stack.py (--kafka-bootstrap, --partitions 0, no event
+    """The launch line of infra/local/components.py (--kafka-bootstrap, --partitions 0, no event
     flags): settlement consumer AND the ledger events publisher run."""
     assert ledger_template
     await create_topic(kafka_broker.bootstrap_servers, partitions=1)
