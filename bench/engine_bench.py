@@ -1,6 +1,7 @@
 """Benchmark of the matching + risk engine against a minimal reference book.
 
 Usage: .venv/bin/python bench/engine_bench.py [--commands N] [--seed S]
+       .venv/bin/python bench/engine_bench.py --baseline REV [--repeats N] [--instructions]
 
 One seeded command stream (printed seed) with a realistic mix:
 - 70% resting limit orders near the top of the book (never crossing),
@@ -16,6 +17,16 @@ measured three ways in the same process:
     eviction once an account holds 10,000 keys), against (a): the cost of durable keys.
 The collector is tuned like the service would tune it: gc.freeze() after setup (the command
 stream and the funded engine become permanent) and raised thresholds.
+
+`--baseline REV` compares an earlier engine with this tree's in the same run: core/engine at
+git revision REV is extracted (`git archive`) into a temporary directory, and child processes
+measure (a) and (b) alternately with that engine and with this tree's (each child imports
+`core.engine` from its root, set by ENGINE_BENCH_ENGINE_ROOT), `--repeats` times each, in the
+order A B B A A B ... so that a drift of the machine's load falls on both. It prints every
+figure, the medians, the after/before ratio of (a), and fails if the two engines end in
+different state hashes or trade counts. `--instructions` also counts the CPU instructions per
+command of each engine under `valgrind --tool=cachegrind` (the stream's generation and setup,
+run alone, subtracted), which the machine's load does not change.
 Amounts are integers in minor units; the only floats are the printed rates and latencies.
 """
 
@@ -24,8 +35,16 @@ from __future__ import annotations
 import argparse
 import gc
 import heapq
+import io
+import json
+import os
 import random
+import re
+import statistics
+import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -33,6 +52,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# A directory holding core/engine to measure instead of this tree's (set by --baseline for its
+# child processes; ENGINE_ROOT_ENV below).
+sys.path.insert(0, os.environ.get("ENGINE_BENCH_ENGINE_ROOT", sys.path[0]))
 
 from core.engine import (
     CancelOrder,
@@ -45,6 +67,8 @@ from core.engine import (
 from core.engine.commands import Command
 from core.engine.testing import BTC, USDT, EngineDriver, btc_usdt_spec
 
+REPOSITORY = Path(__file__).resolve().parents[1]
+ENGINE_ROOT_ENV = "ENGINE_BENCH_ENGINE_ROOT"
 SEED_DEFAULT = 20_251_121
 COMMANDS_DEFAULT = 300_000
 MAKERS = 50
@@ -267,6 +291,179 @@ def percentile(sorted_values: list[int], fraction: float) -> int:
     return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * fraction))]
 
 
+# ---------------------------------------------------------------- --baseline: before and after
+
+
+def child_run(mode: str, seed: int, count: int, thresholds: tuple[int, ...]) -> None:
+    """One measurement in a child process, with the `core.engine` its path gives it.
+
+    timed: (a) and (b) as in the main run, then one JSON line on stdout;
+    engine: the setup, the stream and the engine's run, untimed (counted by cachegrind);
+    generate: the setup and the stream only (what `engine` minus this leaves is the engine's).
+    """
+    import core.engine  # noqa: PLC0415  (the engine this child measures, reported below)
+
+    driver = funded_engine()
+    stream = generate(seed, count, driver.engine_seq_last + 1)
+    if mode == "generate":
+        return
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*thresholds)
+    engine_rate = run_engine(driver, stream)
+    if mode == "engine":
+        return
+    reference_rate = run_reference(stream)
+    figures = {
+        "engine_package": str(Path(core.engine.__file__).resolve().parent),
+        "engine": engine_rate,
+        "reference": reference_rate,
+        "trades": driver.engine.trade_id_last,
+        "state_hash": driver.engine.state_hash(),
+    }
+    print(json.dumps(figures))
+
+
+def extract_engine(revision: str, directory: Path) -> Path:
+    """core/engine (and core/__init__.py) at `revision`, under `directory`; returns its root."""
+    archive = subprocess.run(
+        [
+            "git",
+            "-C",
+            str(REPOSITORY),
+            "archive",
+            "--format=tar",
+            revision,
+            "core/__init__.py",
+            "core/engine",
+        ],
+        check=True,
+        capture_output=True,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(directory, filter="data")
+    return directory
+
+
+def child_command(mode: str, args: argparse.Namespace) -> list[str]:
+    return [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child-run",
+        mode,
+        "--commands",
+        str(args.commands),
+        "--seed",
+        str(args.seed),
+        "--gc-thresholds",
+        *(str(value) for value in args.gc_thresholds),
+    ]
+
+
+def child_environment(engine_root: Path) -> dict[str, str]:
+    return {**os.environ, ENGINE_ROOT_ENV: str(engine_root), "PYTHONHASHSEED": "0"}
+
+
+def timed_child(engine_root: Path, args: argparse.Namespace) -> dict[str, Any]:
+    completed = subprocess.run(
+        child_command("timed", args),
+        env=child_environment(engine_root),
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    figures: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
+    expected = (engine_root / "core" / "engine").resolve()
+    if Path(figures["engine_package"]) != expected:
+        msg = f"the child measured {figures['engine_package']}, not {expected}"
+        raise SystemExit(msg)
+    return figures
+
+
+def instructions(engine_root: Path, mode: str, args: argparse.Namespace) -> int:
+    """CPU instructions of one child run under cachegrind (no cache simulation)."""
+    completed = subprocess.run(
+        [
+            "valgrind",
+            "--tool=cachegrind",
+            "--cache-sim=no",
+            "--cachegrind-out-file=/dev/null",
+            *child_command(mode, args),
+        ],
+        env=child_environment(engine_root),
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    match = re.search(r"I\s+refs:\s+([\d,]+)", completed.stderr)
+    if match is None:
+        msg = f"no instruction count in valgrind's output: {completed.stderr[-500:]}"
+        raise SystemExit(msg)
+    return int(match.group(1).replace(",", ""))
+
+
+def compare_with_baseline(args: argparse.Namespace) -> None:
+    print(
+        f"seed={args.seed} commands={args.commands} python={sys.version.split()[0]} "
+        f"baseline={args.baseline} repeats={args.repeats}"
+    )
+    with tempfile.TemporaryDirectory(prefix="engine-bench-baseline-") as temporary:
+        roots = {"before": extract_engine(args.baseline, Path(temporary)), "after": REPOSITORY}
+        runs: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
+        for index in range(args.repeats):
+            order = ("before", "after") if index % 2 == 0 else ("after", "before")
+            for name in order:
+                figures = timed_child(roots[name], args)
+                runs[name].append(figures)
+                print(
+                    f"  run {index + 1} {name:6}: (a) engine {figures['engine']:10,.0f} "
+                    f"commands/s  (b) reference {figures['reference']:10,.0f} commands/s  "
+                    f"(a)/(b) {figures['engine'] / figures['reference']:.3f}"
+                )
+        for name in ("trades", "state_hash"):
+            values = {figures[name] for figures in runs["before"] + runs["after"]}
+            if len(values) != 1:
+                msg = f"the engines disagree on {name}: {sorted(map(str, values))}"
+                raise SystemExit(msg)
+        medians = {
+            name: {
+                figure: statistics.median(figures[figure] for figures in runs[name])
+                for figure in ("engine", "reference")
+            }
+            for name in runs
+        }
+        pair_ratios = [
+            after["engine"] / before["engine"]
+            for before, after in zip(runs["before"], runs["after"], strict=True)
+        ]
+        for name in ("before", "after"):
+            engine_rate = medians[name]["engine"]
+            reference_rate = medians[name]["reference"]
+            print(
+                f"{name:6} (median): (a) engine {engine_rate:10,.0f} commands/s  "
+                f"(b) reference {reference_rate:10,.0f} commands/s  "
+                f"(a)/(b) {engine_rate / reference_rate:.3f}"
+            )
+        engine_ratio = medians["after"]["engine"] / medians["before"]["engine"]
+        print(
+            f"after/before, (a) medians: {engine_ratio:.3f}"
+            f"  (per pair: median {statistics.median(pair_ratios):.3f}, "
+            f"range {min(pair_ratios):.3f}-{max(pair_ratios):.3f})"
+        )
+        print(f"same trades ({runs['after'][0]['trades']}) and state hash in every run")
+        if args.instructions:
+            per_command = {}
+            for name in ("before", "after"):
+                engine_count = instructions(roots[name], "engine", args)
+                setup_count = instructions(roots[name], "generate", args)
+                per_command[name] = (engine_count - setup_count) / args.commands
+                print(f"{name:6}: {per_command[name]:,.0f} CPU instructions per command")
+            print(
+                f"after/before, instructions per command: "
+                f"{per_command['after'] / per_command['before']:.3f}"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--commands", type=int, default=COMMANDS_DEFAULT)
@@ -274,8 +471,28 @@ def main() -> None:
     parser.add_argument(
         "--gc-thresholds", type=int, nargs=3, default=GC_THRESHOLDS, metavar=("G0", "G1", "G2")
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="compare the engine at this git revision with this tree's, in the same run",
+    )
+    parser.add_argument("--repeats", type=int, default=5, help="runs of each engine (--baseline)")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="with --baseline: also count CPU instructions per command (valgrind)",
+    )
+    parser.add_argument(
+        "--child-run", choices=("timed", "engine", "generate"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     thresholds = tuple(args.gc_thresholds)
+    if args.child_run:
+        child_run(args.child_run, args.seed, args.commands, thresholds)
+        return
+    if args.baseline:
+        compare_with_baseline(args)
+        return
 
     print(f"seed={args.seed} commands={args.commands} python={sys.version.split()[0]}")
     throughput_driver = funded_engine()
