@@ -1,28 +1,35 @@
-"""Price-time priority order book of one market.
+"""Price-time priority order book of one market: the one module that knows its representation.
 
-Invariants (backed by `OrderBook.check_invariants` and the property tests against a naive
-reference book):
-1. Best price first across levels: bids highest first, asks lowest first.
-2. FIFO within a level: orders keep their arrival order. A quantity decrease keeps the place;
-   a price change or quantity increase re-queues the order at the back (a new `Order` object,
-   the old one becomes a dead entry).
-3. Each side keeps `keys` sorted ascending with the best level LAST (bid key = price, ask key
-   = -price) and exactly one PriceLevel per key in `levels`, so the best level is O(1) and
-   removing it is `keys.pop()`.
-4. A level's `quantity` is the sum and `count` the number of its live orders; a level without
-   live orders does not exist.
-5. A live order has resting=True, quantity_remaining > 0, is LIMIT GTC, and has its level's
-   side and price. Removal is lazy (resting=False, skipped when met at the head); a level
-   compacts when dead entries outnumber live ones, so memory stays O(live orders).
-6. At rest (between commands) the book is not crossed: best bid < best ask.
+Invariants 1-3 of core/engine/README.md (the numbered list there is the source), as this
+module keeps them (backed by `OrderBook.check_invariants` and the property tests against a
+naive reference book):
+1. Price-time priority: best price first across levels (bids highest first, asks lowest
+   first), FIFO within a level. A quantity decrease keeps the place (`BookSide.reduce`); a
+   price change or a quantity increase re-queues the order at the back (a new `Order`
+   object, the old one becomes a dead entry).
+2. Book structure: each side keeps `keys` sorted ascending with the best level LAST (bid key
+   = price, ask key = -price) and exactly one PriceLevel per key in `levels`, so the best
+   level is O(1) and removing it is `keys.pop()`. A level's `quantity` is the sum and `count`
+   the number of its live orders; a level without live orders does not exist (it is dropped
+   by the operation that takes its last live order, during matching too). A live order has
+   resting=True, quantity_remaining > 0, is LIMIT GTC, and has its level's side and price.
+   Removal is lazy (resting=False, skipped when met at the head); a level compacts when dead
+   entries outnumber live ones, so memory stays O(live orders).
+3. Not crossed at rest: between commands, best bid < best ask (`OrderBook.rest` raises if
+   resting an order crosses the book).
+
+Matching (matching.py) goes through the primitives on the best level: `BookSide.best_key`,
+`BookSide.best_level`, `PriceLevel.head`, `BookSide.fill_head`, `BookSide.pop_head`; the
+engine through `add` / `remove` / `reduce` / `reaches` / `OrderBook.rest`; the snapshot
+through `BookSide.live_order_values`. Nothing else reads a side's keys or a level's queue.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, insort
 from collections import deque
-from collections.abc import Iterator
-from typing import Final
+from collections.abc import Callable, Iterator
+from typing import Final, TypeVar
 
 from core.engine.balances import Balance
 from core.engine.enums import (
@@ -36,6 +43,10 @@ from core.engine.errors import EngineInvariantError
 from core.engine.results import DepthLevel, OrderView
 
 LEVEL_COMPACT_DEAD_MIN: Final = 32
+
+_BUY: Final = Side.BUY
+
+ValueT = TypeVar("ValueT")
 
 
 class Order:
@@ -175,6 +186,19 @@ class PriceLevel:
     def live_orders(self) -> Iterator[Order]:
         return (order for order in self.orders if order.resting)
 
+    def head(self) -> Order | None:
+        """The first live order (dead entries before it are dropped), None once the level has
+        no live order left (it has then been dropped from its side: invariant 2)."""
+        if self.count == 0:
+            return None
+        orders = self.orders
+        order = orders[0]
+        while not order.resting:
+            orders.popleft()
+            self.dead -= 1
+            order = orders[0]
+        return order
+
 
 class BookSide:
     """One side of a book. `sign` is +1 for bids and -1 for asks; key = price * sign."""
@@ -216,6 +240,85 @@ class BookSide:
         if level.dead > LEVEL_COMPACT_DEAD_MIN and level.dead > level.count:
             level.orders = deque(level.live_orders())
             level.dead = 0
+
+    def reduce(self, order: Order, quantity_remaining: int) -> None:
+        """Lower a live order's remaining quantity in place: it keeps its time priority."""
+        if not order.resting or not 0 < quantity_remaining <= order.quantity_remaining:
+            msg = f"reducing {order!r} to {quantity_remaining} in place"
+            raise EngineInvariantError(msg)
+        self.levels[order.price].quantity -= order.quantity_remaining - quantity_remaining
+        order.quantity_remaining = quantity_remaining
+
+    def best_key(self) -> int | None:
+        """The best level's key (bid: price, ask: -price), None for an empty side."""
+        keys = self.keys
+        return keys[-1] if keys else None
+
+    def reaches(self, limit_key: int) -> bool:
+        """Whether an incoming order with this limit key (buy: -price, sell: price) would
+        take from this side: its best key is >= limit_key."""
+        keys = self.keys
+        return bool(keys) and keys[-1] >= limit_key
+
+    def best_level(self, limit_key: int) -> PriceLevel | None:
+        """The best level if its key is >= limit_key; None if beyond it, or the side is empty."""
+        keys = self.keys
+        if keys:
+            key = keys[-1]
+            if key >= limit_key:
+                return self.levels[key * self.sign]
+        return None
+
+    def fill_head(self, level: PriceLevel, maker: Order, quantity: int) -> int:
+        """Fill `quantity` of `maker`, the head of `level`, the best level; returns the maker's
+        remaining quantity. A filled maker leaves the book, and so does an emptied level."""
+        remaining = maker.quantity_remaining - quantity
+        maker.quantity_remaining = remaining
+        maker.quantity_filled += quantity
+        level.quantity -= quantity
+        if remaining == 0:
+            if level.orders.popleft() is not maker:
+                raise EngineInvariantError(f"filled {maker!r} was not the head of its level")
+            maker.resting = False
+            level.count -= 1
+            if level.count == 0:
+                self._drop_best_level(level)
+        return remaining
+
+    def pop_head(self, level: PriceLevel) -> Order:
+        """Take the head live order out of `level`, the best level (self-trade prevention
+        cancels it); an emptied level leaves the book. Call after `level.head()`."""
+        order = level.orders.popleft()
+        order.resting = False
+        level.count -= 1
+        level.quantity -= order.quantity_remaining
+        if level.count == 0:
+            self._drop_best_level(level)
+        return order
+
+    def _drop_best_level(self, level: PriceLevel) -> None:
+        if self.keys.pop() * self.sign != level.price:
+            raise EngineInvariantError(f"level {level.price} is not the best {self.side} level")
+        del self.levels[level.price]
+
+    def live_orders_up_to(self, limit_key: int) -> Iterator[Order]:
+        """Live orders in priority order, from the levels whose key is >= limit_key."""
+        levels = self.levels
+        sign = self.sign
+        for key in reversed(self.keys):
+            if key < limit_key:
+                return
+            yield from levels[key * sign].live_orders()
+
+    def live_order_values(self, values: Callable[[Order], ValueT]) -> list[ValueT]:
+        """`values(order)` of every live order in priority order (the snapshot's capture)."""
+        captured: list[ValueT] = []
+        for level in self.levels_best_first():
+            if level.dead:
+                captured.extend(map(values, [order for order in level.orders if order.resting]))
+            else:
+                captured.extend(map(values, level.orders))
+        return captured
 
     def drop_level(self, level: PriceLevel) -> None:
         key = level.price * self.sign
@@ -292,6 +395,17 @@ class OrderBook:
     def opposite(self, side: Side) -> BookSide:
         return self.asks if side is Side.BUY else self.bids
 
+    def rest(self, order: Order) -> None:
+        """Put a live order at the back of its level; raise if that crosses the book."""
+        if order.side is _BUY:
+            self.bids.add(order)
+            crossed = self.asks.reaches(-order.price)
+        else:
+            self.asks.add(order)
+            crossed = self.bids.reaches(order.price)
+        if crossed:
+            raise EngineInvariantError(f"book {self.symbol} crossed after resting {order!r}")
+
     def is_crossed(self) -> bool:
         best_bid = self.bids.best_price()
         best_ask = self.asks.best_price()
@@ -301,4 +415,4 @@ class OrderBook:
         self.bids.check_invariants()
         self.asks.check_invariants()
         if self.is_crossed():
-            raise EngineInvariantError(f"book {self.symbol} is crossed at rest")
+            raise EngineInvariantError(f"book {self.symbol} is crossed at rest")  # invariant 3

@@ -6,23 +6,16 @@ the command, order ids are the engine_seq of the placing command, trade ids come
 counter in the state. The same commands with the same engine_seq / timestamp_ns always
 produce the same events, outcomes and state hash.
 
-Invariants (checked by `check_invariants`, by cheap runtime checks that raise
-EngineInvariantError, and by the property tests):
-1. Each market's book keeps price-time priority and is never crossed at rest (see book.py).
-2. For every (account, asset): available >= 0, held >= 0 and held == the sum of
-   `reserved_amount` of the account's open orders on that asset.
-3. For every asset: sum over all accounts (fee account included) of available + held equals
-   the asset's supply; only Deposit / Withdraw / AdjustBalance change the supply.
-4. A buy's reservation covers the worst case of its remaining quantity (notional at its limit
-   price plus the taker fee, with the cumulative fee ceiling); a sell reserves its remaining
-   base quantity. Fills only take from `held`; leftovers are released when the order closes.
-5. Every notional is exact (price * quantity divisible by 10**base_scale); a remainder raises.
-6. engine_seq strictly increases from command to command (else EngineInvariantError); each
-   event stream is numbered 1, 2, 3 ... without gaps.
-7. An idempotent retry (same client order id / transfer id / request id, equal command)
-   changes nothing and emits nothing; it returns the stored original outcome. The same key
-   with another command is rejected IDEMPOTENCY_KEY_REUSED (DUPLICATE_CLIENT_ORDER_ID for
-   orders) and is not remembered.
+Invariants: the numbered list of core/engine/README.md is their source. The book keeps 1-3
+(book.py); this module keeps 4-9 and checks all of them in `check_invariants` (O(state)),
+besides cheap runtime checks that raise EngineInvariantError on the hot path; the property
+tests check them after random commands.
+
+Layout: this module is the dispatch (`apply`, the idempotency wrappers) and the state (the
+markets, balances, order indexes, idempotency tables and counters) with the bookkeeping
+around them (reserve, release, rest, close, cancel). The rest is in its own module:
+checks.py (whether a place or amend is acceptable), matching.py (a taker against the book),
+fees.py (every fee), funding.py (deposits, withdrawals, adjustments), book.py (the book).
 
 Business rejections are returned (`Outcome.reason`, plus an OrderRejected event for order
 commands); they never raise.
@@ -36,7 +29,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from core.engine.balances import FEE_ACCOUNT_ID, Balance
-from core.engine.book import BookSide, Order, OrderBook, PriceLevel
+from core.engine.book import Order
+from core.engine.checks import (
+    check_limit_place,
+    check_market_place,
+    check_market_place_dynamic,
+    check_price_quantity_band_notional,
+)
 from core.engine.commands import (
     AdjustBalance,
     AmendOrder,
@@ -58,19 +57,15 @@ from core.engine.enums import (
     OrderStatus,
     OrderType,
     RejectReason,
-    SelfTradePrevention,
     Side,
     TimeInForce,
 )
 from core.engine.errors import EngineInvariantError
 from core.engine.events import (
     AssetCreated,
-    BalanceAdjusted,
     Event,
-    FundsDeposited,
     FundsReleased,
     FundsReserved,
-    FundsWithdrawn,
     MarketCreated,
     MarketModeChanged,
     OrderAccepted,
@@ -78,21 +73,15 @@ from core.engine.events import (
     OrderCancelled,
     OrderExpired,
     OrderRejected,
-    TradeExecuted,
 )
 from core.engine.fast_frozen import positional_constructor
+from core.engine.fees import buy_reserve_needed
+from core.engine.funding import funding_event, funding_reason, move_supply, supply_delta
 from core.engine.idempotency import PerAccountFifo
-from core.engine.market import MarketSpec, validate_asset, validate_market_spec
-from core.engine.money import (
-    BPS,
-    INT64_MAX,
-    PPM,
-    band_price_max,
-    band_price_min,
-    ceil_div,
-    fee_for,
-    notional,
-)
+from core.engine.market import validate_asset, validate_market_spec
+from core.engine.market_state import Market
+from core.engine.matching import STOP_COMPLETE, STOP_EMPTY, STOP_LIMIT, STOP_SELF_TRADE, match
+from core.engine.money import INT64_MAX
 from core.engine.results import (
     ApplyResult,
     BalanceView,
@@ -105,17 +94,7 @@ from core.engine.results import (
 if TYPE_CHECKING:
     from core.engine.snapshot import SnapshotCapture
 
-# Why matching stopped (internal).
-_STOP_COMPLETE: Final = 0  # taker filled, or a quote budget cannot buy one more lot
-_STOP_SELF_TRADE: Final = 1  # self-trade prevention ended the taker
-_STOP_LIMIT: Final = 2  # the best opposite level is beyond the limit price / band edge
-_STOP_EMPTY: Final = 3  # the opposite side ran out
-
 _BUY: Final = Side.BUY
-_SELL: Final = Side.SELL
-_CANCEL_NEWEST: Final = SelfTradePrevention.CANCEL_NEWEST
-_CANCEL_BOTH: Final = SelfTradePrevention.CANCEL_BOTH
-_CANCEL_OLDEST: Final = SelfTradePrevention.CANCEL_OLDEST
 _FILLED: Final = OrderStatus.FILLED
 _PARTIALLY_FILLED: Final = OrderStatus.PARTIALLY_FILLED
 _NORMAL: Final = MarketMode.NORMAL
@@ -130,7 +109,6 @@ _LIMIT: Final = OrderType.LIMIT
 _new_order_accepted = positional_constructor(OrderAccepted)
 _new_funds_reserved = positional_constructor(FundsReserved)
 _new_funds_released = positional_constructor(FundsReleased)
-_new_trade_executed = positional_constructor(TradeExecuted)
 _new_order_cancelled = positional_constructor(OrderCancelled)
 _new_order_expired = positional_constructor(OrderExpired)
 _new_order_rejected = positional_constructor(OrderRejected)
@@ -148,57 +126,6 @@ class EngineConfig:
     closed_orders_max_per_account: int = 1_000
     # Retention window of request ids (cancel, cancel-all, amend; per operator: market mode).
     request_ids_max_per_account: int = 10_000
-
-
-class Market:
-    """Runtime state of one market: spec (with hot fields copied out), mode, book, stream."""
-
-    __slots__ = (
-        "band_bps",
-        "base_asset",
-        "base_unit",
-        "book",
-        "cells",
-        "lot_step",
-        "maker_fee_ppm",
-        "max_quantity",
-        "min_notional",
-        "min_quantity",
-        "mode",
-        "price_tick",
-        "quote_asset",
-        "reference_price",
-        "spec",
-        "stream_seq",
-        "symbol",
-        "taker_fee_ppm",
-    )
-
-    def __init__(self, spec: MarketSpec) -> None:
-        self.spec = spec
-        self.symbol = spec.symbol
-        self.base_asset = spec.base_asset
-        self.quote_asset = spec.quote_asset
-        self.base_unit = 10**spec.base_scale
-        self.price_tick = spec.price_tick
-        self.lot_step = spec.lot_step
-        self.min_quantity = spec.min_quantity
-        self.max_quantity = spec.max_quantity
-        self.min_notional = spec.min_notional
-        self.band_bps = spec.price_band_bps
-        self.maker_fee_ppm = spec.maker_fee_ppm
-        self.taker_fee_ppm = spec.taker_fee_ppm
-        self.reference_price = spec.reference_price
-        self.mode = MarketMode.NORMAL
-        self.stream_seq = 0
-        self.book = OrderBook(spec.symbol)
-        # Derived cache (not state): account id -> (base cell, quote cell) of this market, filled
-        # when an account first places here. Cells are never removed from Engine._balances.
-        self.cells: dict[str, tuple[Balance, Balance]] = {}
-
-    def next_seq(self) -> int:
-        self.stream_seq += 1
-        return self.stream_seq
 
 
 OrderRecord = tuple[PlaceOrder, Outcome]
@@ -248,9 +175,9 @@ class Engine:
             CancelOrder: self._keyed(self._cancel),
             CancelAllOrders: self._keyed(self._cancel_all),
             AmendOrder: self._keyed(self._amend),
-            Deposit: self._deposit,
-            Withdraw: self._withdraw,
-            AdjustBalance: self._adjust,
+            Deposit: self._funding,
+            Withdraw: self._funding,
+            AdjustBalance: self._funding,
             CreateAsset: self._create_asset,
             CreateMarket: self._create_market,
             SetMarketMode: self._keyed(self._set_market_mode),
@@ -260,7 +187,7 @@ class Engine:
 
     def apply(self, command: Command, *, engine_seq: int, timestamp_ns: int) -> ApplyResult:
         """Apply one command. Rejections are returned; an invariant breach raises."""
-        if engine_seq <= self._engine_seq_last:
+        if engine_seq <= self._engine_seq_last:  # invariant 8
             msg = f"engine_seq {engine_seq} does not follow {self._engine_seq_last}"
             raise EngineInvariantError(msg)
         handler = self._handlers.get(type(command))
@@ -276,9 +203,10 @@ class Engine:
         return result
 
     def _keyed(self, handler: Callable[[Any], ApplyResult]) -> Callable[[Any], ApplyResult]:
-        """`handler` with idempotency by (caller, request_id): a command with a key seen
-        before returns the stored outcome if it is equal (nothing applied, no events), else
-        IDEMPOTENCY_KEY_REUSED (not stored); a new key stores its outcome, rejections too.
+        """`handler` with idempotency (invariant 9) by (caller, request_id): a command with a
+        key seen before returns the stored outcome if it is equal (nothing applied, no
+        events), else IDEMPOTENCY_KEY_REUSED (not stored); a new key stores its outcome,
+        rejections too.
         The caller is the account, or the operator for SetMarketMode (a table of its own)."""
         command_requests = self._command_requests
         operator_requests = self._operator_requests
@@ -522,18 +450,7 @@ class Engine:
 
     def _rest(self, market: Market, order: Order) -> None:
         """Put a (new or requeued) order into the book and the open-order indexes."""
-        book = market.book
-        price = order.price
-        if order.side is _BUY:
-            book.bids.add(order)
-            opposite_keys = book.asks.keys
-            crossed = bool(opposite_keys) and -opposite_keys[-1] <= price
-        else:
-            book.asks.add(order)
-            opposite_keys = book.bids.keys
-            crossed = bool(opposite_keys) and opposite_keys[-1] >= price
-        if crossed:
-            raise EngineInvariantError(f"book {market.symbol} crossed after resting {order!r}")
+        market.book.rest(order)
         account_id = order.account_id
         order_id = order.order_id
         self._orders[order_id] = order
@@ -565,384 +482,23 @@ class Engine:
         )
         self._close(market, order, OrderStatus.CANCELLED)
 
-    @staticmethod
-    def _buy_reserve_needed(market: Market, order: Order, price: int, remaining: int) -> int:
-        """Worst-case cost of `remaining` at `price` as a taker, given the fees already paid."""
-        amount = notional(price, remaining, market.base_unit)
-        fee_total = ceil_div(order.fee_ppm_units + amount * market.taker_fee_ppm, PPM)
-        return amount + fee_total - order.fee_paid
-
-    # ------------------------------------------------------------------ matching
-
-    def _match(  # noqa: PLR0912, PLR0915  (hot loop kept in one frame on purpose)
-        self,
-        market: Market,
-        taker: Order,
-        limit_key: int,
-        budget: int,
-    ) -> tuple[int, int]:
-        """Match `taker` against the opposite side while its key is >= limit_key.
-
-        Keys are "best last" (bid key = price, ask key = -price), so for a buy the limit key is
-        -limit_price and for a sell it is +limit_price. `budget` > 0 means a market buy that
-        spends a quote budget. Returns (why it stopped, budget left).
-        """
-        is_buy = taker.side is _BUY
-        book = market.book
-        opposite: BookSide = book.asks if is_buy else book.bids
-        keys = opposite.keys
-        levels = opposite.levels
-        sign = opposite.sign
-        base_unit = market.base_unit
-        lot_step = market.lot_step
-        maker_ppm = market.maker_fee_ppm
-        taker_ppm = market.taker_fee_ppm
-        symbol = market.symbol
-        fee_cell = self._balance_cell(FEE_ACCOUNT_ID, market.quote_asset)
-        taker_account = taker.account_id
-        taker_order_id = taker.order_id
-        taker_side = taker.side
-        taker_reserve = taker.reserve_balance
-        taker_proceeds = taker.proceeds_balance
-        append = self._events.append
-        new_trade = _new_trade_executed
-        engine_seq = self._command_seq
-        timestamp_ns = self._command_ns
-        budget_mode = budget > 0
-        remaining = taker.quantity_remaining
-        stop = -1
-        last_price = 0
-        while stop < 0:
-            if not keys:
-                stop = _STOP_EMPTY
-                break
-            key = keys[-1]
-            if key < limit_key:
-                stop = _STOP_LIMIT
-                break
-            price = key * sign
-            level: PriceLevel = levels[price]
-            orders = level.orders
-            while True:
-                if budget_mode:
-                    affordable = budget * base_unit // price
-                    remaining = affordable - affordable % lot_step
-                if remaining == 0:
-                    stop = _STOP_COMPLETE
-                    break
-                if level.count == 0:
-                    break
-                maker = orders[0]
-                if not maker.resting:
-                    orders.popleft()
-                    level.dead -= 1
-                    continue
-                if maker.account_id == taker_account:
-                    mode = taker.self_trade_prevention
-                    if mode is _CANCEL_NEWEST:
-                        stop = _STOP_SELF_TRADE
-                        break
-                    self._cancel_head(market, level, maker)
-                    if mode is _CANCEL_BOTH:
-                        stop = _STOP_SELF_TRADE
-                        break
-                    continue
-                maker_remaining = maker.quantity_remaining
-                quantity = remaining if remaining < maker_remaining else maker_remaining
-                quote_amount, inexact = divmod(price * quantity, base_unit)
-                if inexact:
-                    msg = f"inexact notional {price}*{quantity}/{base_unit} in {symbol}"
-                    raise EngineInvariantError(msg)
-                # Fees: ceiling of each order's cumulative fee (see money.py).
-                units = maker.fee_ppm_units + quote_amount * maker_ppm
-                maker.fee_ppm_units = units
-                total = -(-units // PPM)
-                maker_fee = total - maker.fee_paid
-                maker.fee_paid = total
-                units = taker.fee_ppm_units + quote_amount * taker_ppm
-                taker.fee_ppm_units = units
-                total = -(-units // PPM)
-                taker_fee = total - taker.fee_paid
-                taker.fee_paid = total
-                if is_buy:
-                    cost = quote_amount + taker_fee
-                    taker.reserved_amount -= cost
-                    taker_reserve.held -= cost
-                    taker_proceeds.available += quantity
-                    maker.reserved_amount -= quantity
-                    maker.reserve_balance.held -= quantity
-                    maker.proceeds_balance.available += quote_amount - maker_fee
-                else:
-                    cost = quote_amount + maker_fee
-                    taker.reserved_amount -= quantity
-                    taker_reserve.held -= quantity
-                    taker_proceeds.available += quote_amount - taker_fee
-                    maker.reserved_amount -= cost
-                    maker.reserve_balance.held -= cost
-                    maker.proceeds_balance.available += quantity
-                fee_cell.available += maker_fee + taker_fee
-                if maker.reserved_amount < 0 or taker.reserved_amount < 0:
-                    msg = f"reservation overdrawn: maker {maker!r} taker {taker!r}"
-                    raise EngineInvariantError(msg)
-                maker_remaining -= quantity
-                maker.quantity_remaining = maker_remaining
-                maker.quantity_filled += quantity
-                level.quantity -= quantity
-                taker.quantity_filled += quantity
-                if budget_mode:
-                    budget -= quote_amount
-                    taker_remaining = 0
-                else:
-                    remaining -= quantity
-                    taker.quantity_remaining = remaining
-                    taker_remaining = remaining
-                last_price = price
-                self._trade_id_last += 1
-                market.stream_seq += 1
-                append(
-                    new_trade(
-                        symbol,
-                        market.stream_seq,
-                        engine_seq,
-                        timestamp_ns,
-                        self._trade_id_last,
-                        maker.order_id,
-                        taker_order_id,
-                        maker.account_id,
-                        taker_account,
-                        taker_side,
-                        price,
-                        quantity,
-                        quote_amount,
-                        maker_fee,
-                        taker_fee,
-                        maker_remaining,
-                        taker_remaining,
-                    )
-                )
-                if maker_remaining == 0:
-                    orders.popleft()
-                    maker.resting = False
-                    level.count -= 1
-                    self._close(market, maker, _FILLED)
-                else:
-                    maker.status = _PARTIALLY_FILLED
-            if level.count == 0:
-                keys.pop()
-                del levels[price]
-        if last_price:
-            market.reference_price = last_price
-        return stop, budget
-
-    def _cancel_head(self, market: Market, level: PriceLevel, order: Order) -> None:
-        """Self-trade prevention: cancel the resting order at the head of the level being
-        matched. The caller drops the level if it empties."""
-        level.orders.popleft()
-        order.resting = False
-        level.count -= 1
-        level.quantity -= order.quantity_remaining
-        market.stream_seq += 1
-        self._events.append(
-            _new_order_cancelled(
-                market.symbol,
-                market.stream_seq,
-                self._command_seq,
-                self._command_ns,
-                order.order_id,
-                order.account_id,
-                CancelReason.SELF_TRADE_PREVENTION,
-                order.quantity_remaining,
-            )
+    def _match(self, market: Market, taker: Order, limit_key: int, budget: int) -> int:
+        """Match the taker (matching.py) with this engine's state; returns why it stopped."""
+        stop, self._trade_id_last = match(
+            market,
+            taker,
+            limit_key,
+            budget,
+            fee_cell=self._balance_cell(FEE_ACCOUNT_ID, market.quote_asset),
+            trade_id_last=self._trade_id_last,
+            events=self._events,
+            engine_seq=self._command_seq,
+            timestamp_ns=self._command_ns,
+            close=self._close,
         )
-        self._close(market, order, OrderStatus.CANCELLED)
-
-    @staticmethod
-    def _walk_fillable(
-        market: Market,
-        *,
-        side: Side,
-        account_id: str,
-        self_trade_prevention: SelfTradePrevention,
-        limit_key: int,
-        quantity: int,
-    ) -> tuple[int, int]:
-        """What matching would fill right now: (quantity fillable up to `quantity`, its
-        notional). Mirrors `_match`: CANCEL_OLDEST skips own orders, other modes stop."""
-        opposite = market.book.asks if side is _BUY else market.book.bids
-        levels = opposite.levels
-        sign = opposite.sign
-        base_unit = market.base_unit
-        fillable = 0
-        amount = 0
-        for key in reversed(opposite.keys):
-            if key < limit_key:
-                break
-            price = key * sign
-            for maker in levels[price].orders:
-                if not maker.resting:
-                    continue
-                if maker.account_id == account_id:
-                    if self_trade_prevention is _CANCEL_OLDEST:
-                        continue
-                    return fillable, amount
-                take = min(quantity - fillable, maker.quantity_remaining)
-                fillable += take
-                amount += notional(price, take, base_unit)
-                if fillable == quantity:
-                    return fillable, amount
-        return fillable, amount
+        return stop
 
     # ------------------------------------------------------------------ place
-
-    @staticmethod
-    def _check_quantity(market: Market, quantity: int) -> RejectReason | None:
-        if quantity <= 0:
-            return RejectReason.QUANTITY_INVALID
-        if quantity > INT64_MAX:
-            return RejectReason.AMOUNT_OUT_OF_RANGE
-        if quantity % market.lot_step:
-            return RejectReason.QUANTITY_STEP_VIOLATION
-        if quantity < market.min_quantity:
-            return RejectReason.QUANTITY_BELOW_MIN
-        if quantity > market.max_quantity:
-            return RejectReason.QUANTITY_ABOVE_MAX
-        return None
-
-    @staticmethod
-    def _check_limit_price(  # noqa: PLR0911  (one guard per named rejection)
-        market: Market, price: int, quantity: int, *, check_band: bool = True
-    ) -> RejectReason | None:
-        if price <= 0:
-            return RejectReason.PRICE_INVALID
-        if price > INT64_MAX:
-            return RejectReason.AMOUNT_OUT_OF_RANGE
-        if price % market.price_tick:
-            return RejectReason.PRICE_TICK_VIOLATION
-        # _check_quantity and price_within_band, inlined: this runs for every limit order.
-        if quantity <= 0:
-            return RejectReason.QUANTITY_INVALID
-        if quantity > INT64_MAX:
-            return RejectReason.AMOUNT_OUT_OF_RANGE
-        if quantity % market.lot_step:
-            return RejectReason.QUANTITY_STEP_VIOLATION
-        if quantity < market.min_quantity:
-            return RejectReason.QUANTITY_BELOW_MIN
-        if quantity > market.max_quantity:
-            return RejectReason.QUANTITY_ABOVE_MAX
-        if check_band:
-            reference_price = market.reference_price
-            scaled = price * BPS
-            if not (
-                reference_price * (BPS - market.band_bps)
-                <= scaled
-                <= reference_price * (BPS + market.band_bps)
-            ):
-                return RejectReason.PRICE_OUT_OF_BAND
-        if price * quantity // market.base_unit < market.min_notional:
-            return RejectReason.NOTIONAL_BELOW_MIN
-        return None
-
-    @classmethod
-    def _check_market_place(  # noqa: PLR0911  (one guard per named rejection)
-        cls, market: Market, command: PlaceOrder
-    ) -> RejectReason | None:
-        """Static checks of a new MARKET order in a NORMAL market (no book, no balances)."""
-        tif = command.time_in_force
-        if tif is TimeInForce.GTC or command.post_only:
-            return RejectReason.TIME_IN_FORCE_INVALID
-        if command.price != 0:
-            return RejectReason.PRICE_INVALID
-        quantity = command.quantity
-        budget = command.quote_quantity
-        if quantity < 0 or budget < 0 or (quantity > 0) == (budget > 0):
-            return RejectReason.QUANTITY_INVALID
-        if budget:
-            if command.side is not _BUY:
-                return RejectReason.QUANTITY_INVALID
-            if tif is not TimeInForce.IOC:
-                return RejectReason.TIME_IN_FORCE_INVALID
-            if budget > INT64_MAX:
-                return RejectReason.AMOUNT_OUT_OF_RANGE
-            if budget < market.min_notional:
-                return RejectReason.NOTIONAL_BELOW_MIN
-            if budget + fee_for(budget, market.taker_fee_ppm) > INT64_MAX:
-                return RejectReason.AMOUNT_OUT_OF_RANGE
-            return None
-        return cls._check_quantity(market, quantity)
-
-    def _check_limit_place(  # noqa: PLR0911, PLR0912  (one guard per named rejection)
-        self, market: Market, command: PlaceOrder
-    ) -> tuple[RejectReason | None, int, int]:
-        """Every check of a new LIMIT order in a NORMAL market: static, then against the book
-        and the balances. Returns (reason, reservation, limit key). The hot path: one frame."""
-        tif = command.time_in_force
-        post_only = command.post_only
-        if post_only and tif is not _GTC:
-            return RejectReason.TIME_IN_FORCE_INVALID, 0, 0
-        if command.quote_quantity != 0:
-            return RejectReason.QUANTITY_INVALID, 0, 0
-        price = command.price
-        quantity = command.quantity
-        reason = Engine._check_limit_price(market, price, quantity)
-        if reason is not None:
-            return reason, 0, 0
-        account_id = command.account_id
-        is_buy = command.side is _BUY
-        if is_buy:
-            limit_key = -price
-            opposite_keys = market.book.asks.keys
-        else:
-            limit_key = price
-            opposite_keys = market.book.bids.keys
-        if tif is _GTC:
-            open_orders = self._open_orders.get(account_id)
-            if (
-                open_orders is not None
-                and len(open_orders) >= self.config.open_orders_max_per_account
-            ):
-                return RejectReason.OPEN_ORDER_LIMIT_EXCEEDED, 0, 0
-            if post_only and opposite_keys and opposite_keys[-1] >= limit_key:
-                return RejectReason.POST_ONLY_WOULD_TAKE, 0, 0
-        cells = market.cells.get(account_id)
-        if is_buy:
-            # notional(price, quantity) + fee_for(amount, taker_fee_ppm), inlined.
-            amount, inexact = divmod(price * quantity, market.base_unit)
-            if inexact:
-                raise EngineInvariantError(
-                    f"inexact notional {price}*{quantity} in {market.symbol}"
-                )
-            reserve = amount - (-amount * market.taker_fee_ppm // PPM)
-            if reserve > INT64_MAX:
-                return RejectReason.AMOUNT_OUT_OF_RANGE, 0, 0
-            cell = (
-                self._balances.get((account_id, market.quote_asset)) if cells is None else cells[1]
-            )
-        else:
-            reserve = quantity
-            cell = (
-                self._balances.get((account_id, market.base_asset)) if cells is None else cells[0]
-            )
-        if tif is TimeInForce.FOK:
-            reason = self._fok_reason(market, command, limit_key)
-            if reason is not None:
-                return reason, 0, 0
-        if reserve > (0 if cell is None else cell.available):
-            return RejectReason.INSUFFICIENT_BALANCE, 0, 0
-        return None, reserve, limit_key
-
-    def _fok_reason(
-        self, market: Market, command: PlaceOrder, limit_key: int
-    ) -> RejectReason | None:
-        """FOK_UNFILLABLE unless matching could fill the whole quantity right now."""
-        fillable, _ = self._walk_fillable(
-            market,
-            side=command.side,
-            account_id=command.account_id,
-            self_trade_prevention=command.self_trade_prevention,
-            limit_key=limit_key,
-            quantity=command.quantity,
-        )
-        return RejectReason.FOK_UNFILLABLE if fillable < command.quantity else None
 
     def _place(self, command: PlaceOrder) -> ApplyResult:  # noqa: PLR0912  (guards)
         account_id = command.account_id
@@ -972,11 +528,19 @@ class Engine:
                 else:
                     reason = RejectReason.MARKET_CANCEL_ONLY
             elif command.order_type is _LIMIT:
-                reason, reserve, limit_key = self._check_limit_place(market, command)
+                reason, reserve, limit_key = check_limit_place(
+                    market,
+                    command,
+                    self._open_orders,
+                    self.config.open_orders_max_per_account,
+                    self._balances,
+                )
             else:
-                reason = self._check_market_place(market, command)
+                reason = check_market_place(market, command)
                 if reason is None:
-                    reason, reserve, limit_key = self._check_market_place_dynamic(market, command)
+                    reason, reserve, limit_key = check_market_place_dynamic(
+                        market, command, self._balances
+                    )
             if reason is None:
                 result = self._execute_place(market, command, reserve, limit_key)
         if reason is not None:
@@ -991,47 +555,6 @@ class Engine:
         if client_order_id:
             self._order_requests.put(account_id, client_order_id, (command, result.outcome))
         return result
-
-    def _check_market_place_dynamic(
-        self, market: Market, command: PlaceOrder
-    ) -> tuple[RejectReason | None, int, int]:
-        """Checks of a MARKET order against the book and balances: (reason, reserve, key)."""
-        side = command.side
-        is_buy = side is _BUY
-        account_id = command.account_id
-        book = market.book
-        opposite = book.asks if is_buy else book.bids
-        if not opposite.keys:
-            return RejectReason.NO_LIQUIDITY, 0, 0
-        if is_buy:
-            limit_key = -band_price_max(market.reference_price, market.band_bps)
-            if command.quote_quantity:
-                budget = command.quote_quantity
-                reserve = budget + fee_for(budget, market.taker_fee_ppm)
-            else:
-                _, amount = self._walk_fillable(
-                    market,
-                    side=side,
-                    account_id=account_id,
-                    self_trade_prevention=command.self_trade_prevention,
-                    limit_key=limit_key,
-                    quantity=command.quantity,
-                )
-                reserve = amount + fee_for(amount, market.taker_fee_ppm)
-                if reserve > INT64_MAX:
-                    return RejectReason.AMOUNT_OUT_OF_RANGE, 0, 0
-        else:
-            limit_key = band_price_min(market.reference_price, market.band_bps)
-            reserve = command.quantity
-        if command.time_in_force is TimeInForce.FOK:
-            reason = self._fok_reason(market, command, limit_key)
-            if reason is not None:
-                return reason, 0, 0
-        reserve_asset = market.quote_asset if is_buy else market.base_asset
-        cell = self._balances.get((account_id, reserve_asset))
-        if reserve > (0 if cell is None else cell.available):
-            return RejectReason.INSUFFICIENT_BALANCE, 0, 0
-        return None, reserve, limit_key
 
     def _execute_place(
         self, market: Market, command: PlaceOrder, reserve: int, limit_key: int
@@ -1107,12 +630,12 @@ class Engine:
                     engine_seq,
                 )
             )
-        opposite_keys = market.book.asks.keys if is_buy else market.book.bids.keys
-        if opposite_keys and opposite_keys[-1] >= limit_key:
-            stop, _ = self._match(market, order, limit_key, command.quote_quantity)
+        best_key = (market.book.asks if is_buy else market.book.bids).best_key()
+        if best_key is not None and best_key >= limit_key:
+            stop = self._match(market, order, limit_key, command.quote_quantity)
         else:
-            stop = _STOP_LIMIT if opposite_keys else _STOP_EMPTY
-        if stop >= _STOP_LIMIT and order.time_in_force is _GTC and order.order_type is _LIMIT:
+            stop = STOP_EMPTY if best_key is None else STOP_LIMIT
+        if stop >= STOP_LIMIT and order.time_in_force is _GTC and order.order_type is _LIMIT:
             if order.quantity_filled:
                 order.status = _PARTIALLY_FILLED
             self._rest(market, order)
@@ -1128,10 +651,10 @@ class Engine:
         stop: int,
     ) -> None:
         """After matching: rest, fill, expire or cancel what is left of the taker."""
-        if stop == _STOP_COMPLETE and (order.quote_quantity == 0 or order.quantity_filled > 0):
+        if stop == STOP_COMPLETE and (order.quote_quantity == 0 or order.quantity_filled > 0):
             self._close(market, order, _FILLED)
             return
-        if stop == _STOP_SELF_TRADE:
+        if stop == STOP_SELF_TRADE:
             market.stream_seq += 1
             self._events.append(
                 _new_order_cancelled(
@@ -1157,7 +680,7 @@ class Engine:
                 msg = f"fill-or-kill order {order!r} left a remainder"
                 raise EngineInvariantError(msg)
             reason = CancelReason.IMMEDIATE_OR_CANCEL
-        elif stop == _STOP_LIMIT:
+        elif stop == STOP_LIMIT:
             reason = CancelReason.PRICE_BAND
         else:
             reason = CancelReason.MARKET_ORDER_REMAINDER
@@ -1281,7 +804,7 @@ class Engine:
         price = command.price or order.price  # 0 keeps the current one
         quantity = command.quantity or order.quantity
         # A quantity decrease at the same price is not re-checked against the (moving) band.
-        price_reason = self._check_limit_price(
+        price_reason = check_price_quantity_band_notional(
             market, price, quantity, check_band=price != order.price
         )
         if price_reason is not None:
@@ -1291,7 +814,9 @@ class Engine:
         is_buy = order.side is _BUY
         remaining = quantity - order.quantity_filled
         if is_buy:
-            needed = self._buy_reserve_needed(market, order, price, remaining)
+            needed = buy_reserve_needed(
+                order, price, remaining, market.base_unit, market.taker_fee_ppm
+            )
             if needed > INT64_MAX:
                 return reject(market, RejectReason.AMOUNT_OUT_OF_RANGE)
         else:
@@ -1304,7 +829,7 @@ class Engine:
             return _new_result(outcome, tuple(self._events), _NOT_DUPLICATE)
         opposite = market.book.asks if is_buy else market.book.bids
         limit_key = -price if is_buy else price
-        if order.post_only and opposite.keys and opposite.keys[-1] >= limit_key:
+        if order.post_only and opposite.reaches(limit_key):
             return reject(market, RejectReason.POST_ONLY_WOULD_TAKE)
         delta = needed - order.reserved_amount
         if delta > order.reserve_balance.available:
@@ -1332,14 +857,11 @@ class Engine:
             self._reserve(market, requeued, delta)
         elif delta < 0:
             self._release(market, requeued, -delta)
-        stop, _ = self._match(market, requeued, limit_key, 0)
-        if stop in (_STOP_LIMIT, _STOP_EMPTY):
+        stop = self._match(market, requeued, limit_key, 0)
+        if stop in (STOP_LIMIT, STOP_EMPTY):
             if requeued.quantity_filled:
                 requeued.status = _PARTIALLY_FILLED
-            side = market.book.bids if is_buy else market.book.asks
-            side.add(requeued)
-            if market.book.is_crossed():
-                raise EngineInvariantError(f"book {market.symbol} crossed after amend")
+            market.book.rest(requeued)
         else:
             self._finish_taker(market, requeued, stop)
         return self._order_result(order_id, requeued)
@@ -1352,11 +874,9 @@ class Engine:
         needed: int,
     ) -> None:
         """Quantity down (or unchanged) at the same price: keeps time priority."""
-        level = market.book.side(order.side).levels[order.price]
         remaining = quantity - order.quantity_filled
-        level.quantity -= order.quantity_remaining - remaining
+        market.book.side(order.side).reduce(order, remaining)
         order.quantity = quantity
-        order.quantity_remaining = remaining
         self._events.append(
             OrderAmended(
                 symbol=market.symbol,
@@ -1435,13 +955,10 @@ class Engine:
 
     # ------------------------------------------------------------------ funding
 
-    def _funding(
-        self,
-        command: FundingCommand,
-        validate: Callable[[], RejectReason | None],
-        execute: Callable[[int], Event],
-    ) -> ApplyResult:
-        """Idempotency by (account, transfer_id) around one funding command."""
+    def _funding(self, command: FundingCommand) -> ApplyResult:
+        """Deposit, Withdraw, AdjustBalance (funding.py's rules), idempotent (invariant 9) by
+        (account, transfer_id): an equal retry returns the stored outcome, another command under the
+        key is IDEMPOTENCY_KEY_REUSED (not stored)."""
         transfer_id = command.transfer_id
         account_id = command.account_id
         if transfer_id:
@@ -1451,113 +968,28 @@ class Engine:
                     return ApplyResult(record[1], (), duplicate=True)
                 reason = RejectReason.IDEMPOTENCY_KEY_REUSED
                 return ApplyResult(Outcome(engine_seq=self._command_seq, reason=reason), ())
-        reason_or_none = None
-        if command.asset not in self._asset_scales:
-            reason_or_none = RejectReason.ASSET_UNKNOWN
-        else:
-            reason_or_none = validate()
+        reason_or_none = funding_reason(command, self._asset_supply, self._balances)
         if reason_or_none is not None:
             result = ApplyResult(Outcome(engine_seq=self._command_seq, reason=reason_or_none), ())
         else:
-            event = execute(self._next_account_seq())
+            seq = self._next_account_seq()
+            cell = self._balance_cell(account_id, command.asset)
+            move_supply(cell, self._asset_supply, supply_delta(command))
+            event = funding_event(command, seq, self._command_seq, self._command_ns)
             result = self._result(Outcome(engine_seq=self._command_seq), event)
         if transfer_id:
             self._transfer_requests.put(account_id, transfer_id, (command, result.outcome))
         return result
 
-    def _supply_change_reason(self, asset: str, delta: int) -> RejectReason | None:
-        if delta == 0 or abs(delta) > INT64_MAX:
-            return RejectReason.AMOUNT_OUT_OF_RANGE
-        if self._asset_supply[asset] + delta > INT64_MAX:
-            return RejectReason.AMOUNT_OUT_OF_RANGE
-        return None
-
-    def _move_supply(self, account_id: str, asset: str, delta: int) -> None:
-        cell = self._balance_cell(account_id, asset)
-        cell.available += delta
-        self._asset_supply[asset] += delta
-        if cell.available < 0 or self._asset_supply[asset] < 0:
-            raise EngineInvariantError(f"funding made a balance negative: {cell!r}")
-
-    def _deposit(self, command: Deposit) -> ApplyResult:
-        def validate() -> RejectReason | None:
-            if command.amount <= 0:
-                return RejectReason.AMOUNT_OUT_OF_RANGE
-            return self._supply_change_reason(command.asset, command.amount)
-
-        def execute(seq: int) -> Event:
-            self._move_supply(command.account_id, command.asset, command.amount)
-            return FundsDeposited(
-                symbol="",
-                seq=seq,
-                engine_seq=self._command_seq,
-                timestamp_ns=self._command_ns,
-                account_id=command.account_id,
-                asset=command.asset,
-                amount=command.amount,
-                transfer_id=command.transfer_id,
-            )
-
-        return self._funding(command, validate, execute)
-
-    def _withdraw(self, command: Withdraw) -> ApplyResult:
-        def validate() -> RejectReason | None:
-            if not 0 < command.amount <= INT64_MAX:
-                return RejectReason.AMOUNT_OUT_OF_RANGE
-            cell = self._balances.get((command.account_id, command.asset))
-            if cell is None or cell.available < command.amount:
-                return RejectReason.INSUFFICIENT_BALANCE
-            return None
-
-        def execute(seq: int) -> Event:
-            self._move_supply(command.account_id, command.asset, -command.amount)
-            return FundsWithdrawn(
-                symbol="",
-                seq=seq,
-                engine_seq=self._command_seq,
-                timestamp_ns=self._command_ns,
-                account_id=command.account_id,
-                asset=command.asset,
-                amount=command.amount,
-                transfer_id=command.transfer_id,
-            )
-
-        return self._funding(command, validate, execute)
-
-    def _adjust(self, command: AdjustBalance) -> ApplyResult:
-        def validate() -> RejectReason | None:
-            reason = self._supply_change_reason(command.asset, command.delta)
-            if reason is not None:
-                return reason
-            cell = self._balances.get((command.account_id, command.asset))
-            available = 0 if cell is None else cell.available
-            if available + command.delta < 0:
-                return RejectReason.INSUFFICIENT_BALANCE
-            return None
-
-        def execute(seq: int) -> Event:
-            self._move_supply(command.account_id, command.asset, command.delta)
-            return BalanceAdjusted(
-                symbol="",
-                seq=seq,
-                engine_seq=self._command_seq,
-                timestamp_ns=self._command_ns,
-                account_id=command.account_id,
-                asset=command.asset,
-                delta=command.delta,
-                transfer_id=command.transfer_id,
-                memo=command.memo,
-            )
-
-        return self._funding(command, validate, execute)
-
     # ------------------------------------------------------------------ invariants
 
     def check_invariants(self) -> None:  # noqa: PLR0912  (one check per invariant)
-        """Full O(state) check of the module invariants; raises EngineInvariantError."""
+        """Full O(state) check of invariants 1-6 (core/engine/README.md); raises
+        EngineInvariantError. 7-9 hold per command (checked where they are kept)."""
         held_expected: dict[tuple[str, str], int] = {}
         for market in self._markets.values():
-            market.book.check_invariants()
+            market.book.check_invariants()  # invariants 1-3
+            # Invariant 2: the book holds exactly the engine's open orders.
             in_book = {
                 order.order_id
                 for side in (market.book.bids, market.book.asks)
@@ -1574,15 +1006,19 @@ class Engine:
                 raise EngineInvariantError(f"open order {order!r} missing from its account")
             if order.quantity_filled + order.quantity_remaining != order.quantity:
                 raise EngineInvariantError(f"order {order!r} quantities disagree")
-            if order.reserved_amount < 0:
+            if order.reserved_amount < 0:  # invariant 6 from here to the next loop
                 raise EngineInvariantError(f"order {order!r} reservation negative")
             cell = order.reserve_balance
             if self._balances.get((order.account_id, cell.asset)) is not cell:
                 raise EngineInvariantError(f"order {order!r} reserves a foreign balance")
             market = self._markets[order.symbol]
             if order.side is _BUY:
-                needed = self._buy_reserve_needed(
-                    market, order, order.price, order.quantity_remaining
+                needed = buy_reserve_needed(
+                    order,
+                    order.price,
+                    order.quantity_remaining,
+                    market.base_unit,
+                    market.taker_fee_ppm,
                 )
                 if order.reserved_amount < needed:
                     raise EngineInvariantError(f"order {order!r} under-reserved ({needed})")
@@ -1593,14 +1029,14 @@ class Engine:
         if sum(len(orders) for orders in self._open_orders.values()) != len(self._orders):
             raise EngineInvariantError("open-order index size mismatch")
         totals: dict[str, int] = {}
-        for key, cell in self._balances.items():
+        for key, cell in self._balances.items():  # invariant 4
             if cell.available < 0 or cell.held < 0:
                 raise EngineInvariantError(f"negative balance {cell!r}")
             if cell.held != held_expected.get(key, 0):
                 msg = f"held {cell.held} != open-order exposure {held_expected.get(key, 0)}"
                 raise EngineInvariantError(f"{msg} for {key}")
             totals[cell.asset] = totals.get(cell.asset, 0) + cell.available + cell.held
-        for asset, supply in self._asset_supply.items():
+        for asset, supply in self._asset_supply.items():  # invariant 5
             if totals.get(asset, 0) != supply:
                 raise EngineInvariantError(f"asset {asset} total {totals.get(asset)} != {supply}")
 

@@ -9,8 +9,7 @@ Money rules (decided):
   configuration guarantees it ((price_tick * lot_step) % 10**base_scale == 0); `notional`
   re-checks at runtime and raises EngineInvariantError if a remainder ever appears.
 - Fees are quote-asset amounts, fee = ceil(notional * fee_ppm / 1_000_000), rounded in
-  favour of the exchange. The ceiling is applied to an order's cumulative fee, so an order
-  filled in several pieces pays exactly what one fill of the same notional would pay.
+  favour of the exchange, on each order's cumulative notional: fees.py computes every fee.
 - Every amount the engine accepts or holds fits int64 (AMOUNT_OUT_OF_RANGE otherwise).
 - No float anywhere.
 """
@@ -38,11 +37,6 @@ def notional(price: int, quantity: int, base_unit: int) -> int:
         msg = f"inexact notional: price={price} quantity={quantity} base_unit={base_unit}"
         raise EngineInvariantError(msg)
     return value
-
-
-def fee_for(notional_amount: int, fee_ppm: int) -> int:
-    """Fee on a single notional amount, rounded up."""
-    return ceil_div(notional_amount * fee_ppm, PPM)
 
 
 def band_price_max(reference_price: int, band_bps: int) -> int:

@@ -38,7 +38,7 @@ from core.engine.commands import (
     SetMarketMode,
     Withdraw,
 )
-from core.engine.engine import Engine, EngineConfig, Market
+from core.engine.engine import Engine, EngineConfig
 from core.engine.enums import (
     MarketMode,
     OrderStatus,
@@ -50,6 +50,7 @@ from core.engine.enums import (
 )
 from core.engine.errors import EngineInvariantError
 from core.engine.market import MarketSpec
+from core.engine.market_state import Market
 from core.engine.results import Outcome
 
 SNAPSHOT_FORMAT_VERSION: Final = 2
@@ -199,13 +200,7 @@ class SnapshotCapture:
 
 
 def _side_capture(side: BookSide) -> list[tuple[Any, ...]]:
-    captured: list[tuple[Any, ...]] = []
-    for level in side.levels_best_first():
-        if level.dead:
-            captured.extend(map(_order_values, [o for o in level.orders if o.resting]))
-        else:
-            captured.extend(map(_order_values, level.orders))
-    return captured
+    return side.live_order_values(_order_values)
 
 
 def capture_engine(engine: Engine) -> SnapshotCapture:

@@ -3,11 +3,11 @@ from __future__ import annotations
 import pytest
 
 from core.engine.errors import EngineInvariantError
+from core.engine.fees import fee_for
 from core.engine.money import (
     band_price_max,
     band_price_min,
     ceil_div,
-    fee_for,
     notional,
     price_within_band,
 )
