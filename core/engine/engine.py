@@ -650,7 +650,7 @@ class Engine:
         order: Order,
         stop: int,
     ) -> None:
-        """After matching: rest, fill, expire or cancel what is left of the taker."""
+        """After matching, a taker that does not rest: fill, expire or cancel what is left."""
         if stop == STOP_COMPLETE and (order.quote_quantity == 0 or order.quantity_filled > 0):
             self._close(market, order, _FILLED)
             return
@@ -671,13 +671,9 @@ class Engine:
             self._close(market, order, OrderStatus.CANCELLED)
             return
         if order.order_type is OrderType.LIMIT:
-            if order.time_in_force is TimeInForce.GTC:
-                if order.quantity_filled:
-                    order.status = _PARTIALLY_FILLED
-                self._rest(market, order)
-                return
-            if order.time_in_force is TimeInForce.FOK:
-                msg = f"fill-or-kill order {order!r} left a remainder"
+            # A GTC limit order's remainder rests (the callers), a FOK one cannot remain.
+            if order.time_in_force is not TimeInForce.IOC:
+                msg = f"{order.time_in_force} order {order!r} left a remainder to expire"
                 raise EngineInvariantError(msg)
             reason = CancelReason.IMMEDIATE_OR_CANCEL
         elif stop == STOP_LIMIT:

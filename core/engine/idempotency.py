@@ -53,10 +53,6 @@ class PerAccountFifo(Generic[KeyT, ValueT]):
         if size >= self.entries_max_per_account:
             del entries[keys.popleft()]
 
-    def entry_count(self, account_id: str) -> int:
-        entries = self._by_account.get(account_id)
-        return 0 if entries is None else len(entries)
-
     def copy_tables(self) -> dict[str, dict[KeyT, ValueT]]:
         """A copy of every account's table (each dict iterates oldest first: it keeps
         insertion order and only its oldest entries are ever deleted). Values are shared, so
