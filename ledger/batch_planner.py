@@ -21,11 +21,11 @@ transaction and both harmless if the batch is then not posted this way:
 Every entry, posting, balance, position and offset is still written by settlement in ONE
 transaction (`Settlement.post_ready`), so crash safety is unchanged.
 
-The plan holds for the steady state only: each stream's events consecutive, one epoch per
-shard, no entry twice. Settlement checks it against the stored positions (each stream must
-continue right after its last seq, no epoch may be older than the shard's, no trade may be
-settled already) and otherwise posts the raw records by the general path (`Settlement.post`:
-gaps, duplicates, redeliveries, fenced epochs) in the same transaction. A malformed record
+The plan holds for the steady state only, as ledger/batch_rules.py decides it: each stream's
+events consecutive, one epoch per shard, no entry twice (`steady_runs`). Settlement checks it
+against the stored positions (`SteadyRuns.continues`) and otherwise posts the raw records
+by the general path (`Settlement.post`: gaps, duplicates, redeliveries, fenced epochs) in the
+same transaction. A malformed record
 is not planned (`plan` is None): the general path refuses it with its named error.
 """
 
@@ -46,20 +46,13 @@ from exchange.events.v1 import envelope_pb2
 from google.protobuf.message import DecodeError
 from sqlalchemy.engine import make_url
 
+from ledger.batch_rules import SteadyRuns, steady_runs
+from ledger.db.accounts import AccountIds
 from ledger.db.copy_rows import entries_text, postings_text
-from ledger.db.journal_writer import (
-    INSERT_ACCOUNTS,
-    SELECT_ACCOUNTS,
-    BalanceArrays,
-    account_columns,
-    balance_arrays,
-    balance_changes,
-    found_accounts,
-    unknown_accounts,
-)
+from ledger.db.journal_writer import BalanceArrays, balance_arrays, balance_changes
 from ledger.errors import LedgerError
 from ledger.gc_tuning import tune_garbage_collector
-from ledger.journal import AccountKey, EntryKind, PlannedEntry
+from ledger.journal import EntryKind, PlannedEntry
 from ledger.posting_rules import plan_events
 
 
@@ -67,8 +60,7 @@ from ledger.posting_rules import plan_events
 class CopyPlan:
     """A batch ready to COPY, valid while its assumptions hold against the stored state."""
 
-    shards: dict[str, tuple[int, int]]  # shard -> (the events' one epoch, highest engine_seq)
-    streams: dict[tuple[str, str], tuple[int, int]]  # (shard, symbol) -> (first, last) seq
+    runs: SteadyRuns  # each shard's one epoch and highest engine_seq, each stream's seqs
     trade_references: str  # the trades' references as a text[] literal; "" when none
     entries_copy: str  # COPY text of journal_entries, ids included
     postings_copy: str  # COPY text of postings
@@ -107,7 +99,7 @@ class RecordPlanner:
     def __init__(self, conninfo: str) -> None:
         self._conninfo = conninfo
         self._connection = psycopg.connect(conninfo, autocommit=True)
-        self._account_ids: dict[AccountKey, int] = {}
+        self._accounts = AccountIds()
 
     def close(self) -> None:
         self._connection.close()
@@ -117,41 +109,24 @@ class RecordPlanner:
             headers, plans = plan_events(parse_records(values))
         except (DecodeError, LedgerError):
             return ReadyBatch(values, None)  # the general path names the error
-        shards: dict[str, tuple[int, int]] = {}
-        streams: dict[tuple[str, str], tuple[int, int]] = {}
-        for header in headers:
-            epoch, engine_seq = shards.get(header.shard_id, (header.epoch, 0))
-            if epoch != header.epoch:
-                return ReadyBatch(values, None)  # an epoch change inside the batch
-            shards[header.shard_id] = (epoch, max(engine_seq, header.engine_seq))
-            key = (header.shard_id, header.symbol)
-            run = streams.get(key)
-            if run is not None and header.seq != run[1] + 1:
-                return ReadyBatch(values, None)  # a gap or a repeat inside the batch
-            streams[key] = (header.seq if run is None else run[0], header.seq)
+        runs = steady_runs(headers, plans)
+        if runs is None:
+            return ReadyBatch(values, None)  # the general path posts it
         entries = [plan for plan in plans if plan is not None]
-        if len({(entry.kind, entry.reference) for entry in entries}) != len(entries):
-            return ReadyBatch(values, None)  # e.g. one trade under two event ids
         try:
-            return ReadyBatch(values, self._copy_plan(shards, streams, entries))
+            return ReadyBatch(values, self._copy_plan(runs, entries))
         except psycopg.Error:
             # The database is away or restarted: the general path meets (and reports) the
             # same trouble in the settlement transaction; the next plan reconnects.
             self._connection.close()
             return ReadyBatch(values, None)
 
-    def _copy_plan(
-        self,
-        shards: dict[str, tuple[int, int]],
-        streams: dict[tuple[str, str], tuple[int, int]],
-        entries: list[PlannedEntry],
-    ) -> CopyPlan:
+    def _copy_plan(self, runs: SteadyRuns, entries: list[PlannedEntry]) -> CopyPlan:
         entry_ids = self._allocate_entry_ids(len(entries))
-        account_ids = self._account_ids_for(entries)
+        account_ids = self._accounts.resolve_now(self._connection, entries)
         trades = [entry.reference for entry in entries if entry.kind is EntryKind.TRADE]
         return CopyPlan(
-            shards=shards,
-            streams=streams,
+            runs=runs,
             trade_references=array_literal(trades) if trades else "",
             entries_copy=entries_text(entries, entry_ids),
             postings_copy=postings_text(entries, entry_ids, account_ids),
@@ -171,16 +146,6 @@ class RecordPlanner:
             self._connection = psycopg.connect(self._conninfo, autocommit=True)
         rows = self._connection.execute("SELECT ledger_allocate_entry_ids(%s)", (count,))
         return [row[0] for row in rows.fetchall()]
-
-    def _account_ids_for(self, entries: list[PlannedEntry]) -> dict[AccountKey, int]:
-        unknown = unknown_accounts(entries, self._account_ids)
-        if unknown:
-            columns = account_columns(unknown)
-            with self._connection.transaction():
-                self._connection.execute(INSERT_ACCOUNTS, columns)
-                rows = self._connection.execute(SELECT_ACCOUNTS, columns).fetchall()
-            self._account_ids.update(found_accounts(unknown, rows))
-        return self._account_ids
 
 
 def psycopg_conninfo(database_url: str) -> str:

@@ -41,7 +41,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.batch_planner import BatchPlanner, ReadyBatch
-from ledger.settlement import OffsetAdvance, OffsetConflictError, Settlement, stored_offsets
+from ledger.db.offsets import OffsetAdvance, OffsetConflictError, stored_offsets
+from ledger.settlement import Settlement
 
 CORE_EVENTS_TOPIC: Final = "core.events.v1"
 CONSUMER_GROUP: Final = "ledger-settlement"

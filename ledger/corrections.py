@@ -23,16 +23,13 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from enum import IntEnum
 from typing import Any, Final
 
-from exchange.ledger.types.v1 import types_pb2
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.db.connection import DriverConnection, driver_connection
 from ledger.db.journal_writer import JournalWriter
+from ledger.domain import Correction, CorrectionStatus
 from ledger.errors import LedgerError, Reason
 from ledger.events_outbox import correction_step, record_entry_batch, record_events
 from ledger.journal import (
@@ -47,31 +44,6 @@ from ledger.paging import decode_page_token, encode_page_token, page_size_or_def
 
 PAGE_SIZE_DEFAULT: Final = 100
 PAGE_SIZE_MAX: Final = 500
-
-
-class CorrectionStatus(IntEnum):
-    PENDING_APPROVAL = types_pb2.CORRECTION_STATUS_PENDING_APPROVAL
-    APPROVED = types_pb2.CORRECTION_STATUS_APPROVED
-    APPLIED = types_pb2.CORRECTION_STATUS_APPLIED
-    REJECTED = types_pb2.CORRECTION_STATUS_REJECTED
-
-
-@dataclass(frozen=True, slots=True)
-class Correction:
-    correction_id: str
-    status: CorrectionStatus
-    reason: str
-    reverse_entry_id: int | None
-    postings: tuple[Posting, ...] | None
-    requested_by: str
-    requested_at: datetime
-    approved_by: str = ""
-    approved_at: datetime | None = None
-    applied_by: str = ""
-    applied_at: datetime | None = None
-    rejected_by: str = ""
-    rejected_at: datetime | None = None
-    applied_entry_ids: tuple[int, ...] = ()
 
 
 _COLUMNS = (

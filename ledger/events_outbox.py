@@ -27,23 +27,19 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from exchange.events.v1 import envelope_pb2, ledger_events_pb2
 from exchange.ledger.types.v1 import types_pb2
 
 from ledger.db.connection import DriverConnection
+from ledger.domain import Correction, Entry, ReconciliationReport
 from ledger.proto_mapping import (
     correction_message,
     entry_message,
     reconciliation_message,
     timestamp,
 )
-
-if TYPE_CHECKING:
-    from ledger.corrections import Correction
-    from ledger.read_model import Entry
-    from ledger.reconciliation import ReconciliationReport
 
 LEDGER_STREAM: Final = "ledger"  # the one seq stream, and the record key
 EVENT_VERSION: Final = 1

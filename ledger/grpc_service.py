@@ -31,7 +31,8 @@ from common.unary_handlers import answer_refusals
 from ledger import read_model
 from ledger.adjustments import Adjustment, Adjustments
 from ledger.balance_checks import check_invariants, rebuild_balances
-from ledger.corrections import Corrections, CorrectionStatus
+from ledger.corrections import Corrections
+from ledger.domain import CorrectionStatus, IngestResult
 from ledger.errors import LedgerError, Reason
 from ledger.journal import AccountKey, AccountKind, EntryKind, checked_account
 from ledger.proto_mapping import (
@@ -42,7 +43,7 @@ from ledger.proto_mapping import (
     timestamp,
 )
 from ledger.reconciliation import Reconciliation
-from ledger.settlement import IngestResult, Settlement
+from ledger.settlement import Settlement
 
 LOGGER: Final = logging.getLogger("ledger.service")
 

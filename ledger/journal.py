@@ -49,6 +49,9 @@ class EntryKind(IntEnum):
     CORRECTION = types_pb2.ENTRY_KIND_CORRECTION
 
 
+EntryKey = tuple[EntryKind, str]  # (kind, reference): unique per entry in the journal
+
+
 class AccountKey(NamedTuple):
     """A tuple (cheap to build and hash on the settlement hot path); `checked_account`
     validates one built from outside input."""

@@ -4,16 +4,12 @@ service and the ledger's events (ledger/events_outbox.py). Pure: no I/O."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from exchange.ledger.types.v1 import types_pb2
 from google.protobuf import duration_pb2, timestamp_pb2
 
-if TYPE_CHECKING:  # annotations only: corrections and reconciliation import this module
-    from ledger.corrections import Correction
-    from ledger.journal import AccountKey, Posting
-    from ledger.read_model import Entry
-    from ledger.reconciliation import ReconciliationReport
+from ledger.domain import Correction, Entry, ReconciliationReport
+from ledger.journal import AccountKey, Posting
 
 
 def timestamp(moment: datetime | None) -> timestamp_pb2.Timestamp | None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.db.connection import DriverConnection, driver_connection
+from ledger.domain import Balance, Entry
 from ledger.errors import LedgerError, Reason
 from ledger.journal import AccountKey, AccountKind, EntryKind, Posting
 from ledger.paging import decode_page_token, encode_page_token, page_size_or_default
@@ -18,30 +17,6 @@ BALANCES_PAGE_DEFAULT: Final = 500
 BALANCES_PAGE_MAX: Final = 1_000
 ENTRIES_PAGE_DEFAULT: Final = 100
 ENTRIES_PAGE_MAX: Final = 1_000
-
-
-@dataclass(frozen=True, slots=True)
-class Balance:
-    account: AccountKey
-    balance: int
-    last_engine_seq: int
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    entry_id: int
-    kind: EntryKind
-    reference: str
-    source_event_id: str
-    symbol: str
-    engine_seq: int
-    epoch: int
-    postings: tuple[Posting, ...]
-    posted_at: datetime
-    reverses_entry_id: int | None
-    correction_id: str
-    memo: str
-    shard_id: str = ""
 
 
 async def list_balances(

@@ -33,74 +33,30 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import Final, Protocol
 
 import grpc
 from exchange.core.v1 import core_admin_pb2, core_admin_pb2_grpc
-from exchange.ledger.types.v1 import types_pb2
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common.identity_headers import operator_metadata
 from ledger.db.connection import DriverConnection, driver_connection
+from ledger.domain import (
+    Difference,
+    EngineBalance,
+    EngineBalances,
+    EngineStatus,
+    GapReport,
+    LagBound,
+    ReconciliationReport,
+    ReconciliationStatus,
+)
 from ledger.errors import LedgerError, Reason
 from ledger.events_outbox import now, reconciliation_completed, record_events
 from ledger.journal import AccountKey, AccountKind, available, external, held
 
 ALL_MARKETS: Final = "-"
 RECONCILIATION_OPERATOR_ID: Final = "ledger:reconciliation"
-
-
-class ReconciliationStatus(IntEnum):
-    MATCHED = types_pb2.RECONCILIATION_STATUS_MATCHED
-    DIFFERENCES = types_pb2.RECONCILIATION_STATUS_DIFFERENCES
-    BEHIND = types_pb2.RECONCILIATION_STATUS_BEHIND
-    LAGGING = types_pb2.RECONCILIATION_STATUS_LAGGING
-
-
-@dataclass(frozen=True, slots=True)
-class LagBound:
-    """Past either bound a lagging ledger reads LAGGING (ledger/README.md, "Reconciliation")."""
-
-    engine_seqs_max: int = 10_000  # ≈ 50 s of the soak's 200 orders/s
-    stalled_ms_max: int = 30_000
-
-    def __post_init__(self) -> None:
-        if self.engine_seqs_max < 0 or self.stalled_ms_max < 0:
-            raise ValueError("lag bounds must be >= 0")
-
-    def exceeded(self, lag_engine_seqs: int, stalled_ms: int) -> bool:
-        return lag_engine_seqs > 0 and (
-            lag_engine_seqs > self.engine_seqs_max or stalled_ms > self.stalled_ms_max
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class EngineBalance:
-    account_id: str
-    asset: str
-    available: int
-    held: int
-
-
-@dataclass(frozen=True, slots=True)
-class EngineBalances:
-    engine_seq: int
-    balances: tuple[EngineBalance, ...]
-    # The newest command <= engine_seq with events (0: unknown); the ledger has seen
-    # everything up to engine_seq once it posted this one.
-    last_event_engine_seq: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class EngineStatus:
-    shard_id: str
-    epoch: int
-    engine_seq: int
-    market_seqs: Mapping[str, int] = field(default_factory=dict)
-    # The newest command <= engine_seq with events (0: unknown, taken as engine_seq).
-    last_event_engine_seq: int = 0
 
 
 class CoreView(Protocol):
@@ -166,34 +122,6 @@ def _core_unavailable(error: grpc.aio.AioRpcError) -> LedgerError:
         f"the core did not answer: {error.code().name} {error.details()}",
         dependency="core",
     )
-
-
-@dataclass(frozen=True, slots=True)
-class GapReport:
-    symbol: str
-    first_missing_seq: int
-    last_missing_seq: int
-    resolved: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Difference:
-    account: AccountKey
-    expected: int  # the core's
-    actual: int  # the ledger's
-
-
-@dataclass(frozen=True, slots=True)
-class ReconciliationReport:
-    symbol: str
-    status: ReconciliationStatus
-    engine_seq: int
-    core_engine_seq: int
-    ledger_engine_seq: int
-    gaps: tuple[GapReport, ...]
-    differences: tuple[Difference, ...]
-    lag_engine_seqs: int = 0
-    stalled_ms: int = 0  # with a lag: how long the ledger has not advanced
 
 
 _LEDGER_BALANCES_AT = """

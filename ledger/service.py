@@ -33,10 +33,11 @@ from ledger.adjustments import Adjustments, FundingClient, GrpcFundingClient
 from ledger.consumer import CORE_EVENTS_TOPIC, ConsumerOptions, SettlementConsumer
 from ledger.corrections import Corrections
 from ledger.db.connection import create_engine
+from ledger.domain import LagBound
 from ledger.events_publisher import LedgerEventsOptions, LedgerEventsPublisher
 from ledger.gc_tuning import tune_garbage_collector
 from ledger.grpc_service import LedgerService
-from ledger.reconciliation import CoreView, GrpcCoreView, LagBound, Reconciliation
+from ledger.reconciliation import CoreView, GrpcCoreView, Reconciliation
 from ledger.settlement import Settlement
 
 SERVICE_NAME = "exchange.ledger.v1.LedgerService"

@@ -15,17 +15,15 @@ Used by settlement (batches of events) and by corrections. Within one call:
 
 from __future__ import annotations
 
-from collections import ChainMap
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from ledger.db.accounts import AccountIds
 from ledger.db.connection import DriverConnection
 from ledger.db.copy_rows import ENTRIES_COPY, POSTINGS_COPY, entries_text, postings_text
 from ledger.errors import LedgerInvariantError
-from ledger.journal import AccountKey, AccountKind, EntryKind, PlannedEntry
-
-EntryKey = tuple[EntryKind, str]
+from ledger.journal import AccountKey, EntryKey, EntryKind, PlannedEntry
 
 _INSERT_ENTRIES = """
 INSERT INTO journal_entries (kind, reference, leg_count, source_event_id, shard_id, symbol, seq,
@@ -42,19 +40,6 @@ SELECT e.entry_id, e.kind, e.reference
 FROM journal_entries AS e
 JOIN unnest(%s::smallint[], %s::text[]) AS wanted (kind, reference)
     ON e.kind = wanted.kind AND e.reference = wanted.reference
-"""
-
-INSERT_ACCOUNTS = """
-INSERT INTO accounts (owner_id, asset, kind)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::smallint[])
-ON CONFLICT (owner_id, asset, kind) DO NOTHING
-"""
-
-SELECT_ACCOUNTS = """
-SELECT a.account_id, a.owner_id, a.asset, a.kind
-FROM accounts AS a
-JOIN unnest(%s::text[], %s::text[], %s::smallint[]) AS wanted (owner_id, asset, kind)
-    ON a.owner_id = wanted.owner_id AND a.asset = wanted.asset AND a.kind = wanted.kind
 """
 
 _UPSERT_BALANCES = """
@@ -89,14 +74,15 @@ class WrittenEntries:
 
 
 class JournalWriter:
-    """Holds the account-id cache; every method runs inside the caller's transaction."""
+    """Holds the account-id cache (`accounts`); every method runs inside the caller's
+    transaction."""
 
     def __init__(self) -> None:
-        self._account_ids: dict[AccountKey, int] = {}
+        self.accounts = AccountIds()
 
     def remember_accounts(self, account_ids: dict[AccountKey, int]) -> None:
         """Call after the transaction that created them committed."""
-        self._account_ids.update(account_ids)
+        self.accounts.remember(account_ids)
 
     async def existing_entry_ids(
         self, connection: DriverConnection, keys: Iterable[EntryKey]
@@ -189,55 +175,10 @@ class JournalWriter:
         existing: dict[EntryKey, int],
     ) -> WrittenEntries:
         """Postings and balance changes of the entries just inserted."""
-        account_ids, new_account_ids = await self._account_ids_for(connection, new_entries)
+        account_ids, new_account_ids = await self.accounts.resolve(connection, new_entries)
         await _copy_postings(connection, new_entries, inserted, account_ids)
         changes = balance_changes(new_entries, account_ids)
         return WrittenEntries(inserted, existing, new_account_ids, changes)
-
-    async def _account_ids_for(
-        self, connection: DriverConnection, entries: Sequence[PlannedEntry]
-    ) -> tuple[Mapping[AccountKey, int], dict[AccountKey, int]]:
-        """Every account of `entries` by id (the cache, then what this transaction created),
-        and the created ones (remembered only after the commit)."""
-        unknown = unknown_accounts(entries, self._account_ids)
-        if not unknown:
-            return self._account_ids, {}
-        columns = account_columns(unknown)
-        await connection.execute(INSERT_ACCOUNTS, columns)
-        cursor = await connection.execute(SELECT_ACCOUNTS, columns)
-        found = found_accounts(unknown, await cursor.fetchall())
-        return ChainMap(found, self._account_ids), found
-
-
-def unknown_accounts(
-    entries: Iterable[PlannedEntry], known: dict[AccountKey, int]
-) -> list[AccountKey]:
-    """The accounts `entries` post to that `known` lacks, in a fixed order."""
-    wanted = {posting.account for entry in entries for posting in entry.postings}
-    return sorted(wanted - known.keys(), key=lambda a: (a.owner_id, a.asset, a.kind))
-
-
-def account_columns(accounts: Sequence[AccountKey]) -> tuple[list[str], list[str], list[int]]:
-    """The parameters of INSERT_ACCOUNTS and SELECT_ACCOUNTS."""
-    return (
-        [account.owner_id for account in accounts],
-        [account.asset for account in accounts],
-        [int(account.kind) for account in accounts],
-    )
-
-
-def found_accounts(
-    wanted: Sequence[AccountKey], rows: Iterable[tuple[int, str, str, int]]
-) -> dict[AccountKey, int]:
-    """SELECT_ACCOUNTS' rows by account; every wanted account must be among them."""
-    found = {
-        AccountKey(owner_id, asset, AccountKind(kind)): account_id
-        for account_id, owner_id, asset, kind in rows
-    }
-    if len(found) != len(wanted):
-        message = f"accounts not created: {set(wanted) - found.keys()}"
-        raise LedgerInvariantError(message)
-    return found
 
 
 def _entry_columns(entries: Sequence[PlannedEntry]) -> tuple[list[object], ...]:

@@ -37,6 +37,11 @@ BREAKS: Final = [
     ("ledger/errors.py", "import grpc", "ledger-pure-rules"),
     ("ledger/posting_rules.py", "from ledger.db import connection", "ledger-pure-rules"),
     (
+        "ledger/batch_rules.py",
+        "from ledger.db.positions import load_positions",
+        "ledger-pure-rules",
+    ),
+    (
         "ledger/service.py",
         "from core.outbox.publisher import OutboxPublisher",
         "services-independent",

@@ -9,7 +9,7 @@ import psycopg
 from psycopg.rows import TupleRow
 
 from infra.local.postgres import PostgresDatabase
-from ledger.reconciliation import EngineBalance, EngineBalances, EngineStatus
+from ledger.domain import EngineBalance, EngineBalances, EngineStatus
 
 SERVICE_LOGIN = "ledger_app"  # tests/conftest.py creates it
 

@@ -22,9 +22,11 @@ from infra.local.postgres import PostgresCluster
 from ledger.adjustments import AdjustmentStatus
 from ledger.batch_planner import BatchPlanner, RecordPlanner, psycopg_conninfo
 from ledger.db.connection import create_engine
+from ledger.db.offsets import OffsetAdvance, OffsetConflictError
+from ledger.domain import IngestOutcome
 from ledger.errors import LedgerError, Reason
 from ledger.journal import AccountKind
-from ledger.settlement import IngestOutcome, OffsetAdvance, OffsetConflictError, Settlement
+from ledger.settlement import Settlement
 from ledger.testing import EventStream
 from tests.integration.ledger.ledger_support import LedgerDatabase
 from tests.paths import REPO_ROOT

@@ -8,7 +8,8 @@ import psycopg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ledger.corrections import Corrections, CorrectionStatus
+from ledger.corrections import Corrections
+from ledger.domain import CorrectionStatus
 from ledger.errors import LedgerError, Reason
 from ledger.journal import available, external
 from ledger.settlement import Settlement

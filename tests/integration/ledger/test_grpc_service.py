@@ -13,7 +13,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from ledger.adjustments import CoreRejectedError
-from ledger.reconciliation import EngineBalance
+from ledger.domain import EngineBalance
 from ledger.service import RunningLedger, start_ledger
 from ledger.testing import EventStream
 from tests.integration.ledger.ledger_support import FakeCore, LedgerDatabase

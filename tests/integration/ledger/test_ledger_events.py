@@ -17,10 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from common.topics import LEDGER_EVENTS_TOPIC
 from infra.local.kafka_broker import LocalBroker
 from ledger.corrections import Corrections
+from ledger.domain import EngineBalance
 from ledger.events_outbox import LEDGER_STREAM
 from ledger.events_publisher import LedgerEventsOptions, LedgerEventsPublisher
 from ledger.journal import available, external
-from ledger.reconciliation import EngineBalance, Reconciliation
+from ledger.reconciliation import Reconciliation
 from ledger.settlement import Settlement
 from ledger.testing import EventStream
 from tests.integration.ledger.kafka_support import shard_events

@@ -23,8 +23,9 @@ from core.service.testing import create_btc_usdt, deposit, operator, trader
 from infra.local.kafka_broker import LocalBroker
 from ledger.balance_checks import check_invariants
 from ledger.consumer import ConsumerOptions, SettlementConsumer
+from ledger.domain import ReconciliationStatus
 from ledger.journal import FEE_OWNER_ID, AccountKind, EntryKind
-from ledger.reconciliation import GrpcCoreView, Reconciliation, ReconciliationStatus
+from ledger.reconciliation import GrpcCoreView, Reconciliation
 from ledger.settlement import Settlement
 from tests.integration.core.service.service_harness import LOT, PRICE, Harness, start_harness
 from tests.integration.ledger.ledger_support import LedgerDatabase

@@ -5,14 +5,9 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ledger.domain import EngineBalance, GapReport, LagBound, ReconciliationStatus
 from ledger.journal import AccountKey, AccountKind
-from ledger.reconciliation import (
-    EngineBalance,
-    GapReport,
-    LagBound,
-    Reconciliation,
-    ReconciliationStatus,
-)
+from ledger.reconciliation import Reconciliation
 from ledger.settlement import Settlement
 from ledger.testing import EventStream
 from tests.integration.ledger.ledger_support import FakeCore

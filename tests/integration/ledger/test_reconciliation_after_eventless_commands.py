@@ -21,7 +21,8 @@ from core.engine.testing import BTC, USDT
 from core.service.testing import create_btc_usdt, deposit, operator
 from infra.local.kafka_broker import LocalBroker
 from ledger.consumer import ConsumerOptions, SettlementConsumer
-from ledger.reconciliation import GrpcCoreView, Reconciliation, ReconciliationStatus
+from ledger.domain import ReconciliationStatus
+from ledger.reconciliation import GrpcCoreView, Reconciliation
 from ledger.settlement import Settlement
 from tests.integration.core.service.service_harness import LOT, PRICE, start_harness
 from tests.integration.ledger.ledger_support import LedgerDatabase

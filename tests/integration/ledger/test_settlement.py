@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 from exchange.events.v1.envelope_pb2 import EventEnvelope
 
+from ledger.db.offsets import OffsetAdvance, OffsetConflictError
+from ledger.domain import IngestOutcome
 from ledger.errors import LedgerError, Reason
 from ledger.journal import AccountKind
-from ledger.settlement import IngestOutcome, OffsetAdvance, OffsetConflictError, Settlement
+from ledger.settlement import Settlement
 from ledger.testing import EventStream
 from tests.integration.ledger.ledger_support import LedgerDatabase
 

@@ -101,7 +101,14 @@ async def test_dropped_database_connections_stop_nothing_and_post_nothing_twice(
                     await publish(
                         kafka_broker.bootstrap_servers, events[start : start + 41], partition=0
                     )
+                    # Down until the consumer has met it (at least 1 s; a loaded machine
+                    # may take longer to poll), then up again.
+                    failures = consumer.dependency_failures
                     await asyncio.sleep(1.0)
+                    for _ in range(200):
+                        if consumer.dependency_failures > failures:
+                            break
+                        await asyncio.sleep(0.1)
                     connection.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
 
             async def settled() -> None:

@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from infra.local.kafka_broker import LocalBroker
 from ledger.consumer import ConsumerOptions, SettlementConsumer
-from ledger.settlement import Settlement, stored_offsets
+from ledger.db.offsets import stored_offsets
+from ledger.settlement import Settlement
 from tests.integration.ledger.kafka_support import (
     create_topic,
     drain,

@@ -39,14 +39,9 @@ from infra.local.postgres import PostgresCluster
 from ledger.balance_checks import check_invariants
 from ledger.batch_planner import RecordPlanner, psycopg_conninfo
 from ledger.db.connection import create_engine
+from ledger.domain import EngineBalance, EngineBalances, EngineStatus, ReconciliationStatus
 from ledger.journal import AccountKey, AccountKind, available, held
-from ledger.reconciliation import (
-    EngineBalance,
-    EngineBalances,
-    EngineStatus,
-    Reconciliation,
-    ReconciliationStatus,
-)
+from ledger.reconciliation import Reconciliation
 from ledger.settlement import Settlement
 
 SHARD = "shard-7"
