@@ -12,8 +12,8 @@ The rules that depend on the state (tick, lot, band, balance, time-in-force comb
 belong to the engine, which rejects by name; such rejections are logged like any command.
 
 `OrderRecord` / `FillRecord` are the service's view of an order and of one fill, kept up to date
-from engine events (core/service/order_history.py); `order_message` / `fill_message` turn them
-into `exchange.trading.v1.Order` / `Fill`. Order ids travel as decimal strings.
+from engine events (core/service/order_history.py); `fill_order_message` / `fill_fill_message`
+write them into `exchange.trading.v1.Order` / `Fill`. Order ids travel as decimal strings.
 """
 
 from __future__ import annotations
@@ -498,12 +498,6 @@ def fill_order_summary_with_outcome(
         message.engine_seq = engine_seq
 
 
-def order_message(record: OrderRecord) -> trading_pb2.Order:
-    message = trading_pb2.Order()
-    fill_order_message(message, record)
-    return message
-
-
 def fill_fill_message(message: trading_pb2.Fill, record: FillRecord) -> None:
     message.trade_id = str(record.trade_id)
     message.order_id = str(record.order_id)
@@ -518,9 +512,3 @@ def fill_fill_message(message: trading_pb2.Fill, record: FillRecord) -> None:
     message.fee_asset = record.fee_asset
     message.executed_at.FromNanoseconds(record.executed_ns)
     message.engine_seq = record.engine_seq
-
-
-def fill_message(record: FillRecord) -> trading_pb2.Fill:
-    message = trading_pb2.Fill()
-    fill_fill_message(message, record)
-    return message

@@ -160,8 +160,6 @@ class OutboxJournal:
         self._flusher: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
         self._closed = False
-        self.group_count = 0
-        self.records_written_count = 0
 
     # ------------------------------------------------------------------ EventSink
 
@@ -300,14 +298,6 @@ class OutboxJournal:
         return self._require_wal().segment_count
 
     @property
-    def buffered_commands(self) -> int:
-        return self._buffered_commands
-
-    @property
-    def memory_tail_records(self) -> int:
-        return len(self._tail)
-
-    @property
     def failure(self) -> BaseException | None:
         return self._failure
 
@@ -395,8 +385,6 @@ class OutboxJournal:
         if chunk:
             wal.append(chunk)
         wal.sync()
-        self.group_count += 1
-        self.records_written_count += len(payloads)
         epoch = self._epoch
         return [
             WalRecord(expected_seq + offset, epoch, payload)

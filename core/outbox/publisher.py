@@ -139,7 +139,6 @@ class OutboxPublisher:
         self.events_published_count = 0
         self.send_failures_count = 0
         self.producer_starts_count = 0
-        self.cursor_writes_count = 0
         self.segments_removed_count = 0
         self._reader: JournalReader | None = None
         self.path = EventPath("core outbox publisher")  # rounds acknowledged or failing
@@ -209,10 +208,6 @@ class OutboxPublisher:
     def cursor_seq(self) -> int:
         """Last engine_seq stored in the durable cursor (a restart resumes after it)."""
         return self._cursor_seq
-
-    @property
-    def journal_durable_seq(self) -> int:
-        return self.journal.durable_seq
 
     @property
     def lag_records(self) -> int:
@@ -417,7 +412,6 @@ class OutboxPublisher:
         seq = self._published_seq
         await asyncio.to_thread(write_cursor, path, seq, fence)
         self._cursor_seq = seq
-        self.cursor_writes_count += 1
         if self.journal.segment_count > 1:
             self.segments_removed_count += await asyncio.to_thread(
                 self.journal.remove_published_before, seq + 1

@@ -10,10 +10,9 @@ from __future__ import annotations
 from core.service.command_gateway import CommandGateway, ResultsListener
 from core.service.errors import ServiceError
 from core.service.runtime import CoreRuntime
-from core.service.server import AsyncComponent, CoreService, ServiceConfig
+from core.service.server import CoreService, ServiceConfig
 
 __all__ = [
-    "AsyncComponent",
     "CommandGateway",
     "CoreRuntime",
     "CoreService",

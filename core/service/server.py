@@ -3,11 +3,11 @@
 Lifecycle (`CoreService`):
   start: open the sequencer on the data dir (epoch fence, recovery: snapshot + WAL tail; the
          history sink restores the order history's checkpoint at the snapshot and is fed the
-         replayed tail) -> runtime (gateway, read models) -> extra components started in
-         order -> gRPC server with TradingService, FundingService, CoreAdminService and
+         replayed tail) -> runtime (gateway, read models) -> the outbox's publisher
+         (with a broker) -> gRPC server with TradingService, FundingService, CoreAdminService and
          grpc.health.v1 bound and started -> health SERVING.
   stop:  health NOT_SERVING -> server.stop(grace) (in-flight calls finish, new ones refused)
-         -> extra components stopped in reverse order -> optional final snapshot ->
+         -> optional final snapshot ->
          sequencer.aclose() (in-flight submits finish, WAL and fence closed).
 `run_until_signal` runs it until SIGTERM / SIGINT.
 
@@ -17,10 +17,10 @@ lacks), the publisher starts once the sequencer is open, and at stop: sequencer 
 journal flushed -> publisher drained (bounded) and stopped -> journal closed
 (core/outbox/README.md, "Wiring").
 
-Adding an async component beside the server (the outbox): give it `start()` / `stop()` and
-append it in `extra_components` below: it starts after recovery, before the port opens, and
-stops after the port closed, before the sequencer closes. Results of every batch can reach it
-in WAL order through `runtime.gateway.add_listener(...)`; its published position through
+A component beside the server is wired in `CoreService.start` / `stop` as the outbox is:
+after recovery and before the port opens, stopped after the port closed and before the
+sequencer closes. Results of every batch can reach it in WAL order through
+`runtime.gateway.add_listener(...)`; its published position through
 `runtime.published_engine_seq` (GetEngineStatus reports it).
 """
 
@@ -34,7 +34,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Final
 
 from exchange.core.v1 import core_admin_pb2, core_admin_pb2_grpc
 from exchange.funding.v1 import funding_pb2, funding_pb2_grpc
@@ -76,14 +76,6 @@ SERVICE_NAMES: Final = (
 )
 
 
-class AsyncComponent(Protocol):
-    """Something that runs beside the server for the process's lifetime."""
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServiceConfig:
     data_dir: Path
@@ -105,11 +97,6 @@ class ServiceConfig:
     outbox_drain_seconds: float = 5.0
 
 
-def extra_components(runtime: CoreRuntime, config: ServiceConfig) -> list[AsyncComponent]:  # noqa: ARG001
-    """Components started beside the server, in order (stopped in reverse). Add the outbox here."""
-    return []
-
-
 class CoreService:
     def __init__(self, config: ServiceConfig) -> None:
         self.config = config
@@ -117,8 +104,6 @@ class CoreService:
         self._runtime: CoreRuntime | None = None
         self._server: aio.Server | None = None
         self._health_servicer = health.aio.HealthServicer()
-        self._components: Sequence[AsyncComponent] = ()
-        self._started: list[AsyncComponent] = []
         self._journal: OutboxJournal | None = None
         self._publisher: OutboxPublisher | None = None
         self._probe: BrokerProbe | None = None
@@ -187,9 +172,6 @@ class CoreService:
             recovery.engine_seq,
             history_sink.restored_from or "the WAL",
         )
-        for component in extra_components(runtime, config):
-            await component.start()
-            self._started.append(component)
         server = self._server = aio.server(
             interceptors=[DecodeErrorInterceptor()],
             options=[
@@ -253,12 +235,6 @@ class CoreService:
         )
         if self._server is not None:
             await self._server.stop(self.config.shutdown_grace_seconds)
-        while self._started:
-            component = self._started.pop()
-            try:
-                await component.stop()
-            except Exception as error:  # noqa: BLE001  (keep closing the rest)
-                LOGGER.error("a component failed to stop", exc_info=error)
         if self._runtime is not None:
             sequencer = self._runtime.sequencer
             if self.config.snapshot_on_shutdown and sequencer.engine_seq > sequencer.snapshot_seq:

