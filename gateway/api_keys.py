@@ -34,10 +34,10 @@ _REQUEST_PREFIX = "apikey-request:"
 _ALL_KEYS = "apikeys"
 _ACCOUNT_KEYS_PREFIX = "apikeys:account:"
 _DERIVATION = "v1"
-MAX_PAGE_SIZE = 500
+PAGE_SIZE_MAX = 500
 DEFAULT_PAGE_SIZE = 100
-MAX_LABEL_LENGTH = 200
-MAX_RATE_LIMIT_PER_MINUTE = 1_000_000
+LABEL_LENGTH_MAX = 200
+RATE_LIMIT_PER_MINUTE_MAX = 1_000_000
 
 # KEYS: request entry, key record, all-keys index, account index.
 # ARGV: request entry JSON, key id, then the record's field/value pairs.
@@ -228,7 +228,7 @@ class ApiKeyStore:
     ) -> tuple[list[ApiKeyRecord], str]:
         """Keys in key-id order, optionally one account's; the token is the last id seen."""
         size = DEFAULT_PAGE_SIZE if page_size == 0 else page_size
-        if size < 0 or size > MAX_PAGE_SIZE:
+        if size < 0 or size > PAGE_SIZE_MAX:
             raise EdgeError("FIELD_INVALID", "page_size must be 0..500", {"field": "page_size"})
         index = _ACCOUNT_KEYS_PREFIX + account_id if account_id else _ALL_KEYS
         start = f"({page_token}" if page_token else "-"
@@ -276,11 +276,11 @@ def _validate_new_key(
         raise EdgeError("IDEMPOTENCY_KEY_MISSING", "request_id is required")
     problems = {
         "account_id": not account_id or len(account_id) > 128,
-        "label": len(label) > MAX_LABEL_LENGTH,
+        "label": len(label) > LABEL_LENGTH_MAX,
         "permissions": not permissions
         or any(permission not in apikey_pb2.Permission.values() for permission in permissions)
         or apikey_pb2.PERMISSION_UNSPECIFIED in permissions,
-        "rate_limit_per_minute": rate_limit_per_minute > MAX_RATE_LIMIT_PER_MINUTE,
+        "rate_limit_per_minute": rate_limit_per_minute > RATE_LIMIT_PER_MINUTE_MAX,
     }
     for field_name, bad in problems.items():
         if bad:

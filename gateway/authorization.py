@@ -53,7 +53,7 @@ _PERMISSION_OF_ACCESS = {
     Access.OPERATE: apikey_pb2.PERMISSION_OPERATE,
 }
 _IDEMPOTENT_METHODS = frozenset({"POST", "DELETE"})
-MAX_IDEMPOTENCY_KEY_LENGTH = 128
+IDEMPOTENCY_KEY_LENGTH_MAX = 128
 _WINDOW_MS = 60_000
 _GRPC_FRAME_HEADER_BYTES = 5
 
@@ -263,10 +263,10 @@ def _check_idempotency_key(text: str) -> None:
         raise EdgeError(
             "ENCODING_INVALID", "Idempotency-Key is not UTF-8", {"field": "Idempotency-Key"}
         )
-    if len(text) > MAX_IDEMPOTENCY_KEY_LENGTH or not is_identifier(text):
+    if len(text) > IDEMPOTENCY_KEY_LENGTH_MAX or not is_identifier(text):
         raise EdgeError(
             "FIELD_INVALID",
-            f"Idempotency-Key must be 1..{MAX_IDEMPOTENCY_KEY_LENGTH} characters of "
+            f"Idempotency-Key must be 1..{IDEMPOTENCY_KEY_LENGTH_MAX} characters of "
             f"[{ID_CHARACTERS}]",
             metadata={"field": "Idempotency-Key"},
         )

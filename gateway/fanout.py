@@ -2,7 +2,7 @@
 documented in docs/api/websocket.md).
 
 Guarantees:
-- Every connection has one bounded outbound queue (`FanoutLimits.max_queued_messages`);
+- Every connection has one bounded outbound queue (`FanoutLimits.queued_messages_max`);
   replies, trades and private updates keep their order in it.
 - Conflating channels hold at most one pending entry per channel: `ticker:*` and
   `candles:*` keep the latest message; `book:*` merges pending diffs into one diff from the
@@ -11,8 +11,8 @@ Guarantees:
 - A connection whose queue is full when a non-conflating message arrives is closed with
   CLOSE_CODE_SLOW_CONSUMER (4000) and dropped from every channel at once: the others never
   wait for it, and the memory one connection holds is bounded by its queue.
-- At most `max_connections` connections (CLOSE_CODE_CONNECTION_LIMIT, 4002, beyond);
-  at most `max_subscriptions` channels each; frames above `max_frame_bytes` are refused.
+- At most `connections_max` connections (CLOSE_CODE_CONNECTION_LIMIT, 4002, beyond);
+  at most `subscriptions_max` channels each; frames above `frame_bytes_max` are refused.
 - A message is serialized once per publish, not once per subscriber.
 """
 
@@ -48,10 +48,10 @@ _LATEST_ONLY = frozenset({"ticker", "candles"})
 
 @dataclass(frozen=True)
 class FanoutLimits:
-    max_connections: int = 10_000
-    max_queued_messages: int = 1024
-    max_subscriptions: int = 64
-    max_frame_bytes: int = 4096
+    connections_max: int = 10_000
+    queued_messages_max: int = 1024
+    subscriptions_max: int = 64
+    frame_bytes_max: int = 4096
     heartbeat_seconds: float = 15.0
     idle_timeout_seconds: float = 60.0
     # Kernel send buffer per connection: keeps backpressure visible to the queue.
@@ -83,8 +83,8 @@ class _Pending:
 class OutboundQueue:
     """One connection's bounded, conflating queue (no I/O: unit-testable)."""
 
-    def __init__(self, max_messages: int) -> None:
-        self._max_messages = max_messages
+    def __init__(self, messages_max: int) -> None:
+        self._messages_max = messages_max
         self._entries: deque[str | _Pending] = deque()
         self._pending: dict[str, _Pending] = {}
         self.conflated = 0
@@ -95,7 +95,7 @@ class OutboundQueue:
 
     def push(self, text: str) -> bool:
         """Appends in order; False when the queue is full (the consumer is too slow)."""
-        if len(self._entries) >= self._max_messages:
+        if len(self._entries) >= self._messages_max:
             return False
         self._entries.append(text)
         self.high_water = max(self.high_water, len(self._entries))
@@ -189,7 +189,7 @@ class Connection:
         self._hub = hub
         self._socket = socket_response
         self._transport = transport
-        self.queue = OutboundQueue(hub.limits.max_queued_messages)
+        self.queue = OutboundQueue(hub.limits.queued_messages_max)
         self.channels: set[str] = set()
         self.account_id = ""
         self.closed = False
@@ -318,7 +318,7 @@ class Connection:
                     raise EdgeError("API_KEY_MISSING", f"{name} needs an Authenticate first")
             elif not _PUBLIC_CHANNEL.match(name):
                 raise EdgeError("FIELD_INVALID", f"no channel {name!r}", {"field": "channels"})
-        if len(self.channels | set(names)) > self._hub.limits.max_subscriptions:
+        if len(self.channels | set(names)) > self._hub.limits.subscriptions_max:
             raise EdgeError("FIELD_INVALID", "too many subscriptions", {"field": "channels"})
         for name in names:
             self.channels.add(name)
@@ -388,7 +388,7 @@ class Hub:
         return task
 
     def add(self, connection: Connection) -> bool:
-        if len(self._connections) >= self.limits.max_connections:
+        if len(self._connections) >= self.limits.connections_max:
             self.stats.refused_connections += 1
             return False
         self._connections.add(connection)
@@ -440,7 +440,7 @@ def add_websocket_route(app: web.Application, hub: Hub, authorizer: Authorizer) 
 async def _websocket(request: web.Request) -> web.WebSocketResponse:
     hub = request.app[_HUB]
     socket_response = web.WebSocketResponse(
-        max_msg_size=hub.limits.max_frame_bytes, autoping=True, heartbeat=None
+        max_msg_size=hub.limits.frame_bytes_max, autoping=True, heartbeat=None
     )
     await socket_response.prepare(request)
     transport_socket = request.transport.get_extra_info("socket") if request.transport else None
@@ -483,5 +483,5 @@ async def _read_frames(
             await connection.handle(frame.data, authorizer)
         elif frame.type == WSMsgType.BINARY:
             connection.end(websocket_pb2.CLOSE_CODE_PROTOCOL_ERROR, "text frames only")
-        else:  # CLOSE, CLOSING, CLOSED, ERROR (incl. a frame above max_frame_bytes)
+        else:  # CLOSE, CLOSING, CLOSED, ERROR (incl. a frame above frame_bytes_max)
             return

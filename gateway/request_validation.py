@@ -6,7 +6,7 @@ The gateway reads exactly what the transcoder forwards, or refuses (ADR 0015): t
 is not UTF-8 anywhere (path, query, body) is ENCODING_INVALID; a byte-order mark, a JSON
 number with a fraction or an exponent (the contracts hold no floats; integers are JSON
 integers or decimal strings, digits only), NaN/Infinity, or a body where none is taken is
-MALFORMED_REQUEST; JSON nested deeper than `MAX_JSON_DEPTH` is NESTING_TOO_DEEP (checked
+MALFORMED_REQUEST; JSON nested deeper than `JSON_DEPTH_MAX` is NESTING_TOO_DEEP (checked
 before parsing, so no recursion limit is ever reached); a JSON key, a query parameter or
 a field set twice (also by its JSON name, or by both the query and the path or body) is
 DUPLICATE_FIELD.
@@ -38,7 +38,7 @@ from gateway.rpc_catalogue import (
     rest_bindings,
 )
 
-MAX_JSON_DEPTH = 32
+JSON_DEPTH_MAX = 32
 _INTEGER_TEXT = re.compile(r"-?(0|[1-9][0-9]*)")
 _INTEGER_TYPES = frozenset(
     {
@@ -206,7 +206,7 @@ def _parse_body(
 
 
 def _check_depth(text: str) -> None:
-    """NESTING_TOO_DEEP past MAX_JSON_DEPTH open brackets, counted outside strings."""
+    """NESTING_TOO_DEEP past JSON_DEPTH_MAX open brackets, counted outside strings."""
     depth = 0
     in_string = escaped = False
     for character in text:
@@ -221,11 +221,11 @@ def _check_depth(text: str) -> None:
             in_string = True
         elif character in "[{":
             depth += 1
-            if depth > MAX_JSON_DEPTH:
+            if depth > JSON_DEPTH_MAX:
                 raise EdgeError(
                     "NESTING_TOO_DEEP",
-                    f"the body nests deeper than {MAX_JSON_DEPTH} levels",
-                    {"max_depth": str(MAX_JSON_DEPTH)},
+                    f"the body nests deeper than {JSON_DEPTH_MAX} levels",
+                    {"max_depth": str(JSON_DEPTH_MAX)},
                 )
         elif character in "]}":
             depth -= 1

@@ -55,7 +55,7 @@ from ledger.events_outbox import (
 from ledger.journal import AccountKey, EntryKey, EntryKind, PlannedEntry
 from ledger.posting_rules import EventHeader, plan_events
 
-MAX_BATCH_EVENTS: Final = 10_000
+BATCH_EVENTS_MAX: Final = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +100,9 @@ class Settlement:
 
         Raises `LedgerError` for a malformed event or a batch that is too large.
         """
-        if len(envelopes) > MAX_BATCH_EVENTS:
+        if len(envelopes) > BATCH_EVENTS_MAX:
             raise LedgerError(
-                Reason.BATCH_TOO_LARGE, f"at most {MAX_BATCH_EVENTS} events per batch"
+                Reason.BATCH_TOO_LARGE, f"at most {BATCH_EVENTS_MAX} events per batch"
             )
         return PreparedBatch(*plan_events(envelopes))
 

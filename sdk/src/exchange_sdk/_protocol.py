@@ -63,7 +63,7 @@ _TRADING: Final = "/exchange.trading.v1.TradingService/"
 _FUNDING: Final = "/exchange.funding.v1.FundingService/"
 _MARKET_DATA: Final = "/exchange.marketdata.v1.MarketDataService/"
 STREAM_ORDERS_METHOD: Final = _TRADING + "StreamOrders"
-MAX_IDEMPOTENCY_KEY_LENGTH: Final = 128
+IDEMPOTENCY_KEY_LENGTH_MAX: Final = 128
 
 
 @dataclass(frozen=True)
@@ -90,10 +90,10 @@ def new_idempotency_key() -> str:
 def _key(given: str | None) -> str:
     if given is None or given == "":
         return new_idempotency_key()
-    if len(given) > MAX_IDEMPOTENCY_KEY_LENGTH or not given.isascii():
+    if len(given) > IDEMPOTENCY_KEY_LENGTH_MAX or not given.isascii():
         raise InvalidRequestError(
             "FIELD_INVALID",
-            f"an idempotency key is at most {MAX_IDEMPOTENCY_KEY_LENGTH} ASCII characters",
+            f"an idempotency key is at most {IDEMPOTENCY_KEY_LENGTH_MAX} ASCII characters",
             metadata={"field": "idempotency_key"},
         )
     return given

@@ -58,7 +58,7 @@ class WebSocketEdge:
 @pytest.fixture
 async def ws_edge(tmp_path: Path) -> AsyncIterator[WebSocketEdge]:
     limits = FanoutLimits(
-        max_queued_messages=QUEUE_LIMIT, socket_send_buffer_bytes=16 * 1024, heartbeat_seconds=60
+        queued_messages_max=QUEUE_LIMIT, socket_send_buffer_bytes=16 * 1024, heartbeat_seconds=60
     )
     with RedisServer() as redis:
         settings = GatewaySettings(
@@ -334,7 +334,7 @@ async def test_malformed_frames_and_the_connection_cap_get_their_close_codes(
         assert json.loads(await ping.receive_str(timeout=10)) == {"requestId": "p", "pong": {}}
 
         ws_edge.hub.limits = replace(
-            ws_edge.hub.limits, max_connections=ws_edge.hub.connection_count
+            ws_edge.hub.limits, connections_max=ws_edge.hub.connection_count
         )
         over = await session.ws_connect(ws_edge.url)
         refusal = json.loads(await over.receive_str(timeout=10))

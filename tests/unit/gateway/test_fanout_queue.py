@@ -25,14 +25,14 @@ def _book(previous_seq: int, seq: int, bids: dict[int, int]) -> websocket_pb2.Se
 
 
 def test_in_order_messages_are_bounded() -> None:
-    queue = OutboundQueue(max_messages=3)
+    queue = OutboundQueue(messages_max=3)
     assert all(queue.push(text) for text in ("a", "b", "c"))
     assert not queue.push("d")
     assert [queue.pop(), queue.pop(), queue.pop(), queue.pop()] == ["a", "b", "c", None]
 
 
 def test_latest_only_channels_keep_one_pending_entry_in_place() -> None:
-    queue = OutboundQueue(max_messages=10)
+    queue = OutboundQueue(messages_max=10)
     queue.push("trade-1")
     for number in range(100):
         queue.push_latest("ticker:BTC-USDT", f"ticker-{number}")
@@ -45,7 +45,7 @@ def test_latest_only_channels_keep_one_pending_entry_in_place() -> None:
 
 
 def test_book_diffs_merge_into_one_contiguous_diff() -> None:
-    queue = OutboundQueue(max_messages=10)
+    queue = OutboundQueue(messages_max=10)
     first = _book(10, 11, {100: 5, 99: 1})
     second = _book(11, 12, {100: 0, 98: 7})
     queue.push_book("book:BTC-USDT", first, to_json(first))

@@ -133,7 +133,7 @@ def test_redelivered_events_change_nothing_and_the_trade_ring_is_bounded() -> No
 
 
 def test_a_snapshot_queued_for_a_subscription_goes_before_later_diffs() -> None:
-    queue = OutboundQueue(max_messages=8)
+    queue = OutboundQueue(messages_max=8)
     earlier = websocket_pb2.ServerMessage(channel="book:X")
     earlier.book_update.previous_seq, earlier.book_update.seq = 1, 2
     queue.push_book("book:X", earlier, "diff 1-2")
