@@ -2,18 +2,18 @@
 grpc.aio around the sequencer (core/sequencer). See core/service/README.md.
 
 Public API: `CoreService` / `ServiceConfig` (core/service/server.py), `CoreRuntime`,
-`CommandGateway` and `ServiceError`. The identity headers are in common/identity_headers.py.
+`CommandIntake` and `ServiceError`. The identity headers are in common/identity_headers.py.
 """
 
 from __future__ import annotations
 
-from core.service.command_gateway import CommandGateway, ResultsListener
+from core.service.command_intake import CommandIntake, ResultsListener
 from core.service.errors import ServiceError
 from core.service.runtime import CoreRuntime
 from core.service.server import CoreService, ServiceConfig
 
 __all__ = [
-    "CommandGateway",
+    "CommandIntake",
     "CoreRuntime",
     "CoreService",
     "ResultsListener",

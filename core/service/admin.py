@@ -1,7 +1,7 @@
 """exchange.core.v1.CoreAdminService: reference data, modes, snapshots, hashes, reconciliation.
 
 Every call requires an operator identity (`x-exchange-operator-id`): OPERATOR_REQUIRED
-otherwise. State changes are commands through the gateway.
+otherwise. State changes are commands through the command intake.
 
 - CreateAsset / CreateMarket are idempotent on the state: listing what is already listed with
   the same rules answers success without logging anything (so a retry after a restart works);
@@ -60,7 +60,7 @@ class CoreAdminServicer(core_admin_pb2_grpc.CoreAdminServiceServicer):
 
     async def _submit(self, commands: list[Command], metadata: dict[str, str]) -> int:
         """Submit; the first rejection is the error; returns the last engine seq."""
-        results = await self._runtime.gateway.submit(commands)
+        results = await self._runtime.intake.submit(commands)
         for result in results:
             if result.outcome.reason is not None:
                 raise ServiceError.rejected(result.outcome.reason, metadata)
@@ -245,12 +245,12 @@ class CoreAdminServicer(core_admin_pb2_grpc.CoreAdminServiceServicer):
         self, symbol: str, request_id: str
     ) -> core_admin_pb2.PlaceCanaryTradeResponse:
         maker, taker = self._canary_orders(symbol, request_id)
-        maker_result, taker_result = await self._runtime.gateway.submit([maker, taker])
+        maker_result, taker_result = await self._runtime.intake.submit([maker, taker])
         metadata = {"symbol": symbol, "price": str(maker.price)}
         if maker_result.outcome.reason is not None:
             raise ServiceError.rejected(maker_result.outcome.reason, metadata)
         if taker_result.outcome.reason is not None:
-            await self._runtime.gateway.submit(
+            await self._runtime.intake.submit(
                 [
                     CancelOrder(
                         account_id=CANARY_MAKER_ACCOUNT_ID, order_id=maker_result.outcome.order_id

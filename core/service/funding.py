@@ -1,6 +1,6 @@
 """exchange.funding.v1.FundingService: deposits, withdrawals, adjustments (docs/adr/0005).
 
-Every funding call is a command through the same gateway and WAL as orders. Deposits and
+Every funding call is a command through the same command intake and WAL as orders. Deposits and
 adjustments need an operator (`x-exchange-operator-id`); a withdrawal is the calling trader's.
 `transfer_id` is the engine's durable idempotency key: a retry returns the original transfer
 (a rejected one again as its error), another body IDEMPOTENCY_KEY_REUSED. A rejection is the
@@ -33,7 +33,7 @@ class FundingServicer(funding_pb2_grpc.FundingServiceServicer):
         self, command: funding.FundingCommand, *, reference: str, operator_id: str
     ) -> funding_pb2.Transfer:
         runtime = self._runtime
-        result = await runtime.gateway.submit_one(command)
+        result = await runtime.intake.submit_one(command)
         transfer = None
         if result.duplicate:
             transfer = runtime.transfers.get(command.account_id, command.transfer_id)

@@ -288,7 +288,7 @@ class OrderHistory:
         commands: Sequence[Command],  # noqa: ARG002  (the listener signature)
         results: Sequence[ApplyResult],
     ) -> None:
-        """Apply one batch's results (a CommandGateway listener; called in WAL order)."""
+        """Apply one batch's results (a CommandIntake listener; called in WAL order)."""
         handlers = self._handlers
         by_id = self._by_id
         changed = self._changed_orders

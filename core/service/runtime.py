@@ -1,4 +1,4 @@
-"""What every servicer shares: the sequencer behind its gateway, and the read models."""
+"""What every servicer shares: the sequencer behind its command intake, and the read models."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from core.outbox import PublishedPosition
 from core.sequencer import Sequencer
-from core.service.command_gateway import CommandGateway
+from core.service.command_intake import CommandIntake
 from core.service.historical_state import HistoricalStates
 from core.service.history_sink import HistorySink
 from core.service.idempotent_responses import IdempotentResponses
@@ -28,7 +28,7 @@ def _no_position() -> PublishedPosition | None:
 class CoreRuntime:
     shard_id: str
     sequencer: Sequencer
-    gateway: CommandGateway
+    intake: CommandIntake
     history_sink: HistorySink
     history: OrderHistory
     historical: HistoricalStates
@@ -44,12 +44,12 @@ class CoreRuntime:
     def create(
         cls, sequencer: Sequencer, history_sink: HistorySink, *, shard_id: str
     ) -> CoreRuntime:
-        """The gateway around `sequencer`, opened with `history_sink` as its event sink (which
-        feeds the order history, live and during recovery)."""
+        """The command intake around `sequencer`, opened with `history_sink` as its event sink
+        (which feeds the order history, live and during recovery)."""
         return cls(
             shard_id=shard_id,
             sequencer=sequencer,
-            gateway=CommandGateway(sequencer),
+            intake=CommandIntake(sequencer),
             history_sink=history_sink,
             history=history_sink.history,
             historical=HistoricalStates(sequencer, history_sink),

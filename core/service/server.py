@@ -3,7 +3,7 @@
 Lifecycle (`CoreService`):
   start: open the sequencer on the data dir (epoch fence, recovery: snapshot + WAL tail; the
          history sink restores the order history's checkpoint at the snapshot and is fed the
-         replayed tail) -> runtime (gateway, read models) -> the outbox's publisher
+         replayed tail) -> runtime (command intake, read models) -> the outbox's publisher
          (with a broker) -> gRPC server with TradingService, FundingService, CoreAdminService and
          grpc.health.v1 bound and started -> health SERVING.
   stop:  health NOT_SERVING -> server.stop(grace) (in-flight calls finish, new ones refused)
@@ -20,7 +20,7 @@ journal flushed -> publisher drained (bounded) and stopped -> journal closed
 A component beside the server is wired in `CoreService.start` / `stop` as the outbox is:
 after recovery and before the port opens, stopped after the port closed and before the
 sequencer closes. Results of every batch can reach it in WAL order through
-`runtime.gateway.add_listener(...)`; its published position through
+`runtime.intake.add_listener(...)`; its published position through
 `runtime.published_engine_seq` (GetEngineStatus reports it).
 """
 

@@ -2,19 +2,19 @@
 
 Every call acts for the account in `x-exchange-account-id` (core/service/identity.py); an
 order of another account is ORDER_NOT_FOUND, never a permission error. Commands go through
-the CommandGateway (acknowledged after the WAL fsync); queries read the live engine and the
+the CommandIntake (acknowledged after the WAL fsync); queries read the live engine and the
 order history. Business rejections of unary calls are errors with the engine's reason; in the
 stream they are per-command `CommandError`s and the batch succeeds.
 
 StreamOrders, the high-throughput path: each request batch (at most 10,000 commands) is
-converted in one pass, submitted as ONE gateway call (one WAL append, one group commit) and
+converted in one pass, submitted as ONE intake call (one WAL append, one group commit) and
 answered by one response batch, in order. Up to `STREAM_BATCHES_IN_FLIGHT` batches of one
 stream are in flight at once (the next batch is converted and logged while the previous one
 waits for its fsync); responses keep the request order, and so does the WAL. A result's
 order is the summary form (`orders.fill_order_summary_with_outcome`: identity, terms, status
 and progress as the command left it; no timestamps or fee totals, which GetOrder / ListFills
 give), written in one pass per result. Unary order entry goes through
-`CommandGateway.submit_one`, which coalesces the calls of one event-loop iteration.
+`CommandIntake.submit_one`, which coalesces the calls of one event-loop iteration.
 
 Idempotency (ADR 0016): places by client order id, cancels / amends / cancel-alls by
 `request_id`, all deduplicated by the engine, durably (WAL and snapshots), unary and streamed
@@ -60,13 +60,13 @@ def _rejected(result: ApplyResult, metadata: dict[str, str]) -> ServiceError | N
 class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
     def __init__(self, runtime: CoreRuntime) -> None:
         self._runtime = runtime
-        self._gateway = runtime.gateway
+        self._intake = runtime.intake
         self._history = runtime.history
 
     # ------------------------------------------------------------------ helpers
 
     async def _submit_one(self, command: OrderCommand, metadata: dict[str, str]) -> ApplyResult:
-        result = await self._gateway.submit_one(command)
+        result = await self._intake.submit_one(command)
         error = _rejected(result, metadata)
         if error is not None:
             raise error
@@ -279,7 +279,7 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
         loop = asyncio.get_running_loop()
         try:
             async for batch in request_iterator:
-                # The batch is converted and handed to the gateway right here, so batches
+                # The batch is converted and handed to the intake right here, so batches
                 # are logged in stream order; the task only waits for durability and answers.
                 try:
                     task = self._answer_batch(account_id, batch)
@@ -294,7 +294,7 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
     def _answer_batch(
         self, account_id: str, batch: trading_pb2.StreamOrdersRequest
     ) -> asyncio.Future[trading_pb2.StreamOrdersResponse]:
-        """Convert and submit now (synchronously: the gateway call starts at once); the
+        """Convert and submit now (synchronously: the intake call starts at once); the
         returned awaitable answers once the batch is durable."""
         orders.batch_size(batch)
         convert = orders.place_order
@@ -311,7 +311,7 @@ class TradingServicer(trading_pb2_grpc.TradingServiceServicer):
                 continue
             commands.append(command)
             slots.append(None)
-        submitted = asyncio.ensure_future(self._gateway.submit(commands)) if commands else None
+        submitted = asyncio.ensure_future(self._intake.submit(commands)) if commands else None
         return asyncio.ensure_future(self._respond(account_id, batch.batch_id, slots, submitted))
 
     async def _respond(

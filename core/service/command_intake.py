@@ -1,6 +1,6 @@
 """The one way commands reach the sequencer, and results reach listeners in WAL order.
 
-`CommandGateway.submit(commands)` hands the batch to `Sequencer.submit` (durable before it
+`CommandIntake.submit(commands)` hands the batch to `Sequencer.submit` (durable before it
 returns: one WAL group commit per batch) and then delivers `(commands, results)` to every
 listener — the order history, and whatever else wants the results (the outbox can be one) —
 strictly in the order the batches were logged, before the submitter sees its results.
@@ -9,7 +9,7 @@ Why a ticket: concurrent submitters resume in any order after their batches are 
 submitter whose WAL write completes may apply an earlier parked batch and return first), but
 listeners must see batches in seq order (a trade refers to the order it fills). Batches enter
 the WAL in the order of `Sequencer.submit` calls — each call starts its internal task at once
-and tasks first run in creation order — so the gateway numbers its calls and releases
+and tasks first run in creation order — so the intake numbers its calls and releases
 deliveries by number. A failed batch releases its number without a delivery. The submission
 runs in its own task: a cancelled caller cannot leave a hole in the delivery order.
 
@@ -39,7 +39,7 @@ _Finished = tuple[
 PENDING_TICKETS_MAX: Final = 1_000_000
 
 
-class CommandGateway:
+class CommandIntake:
     """Submits through the sequencer; feeds listeners in WAL order. Event-loop owned."""
 
     def __init__(self, sequencer: Sequencer, listeners: Sequence[ResultsListener] = ()) -> None:

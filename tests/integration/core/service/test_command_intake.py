@@ -1,4 +1,4 @@
-"""CommandGateway against a real Sequencer and WAL: single commands of one event-loop iteration
+"""CommandIntake against a real Sequencer and WAL: single commands of one event-loop iteration
 are coalesced into one logged batch, every caller gets its own result, in WAL order."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from core.engine import ApplyResult, Command, Deposit, PlaceOrder, Side
 from core.engine.testing import BTC, USDT
 from core.sequencer import Sequencer
 from core.sequencer.testing import btc_usdt_setup_commands
-from core.service.command_gateway import CommandGateway
+from core.service.command_intake import CommandIntake
 from core.service.errors import ServiceError
 
 PRICE = 50_000 * USDT
@@ -57,9 +57,9 @@ class _Batches:
 
 async def test_single_commands_of_one_iteration_are_one_batch(sequencer: Sequencer) -> None:
     batches = _Batches()
-    gateway = CommandGateway(sequencer, [batches])
+    intake = CommandIntake(sequencer, [batches])
     seq_before = sequencer.engine_seq
-    results = await asyncio.gather(*(gateway.submit_one(_order(index)) for index in range(50)))
+    results = await asyncio.gather(*(intake.submit_one(_order(index)) for index in range(50)))
     assert batches.sizes == [50]
     # each caller got the result of its own command, in call order = WAL order
     assert [result.outcome.engine_seq for result in results] == list(
@@ -71,14 +71,14 @@ async def test_single_commands_of_one_iteration_are_one_batch(sequencer: Sequenc
         assert order is not None
         assert order.client_order_id == f"c-{index}"
     # a later call is a batch of its own
-    await gateway.submit_one(_order(50))
+    await intake.submit_one(_order(50))
     assert batches.sizes == [50, 1]
-    assert gateway.pending_count == 0
+    assert intake.pending_count == 0
 
 
 async def test_a_cancelled_caller_does_not_disturb_the_others(sequencer: Sequencer) -> None:
-    gateway = CommandGateway(sequencer)
-    calls = [asyncio.ensure_future(gateway.submit_one(_order(index))) for index in range(3)]
+    intake = CommandIntake(sequencer)
+    calls = [asyncio.ensure_future(intake.submit_one(_order(index))) for index in range(3)]
     await asyncio.sleep(0)  # the calls are waiting for the coalesced batch
     calls[1].cancel()
     first, second = await calls[0], await calls[2]
@@ -89,10 +89,10 @@ async def test_a_cancelled_caller_does_not_disturb_the_others(sequencer: Sequenc
 
 
 async def test_a_failed_batch_fails_every_caller_by_name(sequencer: Sequencer) -> None:
-    gateway = CommandGateway(sequencer)
+    intake = CommandIntake(sequencer)
     sequencer.close()
     outcomes = await asyncio.gather(
-        *(gateway.submit_one(_order(index)) for index in range(3)), return_exceptions=True
+        *(intake.submit_one(_order(index)) for index in range(3)), return_exceptions=True
     )
     assert all(isinstance(outcome, ServiceError) for outcome in outcomes)
     assert {outcome.reason for outcome in outcomes if isinstance(outcome, ServiceError)} == {
