@@ -20,7 +20,7 @@ naive reference book):
 
 Matching (matching.py) goes through the primitives on the best level: `BookSide.best_key`,
 `BookSide.best_level`, `PriceLevel.head`, `BookSide.fill_head`, `BookSide.pop_head`; the
-engine through `add` / `remove` / `reduce` / `reaches` / `OrderBook.rest`; the snapshot
+engine through `OrderBook.rest` / `remove` / `reduce` / `reaches`; the snapshot
 through `BookSide.live_order_values`. Nothing else reads a side's keys or a level's queue.
 """
 
@@ -211,19 +211,6 @@ class BookSide:
         self.keys: list[int] = []
         self.levels: dict[int, PriceLevel] = {}
 
-    def add(self, order: Order) -> None:
-        """Append a live order at the back of its price level."""
-        price = order.price
-        level = self.levels.get(price)
-        if level is None:
-            level = PriceLevel(price)
-            self.levels[price] = level
-            insort(self.keys, price * self.sign)
-        level.orders.append(order)
-        level.quantity += order.quantity_remaining
-        level.count += 1
-        order.resting = True
-
     def remove(self, order: Order) -> None:
         """Take a live order out of the book (lazy: its entry is skipped later)."""
         level = self.levels.get(order.price)
@@ -392,17 +379,27 @@ class OrderBook:
     def side(self, side: Side) -> BookSide:
         return self.bids if side is Side.BUY else self.asks
 
-    def opposite(self, side: Side) -> BookSide:
-        return self.asks if side is Side.BUY else self.bids
-
     def rest(self, order: Order) -> None:
-        """Put a live order at the back of its level; raise if that crosses the book."""
+        """Put an order at the back of its level, live; raise if that crosses the book
+        (invariant 3). Every resting order comes through here (the opposite side's `reaches`
+        is inlined: the hot path)."""
+        price = order.price
         if order.side is _BUY:
-            self.bids.add(order)
-            crossed = self.asks.reaches(-order.price)
+            side = self.bids
+            opposite_keys = self.asks.keys
+            crossed = bool(opposite_keys) and opposite_keys[-1] >= -price
         else:
-            self.asks.add(order)
-            crossed = self.bids.reaches(order.price)
+            side = self.asks
+            opposite_keys = self.bids.keys
+            crossed = bool(opposite_keys) and opposite_keys[-1] >= price
+        level = side.levels.get(price)
+        if level is None:
+            level = side.levels[price] = PriceLevel(price)
+            insort(side.keys, price * side.sign)
+        level.orders.append(order)
+        level.quantity += order.quantity_remaining
+        level.count += 1
+        order.resting = True
         if crossed:
             raise EngineInvariantError(f"book {self.symbol} crossed after resting {order!r}")
 
