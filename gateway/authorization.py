@@ -38,6 +38,12 @@ from common.identity_headers import (
     OPERATOR_HEADER,
 )
 from gateway.api_keys import ApiKeyRecord, ApiKeyStore
+from gateway.edge_wire_names import (
+    API_KEY_HEADER,
+    RATE_LIMIT_LIMIT_HEADER,
+    RATE_LIMIT_REMAINING_HEADER,
+    RATE_LIMIT_RESET_HEADER,
+)
 from gateway.errors import EdgeError
 from gateway.request_validation import RestRequestValidator
 from gateway.rpc_catalogue import (
@@ -102,7 +108,7 @@ class Authorizer:
     async def check(self, request: CheckRequest) -> Allowed:
         """Allowed with the identity headers, or raises the EdgeError to answer."""
         key, rate_headers = await self.authenticate(
-            key_id=request.headers.get("x-api-key", ""),
+            key_id=request.headers.get(API_KEY_HEADER, ""),
             timestamp_text=request.headers.get("x-ts", ""),
             signature=request.headers.get("x-signature", ""),
             canonical=lambda: self._canonical(request),
@@ -195,9 +201,9 @@ class Authorizer:
         limit = key.rate_limit_per_minute or self._settings.rate_limit_per_minute
         reset_ms = (window + 1) * _WINDOW_MS
         headers = {
-            "x-ratelimit-limit": str(limit),
-            "x-ratelimit-remaining": str(max(0, limit - int(used))),
-            "x-ratelimit-reset": str(reset_ms // 1000),
+            RATE_LIMIT_LIMIT_HEADER: str(limit),
+            RATE_LIMIT_REMAINING_HEADER: str(max(0, limit - int(used))),
+            RATE_LIMIT_RESET_HEADER: str(reset_ms // 1000),
         }
         if int(used) > limit:
             retry_after_seconds = max(1, -(-(reset_ms - now) // 1000))

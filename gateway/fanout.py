@@ -34,6 +34,7 @@ from exchange.websocket.v1 import websocket_pb2
 from google.protobuf import json_format
 
 from gateway.authorization import Authorizer
+from gateway.edge_wire_names import WEBSOCKET_PATH
 from gateway.errors import EdgeError
 from gateway.signing import rest_canonical
 
@@ -345,7 +346,7 @@ class Connection:
             timestamp_text=stamp,
             signature=authenticate.signature,
             canonical=lambda: rest_canonical(
-                method="GET", path="/ws", timestamp_ms=stamp, body=b""
+                method="GET", path=WEBSOCKET_PATH, timestamp_ms=stamp, body=b""
             ),
         )
         if self.account_id and self.account_id != key.account_id:
@@ -434,7 +435,7 @@ _WS_AUTHORIZER = web.AppKey("ws_authorizer", Authorizer)
 def add_websocket_route(app: web.Application, hub: Hub, authorizer: Authorizer) -> None:
     app[_HUB] = hub
     app[_WS_AUTHORIZER] = authorizer
-    app.router.add_get("/ws", _websocket)
+    app.router.add_get(WEBSOCKET_PATH, _websocket)
 
 
 async def _websocket(request: web.Request) -> web.WebSocketResponse:

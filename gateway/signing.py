@@ -23,6 +23,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+from gateway.edge_wire_names import API_KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
+
 EMPTY_SHA256_HEX = hashlib.sha256(b"").hexdigest()
 
 
@@ -63,4 +65,8 @@ def grpc_metadata(
     """x-api-key, x-ts and x-signature metadata for a native gRPC call."""
     stamp = str(timestamp_ms)
     canonical = grpc_canonical(method_path=method_path, timestamp_ms=stamp, message=message)
-    return (("x-api-key", key_id), ("x-ts", stamp), ("x-signature", sign(secret, canonical)))
+    return (
+        (API_KEY_HEADER, key_id),
+        (TIMESTAMP_HEADER, stamp),
+        (SIGNATURE_HEADER, sign(secret, canonical)),
+    )
