@@ -26,6 +26,7 @@ from exchange.apikey.v1 import apikey_pb2
 from google.protobuf import timestamp_pb2
 from redis.asyncio import Redis
 
+from common import page_tokens
 from gateway.errors import EdgeError
 from gateway.settings import GatewaySettings, StaticKey
 
@@ -226,15 +227,20 @@ class ApiKeyStore:
     async def list(
         self, *, account_id: str, page_size: int, page_token: str
     ) -> tuple[list[ApiKeyRecord], str]:
-        """Keys in key-id order, optionally one account's; the token is the last id seen."""
+        """Keys in key-id order, optionally one account's; the token holds the last id seen."""
         size = DEFAULT_PAGE_SIZE if page_size == 0 else page_size
         if size < 0 or size > PAGE_SIZE_MAX:
             raise EdgeError("FIELD_INVALID", "page_size must be 0..500", {"field": "page_size"})
         index = _ACCOUNT_KEYS_PREFIX + account_id if account_id else _ALL_KEYS
-        start = f"({page_token}" if page_token else "-"
+        try:
+            last_seen = page_tokens.decode(page_token)
+        except page_tokens.PageTokenError as error:
+            message = "page_token is not one we issued"
+            raise EdgeError("PAGE_TOKEN_INVALID", message, {"field": "page_token"}) from error
+        start = f"({last_seen}" if last_seen else "-"
         key_ids = cast(list[str], await self._redis.zrangebylex(index, start, "+", 0, size + 1))
         records = [record for key_id in key_ids[:size] if (record := await self.get(key_id))]
-        next_token = key_ids[size - 1] if len(key_ids) > size else ""
+        next_token = page_tokens.encode(key_ids[size - 1]) if len(key_ids) > size else ""
         return records, next_token
 
     async def revoke(self, *, key_id: str, revoked_by: str) -> ApiKeyRecord:

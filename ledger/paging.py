@@ -1,9 +1,9 @@
-"""Page sizes and opaque page tokens of the List RPCs (AIP-158)."""
+"""Page sizes and page tokens of the List RPCs (AIP-158; the one scheme of
+common/page_tokens.py: here the position is the offset in the list's fixed order)."""
 
 from __future__ import annotations
 
-import base64
-
+from common import page_tokens
 from ledger.errors import LedgerError, Reason
 
 
@@ -14,18 +14,11 @@ def page_size_or_default(page_size: int, default: int, maximum: int) -> int:
 
 
 def encode_page_token(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode()
+    return page_tokens.encode_number(offset)
 
 
 def decode_page_token(token: str) -> int:
-    if not token:
-        return 0
     try:
-        text = base64.urlsafe_b64decode(token.encode()).decode()
-        kind, _, number = text.partition(":")
-        offset = int(number)
-    except ValueError as error:
+        return page_tokens.decode_number(token)
+    except page_tokens.PageTokenError as error:
         raise LedgerError(Reason.PAGE_TOKEN_INVALID, "page_token is not one we issued") from error
-    if kind != "o" or offset < 0:
-        raise LedgerError(Reason.PAGE_TOKEN_INVALID, "page_token is not one we issued")
-    return offset

@@ -23,6 +23,7 @@ import grpc
 from exchange.common.v1 import errors_pb2
 from exchange.marketdata.v1 import marketdata_pb2, marketdata_pb2_grpc, types_pb2
 
+from common import page_tokens
 from common.unary_handlers import RequestT, ResponseT, ServicerT, answer_refusals
 from streaming.codec import candle_message, public_trade_message, timestamp_ns
 from streaming.errors import StreamingServiceError, field_invalid
@@ -82,12 +83,14 @@ def trades_page(request: marketdata_pb2.ListTradesRequest) -> tuple[int, int]:
         raise field_invalid("page_size", f"page_size must be within 0..{TRADE_PAGE_MAX}")
     before_seq = SEQ_END
     if request.page_token:
-        token = request.page_token
-        if not (token.isascii() and token.isdigit()) or not 0 < int(token) < SEQ_END:
+        try:
+            before_seq = page_tokens.decode_number(request.page_token)
+        except page_tokens.PageTokenError:
+            before_seq = 0
+        if not 0 < before_seq < SEQ_END:
             raise StreamingServiceError(
                 errors_pb2.ERROR_REASON_PAGE_TOKEN_INVALID, "page_token was not issued here"
             )
-        before_seq = int(token)
     return before_seq, request.page_size or TRADE_PAGE_DEFAULT
 
 
@@ -144,7 +147,7 @@ class MarketHistoryService(marketdata_pb2_grpc.MarketDataServiceServicer):
             trades=[public_trade_message(trade) for trade in trades[:page_size]]
         )
         if len(trades) > page_size:
-            response.next_page_token = str(trades[page_size - 1].seq)
+            response.next_page_token = page_tokens.encode_number(trades[page_size - 1].seq)
         return response
 
     async def _read(self, read: Callable[[], ResultT]) -> ResultT:

@@ -27,6 +27,7 @@ from typing import Final
 
 from exchange.common.v1 import errors_pb2
 
+from common import page_tokens
 from common.identifiers import ID_CHARACTERS, is_identifier
 from core.contracts.errors import ErrorReason, RequestError, field_invalid
 from core.engine.market import ASSET_CODE_LENGTH_MAX, SYMBOL_LENGTH_MAX
@@ -143,15 +144,16 @@ def page_size(value: int, *, default: int = 100, maximum: int = 500) -> int:
 
 
 def page_cursor(token: str) -> int:
-    """A page token issued by a list call: the decimal id to continue below; '' is the start."""
-    if not token:
+    """A page token issued by a list call (common/page_tokens.py): the id to continue below;
+    '' is the start."""
+    try:
+        position = page_tokens.decode_number(token)
+    except page_tokens.PageTokenError:
+        position = -1
+    if position == 0 and not token:
         return 0
-    if (
-        not (token.isascii() and token.isdigit())
-        or len(token) > ORDER_ID_DIGITS_MAX
-        or token[0] == "0"
-    ):
+    if not 0 < position < 10**ORDER_ID_DIGITS_MAX:
         raise RequestError(
             errors_pb2.ERROR_REASON_PAGE_TOKEN_INVALID, "page_token is invalid", field="page_token"
         )
-    return int(token)
+    return position

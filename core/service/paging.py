@@ -1,9 +1,12 @@
-"""Pages of List calls: newest first, the page token is the id to continue below."""
+"""Pages of List calls: newest first, the page token is the id to continue below
+(common/page_tokens.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from typing import TypeVar
+
+from common import page_tokens
 
 ItemT = TypeVar("ItemT")
 
@@ -18,7 +21,7 @@ def fill_page(
     last: ItemT | None = None
     for count, item in enumerate(items):
         if count == page_size and last is not None:
-            return str(cursor(last))
+            return page_tokens.encode_number(cursor(last))
         add(item)
         last = item
     return ""

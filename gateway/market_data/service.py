@@ -22,6 +22,7 @@ from exchange.marketdata.v1 import types_pb2 as marketdata_types_pb2
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from common import page_tokens
 from gateway.api_key_service import Context, answers_edge_errors
 from gateway.errors import EdgeError
 from gateway.market_data.projection import Book, MarketDataProjection
@@ -35,7 +36,6 @@ CANDLES_MAX: Final = 1000
 HISTORY_DEADLINE_SECONDS: Final = 3.0
 _BUY: Final = 1
 _SELL: Final = 2
-_TRADE_TOKEN_PREFIX: Final = "before-seq:"  # noqa: S105 - a page-token prefix, no secret
 
 
 def ticker_key(symbol: str) -> str:
@@ -158,12 +158,12 @@ class MarketDataService(marketdata_pb2_grpc.MarketDataServiceServicer):
             oldest = page[-1].seq
             has_more = (book.trades and book.trades[0].seq < oldest) or book.trades_dropped_seq
             if has_more:
-                next_token = f"{_TRADE_TOKEN_PREFIX}{oldest}"
+                next_token = page_tokens.encode_number(oldest)
         elif book.trades_dropped_seq:
             # The ring ends here and holds every trade after `trades_dropped_seq` (a projection
             # started from a snapshot holds only the trades after it): older pages are the
             # history service's.
-            next_token = f"{_TRADE_TOKEN_PREFIX}{book.trades_dropped_seq + 1}"
+            next_token = page_tokens.encode_number(book.trades_dropped_seq + 1)
         return marketdata_pb2.ListTradesResponse(trades=page, next_page_token=next_token)
 
     @answers_edge_errors
@@ -244,8 +244,10 @@ def _bounded(value: int, field: str, *, default: int, maximum: int) -> int:
 def _trade_token_seq(token: str) -> int:
     if not token:
         return 0
-    if token.startswith(_TRADE_TOKEN_PREFIX):
-        digits = token.removeprefix(_TRADE_TOKEN_PREFIX)
-        if digits.isascii() and digits.isdigit() and int(digits) > 0:
-            return int(digits)
+    try:
+        seq = page_tokens.decode_number(token)
+    except page_tokens.PageTokenError:
+        seq = 0
+    if seq > 0:
+        return seq
     raise EdgeError("PAGE_TOKEN_INVALID", "not a page token of ListTrades", {"field": "page_token"})

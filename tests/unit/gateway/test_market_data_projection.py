@@ -10,6 +10,7 @@ from exchange.marketdata.v1 import marketdata_pb2
 from exchange.websocket.v1 import websocket_pb2
 from redis.asyncio import Redis
 
+from common import page_tokens
 from core.contracts.events import envelopes_for
 from core.engine import CancelOrder, CreateAsset, CreateMarket, Deposit, Side
 from core.engine.commands import Command
@@ -23,6 +24,7 @@ from gateway.market_data.projection import (
     Update,
 )
 from gateway.market_data.service import MarketDataService
+from streaming.service import TRADE_PAGE_DEFAULT, trades_page
 
 SPEC = btc_usdt_spec()
 PRICE = 50_000 * USDT
@@ -174,4 +176,8 @@ async def test_after_a_snapshot_list_trades_pages_on_to_the_history_service() ->
     request = marketdata_pb2.ListTradesRequest(symbol="BTC-USDT", page_size=10)
     page = await service.ListTrades(request, None)  # type: ignore[arg-type]  # no error: no context
     assert [trade.seq > snapshot_seq for trade in page.trades] == [True]
-    assert page.next_page_token == f"before-seq:{snapshot_seq + 1}"
+    assert page.next_page_token == page_tokens.encode_number(snapshot_seq + 1)
+    # That token is for the history service (the gateway forwards the request as it is):
+    # streaming reads the same position from it.
+    older = marketdata_pb2.ListTradesRequest(symbol="BTC-USDT", page_token=page.next_page_token)
+    assert trades_page(older) == (snapshot_seq + 1, TRADE_PAGE_DEFAULT)

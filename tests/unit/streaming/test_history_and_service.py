@@ -15,6 +15,7 @@ from exchange.marketdata.v1 import marketdata_pb2, types_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2, status_pb2
 
+from common import page_tokens
 from streaming.aggregation import MINUTE_NS
 from streaming.codec import candle_envelope, trade_from_envelope
 from streaming.errors import StreamingServiceError
@@ -152,7 +153,9 @@ def test_a_foreign_page_token_is_refused(token: str) -> None:
 
 def test_trade_page_defaults() -> None:
     assert trades_page(marketdata_pb2.ListTradesRequest(symbol="X")) == (2**63, 100)
-    assert trades_page(marketdata_pb2.ListTradesRequest(symbol="X", page_token="42")) == (42, 100)
+    assert trades_page(
+        marketdata_pb2.ListTradesRequest(symbol="X", page_token=page_tokens.encode_number(42))
+    ) == (42, 100)
 
 
 def test_redis_keys_are_the_gateway_contract() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from exchange.common.v1 import errors_pb2
 
+from common import page_tokens
 from core.contracts import validation
 from core.contracts.errors import RequestError
 
@@ -14,7 +15,9 @@ from core.contracts.errors import RequestError
 NOT_ASCII_DIGITS = ["\u00b9", "\u00b25", "\u0663", "1\u0663", "\uff11\uff12"]
 
 
-@pytest.mark.parametrize("token", NOT_ASCII_DIGITS)
+@pytest.mark.parametrize(
+    "token", NOT_ASCII_DIGITS + [page_tokens.encode(digits) for digits in NOT_ASCII_DIGITS]
+)
 def test_a_page_token_of_other_digits_is_invalid_by_name(token: str) -> None:
     with pytest.raises(RequestError) as refused:
         validation.page_cursor(token)
@@ -29,5 +32,5 @@ def test_an_order_id_of_other_digits_is_field_invalid(text: str) -> None:
 
 
 def test_ascii_digits_still_read_as_numbers() -> None:
-    assert validation.page_cursor("1234") == 1234
+    assert validation.page_cursor(page_tokens.encode_number(1234)) == 1234
     assert validation.order_id("98765") == 98765
