@@ -14,9 +14,10 @@ A trade (notional = quote_quantity, exact): buyer.held(quote) -(notional + buyer
 seller.available(quote) +(notional - seller fee), fees(quote) +(maker fee + taker fee),
 seller.held(base) -quantity, buyer.available(base) +quantity.
 
-These are exactly the engine's balance moves (core/engine/engine.py): a fill takes its cost
-out of the orders' held balances and credits the counterparties' available balances; both
-fees go to the fee account `exchange:fees`, whose balance is its FEES account here. The
+These are exactly the engine's balance moves (core/engine/matching.py, fees.py): a fill
+takes its cost out of the orders' held balances and credits the counterparties' available
+balances; both fees go to the fee account `exchange:fees`, whose balance is its FEES account
+here. The
 taker pays the taker fee, the maker the maker fee; the buyer pays notional + its fee, the
 seller receives notional - its fee.
 
