@@ -62,17 +62,9 @@ def check_price_quantity_band_notional(  # noqa: PLR0911  (one guard per named r
         return RejectReason.AMOUNT_OUT_OF_RANGE
     if price % market.price_tick:
         return RejectReason.PRICE_TICK_VIOLATION
-    # check_quantity, inlined: this runs for every limit order.
-    if quantity <= 0:
-        return RejectReason.QUANTITY_INVALID
-    if quantity > INT64_MAX:
-        return RejectReason.AMOUNT_OUT_OF_RANGE
-    if quantity % market.lot_step:
-        return RejectReason.QUANTITY_STEP_VIOLATION
-    if quantity < market.min_quantity:
-        return RejectReason.QUANTITY_BELOW_MIN
-    if quantity > market.max_quantity:
-        return RejectReason.QUANTITY_ABOVE_MAX
+    quantity_rejected = check_quantity(market, quantity)
+    if quantity_rejected is not None:
+        return quantity_rejected
     if check_band and not price_within_band(price, market.reference_price, market.band_bps):
         return RejectReason.PRICE_OUT_OF_BAND
     if price * quantity // market.base_unit < market.min_notional:
