@@ -128,7 +128,9 @@ class EngineConfig:
     request_ids_max_per_account: int = 10_000
 
 
-OrderRecord = tuple[PlaceOrder, Outcome]
+# A client order id's first placement and its outcome (not the service's OrderRecord, an
+# order's view for queries in core/contracts/orders.py).
+PlacementRecord = tuple[PlaceOrder, Outcome]
 TransferRecord = tuple[FundingCommand, Outcome]
 RequestRecord = tuple[KeyedCommand, Outcome]
 
@@ -150,7 +152,7 @@ class Engine:
         self._orders: dict[int, Order] = {}
         self._open_orders: dict[str, dict[int, Order]] = {}
         self._live_client_order_ids: dict[str, dict[str, int]] = {}
-        self._order_requests: PerAccountFifo[str, OrderRecord] = PerAccountFifo(
+        self._order_requests: PerAccountFifo[str, PlacementRecord] = PerAccountFifo(
             self.config.client_order_ids_max_per_account
         )
         self._transfer_requests: PerAccountFifo[str, TransferRecord] = PerAccountFifo(
