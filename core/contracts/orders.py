@@ -319,7 +319,7 @@ class OrderRecord:
             created_ns=0,
             engine_seq=engine_seq,
         )
-        record.filled_quantity = view.quantity_filled
+        record.filled_quantity = view.filled_quantity
         return record
 
 
@@ -445,9 +445,9 @@ def write_outcome(message: trading_pb2.Order, outcome: Outcome) -> None:
     if status is None:
         return
     message.status = _STATUS_TO_PROTO[status]  # type: ignore[assignment]
-    message.filled_quantity = outcome.quantity_filled
+    message.filled_quantity = outcome.filled_quantity
     if status in _OPEN_STATUSES:
-        message.remaining_quantity = message.quantity - outcome.quantity_filled
+        message.remaining_quantity = message.quantity - outcome.filled_quantity
         message.ClearField("cancel_reason")
     else:
         message.remaining_quantity = 0
@@ -486,7 +486,7 @@ def fill_order_summary_with_outcome(
         remaining_quantity = record.remaining_quantity
         engine_seq = record.engine_seq
     else:
-        filled_quantity = outcome.quantity_filled
+        filled_quantity = outcome.filled_quantity
         remaining_quantity = quantity - filled_quantity if status in _OPEN_STATUSES else 0
         engine_seq = outcome.engine_seq
     message.status = _STATUS_TO_PROTO[status]  # type: ignore[assignment]

@@ -55,15 +55,15 @@ class Order:
     __slots__ = (
         "account_id",
         "client_order_id",
-        "fee_paid",
         "fee_ppm_units",
+        "fees_paid",
+        "filled_quantity",
         "order_id",
         "order_type",
         "post_only",
         "price",
         "proceeds_balance",
         "quantity",
-        "quantity_filled",
         "quantity_remaining",
         "quote_quantity",
         "reserve_balance",
@@ -109,13 +109,13 @@ class Order:
         # sell) and the cell its fills pay into.
         self.reserve_balance = reserve_balance
         self.proceeds_balance = proceeds_balance
-        self.quantity_filled = 0
+        self.filled_quantity = 0
         self.quantity_remaining = quantity
         self.reserved_amount = 0
         # Cumulative sum of notional * fee_ppm over the order's fills; the fee paid so far is
         # ceil(fee_ppm_units / 1_000_000).
         self.fee_ppm_units = 0
-        self.fee_paid = 0
+        self.fees_paid = 0
         self.status = OrderStatus.NEW
         self.resting = False
 
@@ -137,11 +137,11 @@ class Order:
             reserve_balance=self.reserve_balance,
             proceeds_balance=self.proceeds_balance,
         )
-        clone.quantity_filled = self.quantity_filled
-        clone.quantity_remaining = quantity - self.quantity_filled
+        clone.filled_quantity = self.filled_quantity
+        clone.quantity_remaining = quantity - self.filled_quantity
         clone.reserved_amount = self.reserved_amount
         clone.fee_ppm_units = self.fee_ppm_units
-        clone.fee_paid = self.fee_paid
+        clone.fees_paid = self.fees_paid
         clone.status = self.status
         return clone
 
@@ -158,7 +158,7 @@ class Order:
             self_trade_prevention=self.self_trade_prevention,
             price=self.price,
             quantity=self.quantity,
-            quantity_filled=self.quantity_filled,
+            filled_quantity=self.filled_quantity,
             quantity_remaining=self.quantity_remaining,
             reserved_amount=self.reserved_amount,
             status=self.status,
@@ -261,7 +261,7 @@ class BookSide:
         remaining quantity. A filled maker leaves the book, and so does an emptied level."""
         remaining = maker.quantity_remaining - quantity
         maker.quantity_remaining = remaining
-        maker.quantity_filled += quantity
+        maker.filled_quantity += quantity
         level.quantity -= quantity
         if remaining == 0:
             if level.orders.popleft() is not maker:

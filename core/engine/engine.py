@@ -340,7 +340,7 @@ class Engine:
     def _order_result(self, order_id: int, order: Order) -> ApplyResult:
         """Accepted order command: the order's status and fills, with the events so far."""
         outcome = _new_outcome(
-            self._command_seq, None, order_id, order.status, order.quantity_filled, ()
+            self._command_seq, None, order_id, order.status, order.filled_quantity, ()
         )
         return _new_result(outcome, tuple(self._events), _NOT_DUPLICATE)
 
@@ -638,12 +638,12 @@ class Engine:
         else:
             stop = STOP_EMPTY if best_key is None else STOP_LIMIT
         if stop >= STOP_LIMIT and order.time_in_force is _GTC and order.order_type is _LIMIT:
-            if order.quantity_filled:
+            if order.filled_quantity:
                 order.status = _PARTIALLY_FILLED
             self._rest(market, order)
         else:
             self._finish_taker(market, order, stop)
-        outcome = _new_outcome(engine_seq, None, engine_seq, order.status, order.quantity_filled)
+        outcome = _new_outcome(engine_seq, None, engine_seq, order.status, order.filled_quantity)
         return _new_result(outcome, tuple(events), _NOT_DUPLICATE)
 
     def _finish_taker(
@@ -653,7 +653,7 @@ class Engine:
         stop: int,
     ) -> None:
         """After matching, a taker that does not rest: fill, expire or cancel what is left."""
-        if stop == STOP_COMPLETE and (order.quote_quantity == 0 or order.quantity_filled > 0):
+        if stop == STOP_COMPLETE and (order.quote_quantity == 0 or order.filled_quantity > 0):
             self._close(market, order, _FILLED)
             return
         if stop == STOP_SELF_TRADE:
@@ -807,10 +807,10 @@ class Engine:
         )
         if price_reason is not None:
             return reject(market, price_reason)
-        if quantity <= order.quantity_filled:
+        if quantity <= order.filled_quantity:
             return reject(market, RejectReason.AMEND_INVALID)
         is_buy = order.side is _BUY
-        remaining = quantity - order.quantity_filled
+        remaining = quantity - order.filled_quantity
         if is_buy:
             needed = buy_reserve_needed(
                 order, price, remaining, market.base_unit, market.taker_fee_ppm
@@ -822,7 +822,7 @@ class Engine:
         if price == order.price and quantity <= order.quantity:
             self._amend_in_place(market, order, quantity, needed)
             outcome = _new_outcome(
-                self._command_seq, None, order_id, order.status, order.quantity_filled, (), _KEPT
+                self._command_seq, None, order_id, order.status, order.filled_quantity, (), _KEPT
             )
             return _new_result(outcome, tuple(self._events), _NOT_DUPLICATE)
         opposite = market.book.asks if is_buy else market.book.bids
@@ -857,7 +857,7 @@ class Engine:
             self._release(market, requeued, -delta)
         stop = self._match(market, requeued, limit_key, 0)
         if stop in (STOP_LIMIT, STOP_EMPTY):
-            if requeued.quantity_filled:
+            if requeued.filled_quantity:
                 requeued.status = _PARTIALLY_FILLED
             market.book.rest(requeued)
         else:
@@ -872,7 +872,7 @@ class Engine:
         needed: int,
     ) -> None:
         """Quantity down (or unchanged) at the same price: keeps time priority."""
-        remaining = quantity - order.quantity_filled
+        remaining = quantity - order.filled_quantity
         market.book.side(order.side).reduce(order, remaining)
         order.quantity = quantity
         self._events.append(
@@ -1002,7 +1002,7 @@ class Engine:
                 raise EngineInvariantError(f"open order {order!r} is not resting")
             if self._open_orders.get(order.account_id, {}).get(order_id) is not order:
                 raise EngineInvariantError(f"open order {order!r} missing from its account")
-            if order.quantity_filled + order.quantity_remaining != order.quantity:
+            if order.filled_quantity + order.quantity_remaining != order.quantity:
                 raise EngineInvariantError(f"order {order!r} quantities disagree")
             if order.reserved_amount < 0:  # invariant 6 from here to the next loop
                 raise EngineInvariantError(f"order {order!r} reservation negative")

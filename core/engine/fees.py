@@ -5,7 +5,7 @@ Rules (decided; see core/engine/README.md, "Money rules"):
    fee = ceil(notional * fee_ppm / 1_000_000) (`fee_for`).
 2. The ceiling applies to each order's CUMULATIVE fee: an order filled in pieces has paid
    ceil(sum(notional_i * fee_ppm_i) / 1_000_000) after them (`Order.fee_ppm_units` holds the
-   sum, `Order.fee_paid` the ceiling already charged), never more rounding than one fill of
+   sum, `Order.fees_paid` the ceiling already charged), never more rounding than one fill of
    the same notional. Per-fill ceilings could exceed the reserved fee by one unit per fill.
 3. The resting order of a trade pays the market's maker_fee_ppm, the incoming one its
    taker_fee_ppm (`fill_fees`). Markets require 0 <= maker_fee_ppm <= taker_fee_ppm.
@@ -33,13 +33,13 @@ def fill_fees(
     units = maker.fee_ppm_units + quote_amount * maker_fee_ppm
     maker.fee_ppm_units = units
     total = -(-units // PPM)
-    maker_fee = total - maker.fee_paid
-    maker.fee_paid = total
+    maker_fee = total - maker.fees_paid
+    maker.fees_paid = total
     units = taker.fee_ppm_units + quote_amount * taker_fee_ppm
     taker.fee_ppm_units = units
     total = -(-units // PPM)
-    taker_fee = total - taker.fee_paid
-    taker.fee_paid = total
+    taker_fee = total - taker.fees_paid
+    taker.fees_paid = total
     return maker_fee, taker_fee
 
 
@@ -50,4 +50,4 @@ def buy_reserve_needed(
     order has already paid (rule 4): what its reservation must cover (invariant 6)."""
     amount = notional(price, remaining, base_unit)
     fee_total = -(-(order.fee_ppm_units + amount * taker_fee_ppm) // PPM)
-    return amount + fee_total - order.fee_paid
+    return amount + fee_total - order.fees_paid

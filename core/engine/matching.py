@@ -165,7 +165,7 @@ def match(  # noqa: PLR0912, PLR0915  (hot loop kept in one frame on purpose)
                 msg = f"reservation overdrawn: maker {maker!r} taker {taker!r}"
                 raise EngineInvariantError(msg)
             maker_remaining = fill_head(level, maker, quantity)
-            taker.quantity_filled += quantity
+            taker.filled_quantity += quantity
             if budget_mode:
                 budget -= quote_amount
                 taker_remaining = 0

@@ -21,7 +21,7 @@ from core.engine.market import MarketSpec
 class Outcome:
     """The result of one command, as first decided (idempotent retries return it again).
 
-    `order_id` is the placed / targeted order (0 if none); `status` and `quantity_filled` are
+    `order_id` is the placed / targeted order (0 if none); `status` and `filled_quantity` are
     the order's state when the command finished; `cancelled_order_ids` lists what a
     cancel-all cancelled; `priority_kept` tells whether an accepted amend kept time priority.
     """
@@ -30,7 +30,7 @@ class Outcome:
     reason: RejectReason | None = None
     order_id: int = 0
     status: OrderStatus | None = None
-    quantity_filled: int = 0
+    filled_quantity: int = 0
     cancelled_order_ids: tuple[int, ...] = ()
     priority_kept: bool = False  # an amend that kept the order's time priority
 
@@ -61,7 +61,7 @@ class OrderView:
     self_trade_prevention: SelfTradePrevention
     price: int
     quantity: int
-    quantity_filled: int
+    filled_quantity: int
     quantity_remaining: int
     reserved_amount: int
     status: OrderStatus

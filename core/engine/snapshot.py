@@ -89,12 +89,18 @@ _ORDER_FIELDS: Final = (
     "price",
     "quantity",
     "quote_quantity",
-    "quantity_filled",
+    "filled_quantity",
     "quantity_remaining",
     "reserved_amount",
     "fee_ppm_units",
-    "fee_paid",
+    "fees_paid",
     "status",
+)
+# The snapshot's keys for those fields: the attribute names, but for two that the engine renamed
+# to the contracts' words after format 2 was written (its bytes, and the state hash, keep them).
+_ORDER_KEYS: Final = tuple(
+    {"filled_quantity": "quantity_filled", "fees_paid": "fee_paid"}.get(name, name)
+    for name in _ORDER_FIELDS
 )
 # C-level getters: one call copies an object's fields into a tuple (the capture's hot loop).
 _order_values: Final = attrgetter(*_ORDER_FIELDS)
@@ -133,7 +139,7 @@ def _outcome_to_dict(outcome: Outcome) -> dict[str, Any]:
         "reason": outcome.reason,
         "order_id": outcome.order_id,
         "status": outcome.status,
-        "quantity_filled": outcome.quantity_filled,
+        "quantity_filled": outcome.filled_quantity,  # the format's key (see _ORDER_KEYS)
         "cancelled_order_ids": list(outcome.cancelled_order_ids),
         "priority_kept": outcome.priority_kept,
     }
@@ -145,7 +151,7 @@ def _outcome_from_dict(data: dict[str, Any]) -> Outcome:
         reason=None if data["reason"] is None else RejectReason(data["reason"]),
         order_id=data["order_id"],
         status=None if data["status"] is None else OrderStatus(data["status"]),
-        quantity_filled=data["quantity_filled"],
+        filled_quantity=data["quantity_filled"],
         cancelled_order_ids=tuple(data["cancelled_order_ids"]),
         priority_kept=data.get("priority_kept", False),
     )
@@ -286,7 +292,7 @@ def _encode(value: Any, out: list[bytes]) -> None:
 
 
 def _order_dict(values: tuple[Any, ...]) -> dict[str, Any]:
-    return dict(zip(_ORDER_FIELDS, values, strict=True))
+    return dict(zip(_ORDER_KEYS, values, strict=True))
 
 
 def _balance_list(values: tuple[str, str, int, int]) -> list[Any]:
@@ -378,11 +384,11 @@ def _restore_order(engine: Engine, market: Market, data: dict[str, Any]) -> Orde
         reserve_balance=quote_cell if side is Side.BUY else base_cell,
         proceeds_balance=base_cell if side is Side.BUY else quote_cell,
     )
-    order.quantity_filled = data["quantity_filled"]
+    order.filled_quantity = data["quantity_filled"]
     order.quantity_remaining = data["quantity_remaining"]
     order.reserved_amount = data["reserved_amount"]
     order.fee_ppm_units = data["fee_ppm_units"]
-    order.fee_paid = data["fee_paid"]
+    order.fees_paid = data["fee_paid"]
     order.status = OrderStatus(data["status"])
     return order
 

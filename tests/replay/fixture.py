@@ -72,7 +72,7 @@ class _Digests:
         outcome = result.outcome
         line = (
             f"{outcome.engine_seq}|{outcome.reason}|{outcome.order_id}|{outcome.status}|"
-            f"{outcome.quantity_filled}|{','.join(map(str, outcome.cancelled_order_ids))}|"
+            f"{outcome.filled_quantity}|{','.join(map(str, outcome.cancelled_order_ids))}|"
             f"{outcome.priority_kept}|{result.duplicate}\n"
         )
         self.outcomes.update(line.encode())

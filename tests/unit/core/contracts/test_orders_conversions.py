@@ -156,7 +156,7 @@ outcomes = st.builds(
     reason=st.none() | st.sampled_from(RejectReason),
     order_id=ints,
     status=st.none() | st.sampled_from(OrderStatus),
-    quantity_filled=ints,
+    filled_quantity=ints,
 )
 
 

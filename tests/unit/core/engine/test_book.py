@@ -78,7 +78,7 @@ def test_fill_head_partly_keeps_the_order_and_fully_drops_it_and_the_level() -> 
     level = book.asks.best_level(-101)
     assert level is not None
     assert book.asks.fill_head(level, maker, 2) == 3
-    assert (maker.quantity_remaining, maker.quantity_filled, maker.resting) == (3, 2, True)
+    assert (maker.quantity_remaining, maker.filled_quantity, maker.resting) == (3, 2, True)
     assert level.quantity == 3
     book.check_invariants()
     assert book.asks.fill_head(level, maker, 3) == 0

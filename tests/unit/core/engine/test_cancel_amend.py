@@ -195,7 +195,7 @@ def test_amend_partially_filled_order(driver: EngineDriver) -> None:
     (amended,) = events_of(result, OrderAmended)
     assert amended.quantity_remaining == BTC // 2
     (view,) = driver.engine.open_orders("alice")
-    assert (view.quantity, view.quantity_filled, view.quantity_remaining) == (
+    assert (view.quantity, view.filled_quantity, view.quantity_remaining) == (
         BTC + BTC // 2,
         BTC,
         BTC // 2,

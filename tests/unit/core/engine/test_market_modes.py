@@ -71,4 +71,4 @@ def test_trading_resumes_after_normal(driver: EngineDriver) -> None:
     driver.apply(limit_order("alice", Side.BUY, BTC, PRICE))
     driver.apply(SetMarketMode(symbol="BTC-USDT", mode=MarketMode.HALTED))
     driver.apply(SetMarketMode(symbol="BTC-USDT", mode=MarketMode.NORMAL))
-    assert driver.apply(limit_order("bob", Side.SELL, BTC, PRICE)).outcome.quantity_filled == BTC
+    assert driver.apply(limit_order("bob", Side.SELL, BTC, PRICE)).outcome.filled_quantity == BTC

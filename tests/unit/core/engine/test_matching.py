@@ -83,7 +83,7 @@ def test_trade_at_maker_price_and_taker_rests_remainder(driver: EngineDriver) ->
     assert (trade.maker_quantity_remaining, trade.taker_quantity_remaining) == (0, 2 * BTC)
     assert trade.quote_amount == 50_000 * USDT
     assert result.outcome.status is OrderStatus.PARTIALLY_FILLED
-    assert result.outcome.quantity_filled == BTC
+    assert result.outcome.filled_quantity == BTC
     (open_order,) = driver.engine.open_orders("bob")
     assert (open_order.price, open_order.quantity_remaining) == (PRICE + 100 * TICK, 2 * BTC)
     assert driver.engine.order(maker) is None
@@ -202,7 +202,7 @@ def test_market_order_remainder_when_book_runs_out(driver: EngineDriver) -> None
         CancelReason.MARKET_ORDER_REMAINDER,
         2 * BTC,
     )
-    assert result.outcome.quantity_filled == BTC
+    assert result.outcome.filled_quantity == BTC
     assert driver.engine.balance("bob", "BTC").held == 0
 
 
@@ -272,7 +272,7 @@ def test_market_buy_budget_when_book_runs_out(driver: EngineDriver) -> None:
     result = driver.apply(market_order("bob", Side.BUY, quote_quantity=100_000 * USDT))
     (expired,) = events_of(result, OrderExpired)
     assert expired.reason is CancelReason.MARKET_ORDER_REMAINDER
-    assert result.outcome.quantity_filled == BTC
+    assert result.outcome.filled_quantity == BTC
     assert driver.engine.balance("bob", "USDT").held == 0
 
 

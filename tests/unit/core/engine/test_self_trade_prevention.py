@@ -38,7 +38,7 @@ def test_cancel_newest_after_partial_fill(driver: EngineDriver) -> None:
     assert trade.maker_order_id == other
     (cancelled,) = events_of(result, OrderCancelled)
     assert cancelled.quantity_cancelled == 2 * BTC
-    assert result.outcome.quantity_filled == BTC
+    assert result.outcome.filled_quantity == BTC
 
 
 def test_cancel_oldest_cancels_resting_and_continues(driver: EngineDriver) -> None:

@@ -53,7 +53,7 @@ def _legacy_outcome_to_dict(outcome: Outcome) -> dict[str, Any]:
         "reason": outcome.reason,
         "order_id": outcome.order_id,
         "status": outcome.status,
-        "quantity_filled": outcome.quantity_filled,
+        "quantity_filled": outcome.filled_quantity,
         "cancelled_order_ids": list(outcome.cancelled_order_ids),
         "priority_kept": outcome.priority_kept,
     }
@@ -72,11 +72,11 @@ def _legacy_order_to_dict(order: Order) -> dict[str, Any]:
         "price": order.price,
         "quantity": order.quantity,
         "quote_quantity": order.quote_quantity,
-        "quantity_filled": order.quantity_filled,
+        "quantity_filled": order.filled_quantity,
         "quantity_remaining": order.quantity_remaining,
         "reserved_amount": order.reserved_amount,
         "fee_ppm_units": order.fee_ppm_units,
-        "fee_paid": order.fee_paid,
+        "fee_paid": order.fees_paid,
         "status": order.status,
     }
 
