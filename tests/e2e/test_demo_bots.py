@@ -28,7 +28,13 @@ def test_up_starts_the_bots_and_the_market_lives(stack: StackCommand) -> None:
     assert "market-maker: started" in started.stdout
     assert "taker: started" in started.stdout
     assert "Demo bots running: market-maker, taker" in started.stdout
-    assert all(book_quoted(stack.edge_url, symbol) for symbol in DEMO_SYMBOLS)
+    # `up` waited for both books to be quoted; the taker may empty a side for a moment
+    # before the market maker quotes it again, so "quoted" is asked again, with time.
+    wait_until(
+        "both books quoted",
+        lambda: all(book_quoted(stack.edge_url, symbol) for symbol in DEMO_SYMBOLS),
+        timeout_seconds=15,
+    )
     with Client(stack.edge_address) as public:
         wait_until(
             "the bots trade",
