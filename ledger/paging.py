@@ -1,5 +1,7 @@
 """Page sizes and page tokens of the List RPCs (AIP-158; the one scheme of
-common/page_tokens.py: here the position is the offset in the list's fixed order)."""
+common/page_tokens.py). The position is the last entry id of the page for ListEntries (a
+keyset: entries posted meanwhile do not shift the pages still to read), and the offset in
+the list's fixed order for balances and corrections (few rows, rarely inserted)."""
 
 from __future__ import annotations
 

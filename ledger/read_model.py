@@ -99,9 +99,12 @@ async def list_entries(
     page_size: int,
     page_token: str,
 ) -> tuple[list[Entry], str]:
-    """Newest first. `reference` matches an entry's reference, source event id or transfer id."""
+    """Newest first. `reference` matches an entry's reference, source event id or transfer id.
+
+    The page token holds the last entry id of the page (a keyset position, not an offset):
+    entries posted while a client pages do not shift the pages it has still to read."""
     limit = page_size_or_default(page_size, ENTRIES_PAGE_DEFAULT, ENTRIES_PAGE_MAX)
-    offset = decode_page_token(page_token)
+    below = decode_page_token(page_token)
     async with engine.connect() as sa_connection:
         connection = await driver_connection(sa_connection)
         cursor = await connection.execute(
@@ -112,19 +115,21 @@ async def list_entries(
             "     JOIN accounts AS a USING (account_id) WHERE p.entry_id = e.entry_id "
             "     AND (%(owner)s = '' OR a.owner_id = %(owner)s) "
             "     AND (%(asset)s = '' OR a.asset = %(asset)s))) "
-            "ORDER BY e.entry_id DESC LIMIT %(limit)s OFFSET %(offset)s",
+            "AND (%(below)s::bigint = 0 OR e.entry_id < %(below)s) "
+            "ORDER BY e.entry_id DESC LIMIT %(limit)s",
             {
                 "kind": None if kind is None else int(kind),
                 "reference": reference,
                 "owner": owner_id,
                 "asset": asset,
                 "limit": limit + 1,
-                "offset": offset,
+                "below": below,
             },
         )
         rows = await cursor.fetchall()
         entries = await _with_postings(connection, rows[:limit])
-    return entries, encode_page_token(offset + limit) if len(rows) > limit else ""
+    next_token = encode_page_token(rows[limit - 1][0]) if len(rows) > limit else ""
+    return entries, next_token
 
 
 async def get_entry(engine: AsyncEngine, entry_id: int) -> Entry:

@@ -64,3 +64,27 @@ def test_a_lookup_by_reference_reads_indexes_not_the_journal(
         )
     assert "Seq Scan on journal_entries" not in plan, plan
     assert "journal_entries_trade_source_event_id_idx" in plan, plan
+
+
+async def _page(engine: AsyncEngine, token: str) -> tuple[list[int], str]:
+    entries, next_token = await list_entries(
+        engine, owner_id="", asset="", kind=None, reference="", page_size=2, page_token=token
+    )
+    return [entry.entry_id for entry in entries], next_token
+
+
+async def test_entries_posted_while_a_client_pages_shift_nothing(
+    settlement: Settlement, ledger_engine: AsyncEngine
+) -> None:
+    """ListEntries pages by the last entry id (a keyset), not by an offset: with an offset,
+    every entry posted between two pages repeated the last one of the page before."""
+    stream = EventStream()
+    await settlement.post([stream.deposit(f"trader-{n}", "USDT", 1_000 + n) for n in range(5)])
+    first, token = await _page(ledger_engine, "")
+    await settlement.post([stream.deposit(f"late-{n}", "USDT", 7) for n in range(3)])
+    seen = list(first)
+    while token:
+        page, token = await _page(ledger_engine, token)
+        seen += page
+    assert len(seen) == len(set(seen)) == 5  # each of the first five once, the late ones not
+    assert seen == sorted(seen, reverse=True)  # newest first throughout
